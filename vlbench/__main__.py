@@ -1,0 +1,3 @@
+from vlbench.cli.main import cli
+
+cli()

@@ -1,0 +1,86 @@
+"""The ``vlbench`` command: Typer app, global error handling (one line, exit 2) and plugin loading."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Optional
+
+import click
+import typer
+from rich.console import Console
+
+from vlbench.errors import VLBenchError
+
+__all__ = ["app", "data_app", "main", "cli", "load_plugins", "err_console"]
+
+app = typer.Typer(
+    name="vlbench",
+    help="Benchmark joint image+text fine-tuning against text-only baselines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Build and inspect datasets.", no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(data_app, name="data")
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def load_plugins(plugin_files: Optional[list[str]] = None) -> None:
+    """Import built-in registrations, entry-point plugins and ``--plugin`` files."""
+    from vlbench import builtins  # noqa: F401  (registers the built-in types)
+    from vlbench.registry import load_entry_point_plugins, load_plugin_file
+
+    load_entry_point_plugins()
+    for path in plugin_files or []:
+        load_plugin_file(path)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """Benchmark joint image+text fine-tuning against text-only baselines."""
+
+
+def _register_commands() -> None:
+    from vlbench.cli import commands  # noqa: F401  (attaches run, list, table, score, data ...)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run the CLI and return its exit code; user errors become one line on stderr and code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        _register_commands()
+        typer.main.get_command(app).main(args=args, prog_name="vlbench", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code or 0)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    except VLBenchError as exc:
+        if debug:
+            traceback.print_exc()
+        err_console.print(f"error: {exc}", markup=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted; finished results are kept")
+        return 130
+    except Exception as exc:  # noqa: BLE001  an unexpected bug still deserves a readable line
+        if debug:
+            traceback.print_exc()
+        err_console.print(
+            f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", markup=False
+        )
+        return 1
+    return 0
+
+
+def cli() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""``vlbench run``: fine-tune and score baselines on a task, then print the comparison table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from vlbench.cli.main import app, err_console, load_plugins
+from vlbench.errors import VLBenchError
+
+__all__ = ["run", "parse_seeds"]
+
+
+def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
+    """``"0,1,2"`` or ``"0-4"`` -> a list of ints; anything else is one clear error."""
+    if text is None:
+        return None
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
+                seeds.extend(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise VLBenchError(f"--seeds {text!r}: expected integers like 0,1,2 or a range like 0-4.") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise VLBenchError(f"--seeds {text!r}: give at least one seed and no seed twice.")
+    return seeds
+
+
+@app.command("run")
+def run(
+    task: str = typer.Option(..., "--task", "-t", help="Task name (see `vlbench list tasks`) or a task YAML path."),
+    baseline: Optional[list[str]] = typer.Option(None, "--baseline", "-b", help="Baseline name or YAML path; repeatable."),
+    all_baselines: bool = typer.Option(False, "--all-baselines", help="Run every baseline that supports the task."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="NAME[:PATH]; default: the task spec's dataset."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: the spec's)."),
+    results_dir: Path = typer.Option(Path("runs"), "--results-dir", help="Where run records are written."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=0),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    device: str = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value; repeatable."),
+    force: bool = typer.Option(False, "--force", help="Run again even when a record with the same config exists."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache (default $VLBENCH_CACHE or ~/.cache/vlbench)."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-run lines."),
+) -> None:
+    """Fine-tune and score baselines on a task under fixed seeds, then print the comparison table."""
+    load_plugins(plugin)
+    from rich.console import Console
+
+    from vlbench.results.records import ensure_writable, load_records
+    from vlbench.results.table import aggregate, render
+    from vlbench.runner import RunRequest, run_task, select_baselines
+    from vlbench.specs import load_task_spec
+
+    seed_list = parse_seeds(seeds)
+    task_spec = load_task_spec(task)
+    baselines = select_baselines(task_spec, list(baseline or []), all_baselines)
+    results_dir = ensure_writable(results_dir)
+    request = RunRequest(
+        task=task_spec,
+        baselines=baselines,
+        results_dir=results_dir,
+        seeds=seed_list,
+        dataset=dataset,
+        overrides=list(set_ or []),
+        training_overrides={"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr},
+        device=device,
+        force=force,
+        cache_dir=cache_dir,
+        quiet=quiet,
+    )
+    console = Console(highlight=False)
+    outcome = run_task(request, echo=(lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False)))
+    names = {b.name for b in baselines}
+    records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names]
+    if records:
+        console.print(render(aggregate(records), "rich"))
+    if outcome.failed:
+        for name, seed, message in outcome.failed:
+            err_console.print(f"error: {name} seed {seed}: {message}", markup=False)
+        raise typer.Exit(2)

@@ -1,0 +1,30 @@
+"""User-facing errors: each one becomes a single clear line and exit code 2 at the CLI."""
+
+from __future__ import annotations
+
+__all__ = ["VLBenchError", "UnknownNameError", "SpecError", "DataError", "TrainingError"]
+
+
+class VLBenchError(Exception):
+    """An error caused by the user's input or environment, reported as one line (what, where, fix)."""
+
+    exit_code = 2
+
+
+class UnknownNameError(VLBenchError, KeyError):
+    """A task, baseline, dataset, metric or model name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SpecError(VLBenchError):
+    """A YAML spec or a --set override that does not validate."""
+
+
+class DataError(VLBenchError):
+    """Missing, corrupt or malformed data files (datasets, predictions, references)."""
+
+
+class TrainingError(VLBenchError):
+    """Training could not go on (for example a NaN loss)."""

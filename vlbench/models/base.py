@@ -1,0 +1,126 @@
+"""The contract between task types and model types.
+
+A registered model type is an :class:`Encoder`: it turns a batch (token ids and/or pixels) into pooled
+features, and, where it can, a sequence of features. Task types put their heads on top. Model types
+that do not learn by gradient descent (the answer prior) implement :class:`FittedModel` instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from vlbench.errors import SpecError, VLBenchError
+from vlbench.registry import MODELS
+
+__all__ = [
+    "EncoderConfig",
+    "EncoderOutput",
+    "BuildContext",
+    "Encoder",
+    "FittedModel",
+    "validate_model_config",
+    "build_model",
+    "load_pretrained",
+    "normalize_pixels",
+]
+
+
+class EncoderConfig(BaseModel):
+    """Base for model-type settings (the ``config:`` block of a baseline spec)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+@dataclass
+class EncoderOutput:
+    """Pooled features (B, H) and, when available, token features (B, L, H) with their mask (B, L)."""
+
+    pooled: torch.Tensor
+    sequence: Optional[torch.Tensor] = None
+    mask: Optional[torch.Tensor] = None
+
+
+@dataclass
+class BuildContext:
+    """What a task tells a model type when building it."""
+
+    task_type: str
+    tokenizer: Any = None
+    image_size: int = 64
+    max_text_length: int = 32
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Encoder(nn.Module):
+    """Base class of neural model types: ``forward(batch) -> EncoderOutput``."""
+
+    Config: ClassVar[type[EncoderConfig]] = EncoderConfig
+    modalities: ClassVar[tuple[str, ...]] = ("text", "image")
+    hidden_size: int
+
+    @classmethod
+    def from_spec(cls, config: EncoderConfig, pretrained: Optional[str], context: BuildContext) -> "Encoder":
+        """Build the encoder from validated settings, optionally from pretrained weights."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class FittedModel:
+    """A model type fitted by counting, not by gradient descent (e.g. the answer prior)."""
+
+    Config: ClassVar[type[EncoderConfig]] = EncoderConfig
+    modalities: ClassVar[tuple[str, ...]] = ("text",)
+
+    @classmethod
+    def from_spec(cls, config: EncoderConfig, pretrained: Optional[str], context: BuildContext) -> "FittedModel":
+        """Build the model from validated settings."""
+        return cls()
+
+    def fit(self, rows: list[dict[str, Any]]) -> None:  # pragma: no cover - abstract
+        """Learn from the training rows."""
+        raise NotImplementedError
+
+    def predict(self, rows: list[dict[str, Any]]) -> list[Any]:  # pragma: no cover - abstract
+        """Predict one output per row."""
+        raise NotImplementedError
+
+
+def validate_model_config(model_type: str, config: dict[str, Any], source: str) -> EncoderConfig:
+    """Validate a baseline's ``config:`` block against its model type's settings class."""
+    cls = MODELS.get(model_type)
+    try:
+        return cls.Config.model_validate(config)
+    except ValidationError as exc:
+        from vlbench.specs import format_validation_error
+
+        raise SpecError(format_validation_error(f"{source} (config of model type {model_type!r})", exc)) from exc
+
+
+def build_model(model_type: str, config: dict[str, Any], pretrained: Optional[str], context: BuildContext, source: str):
+    """Instantiate a registered model type from a baseline spec's settings."""
+    cls = MODELS.get(model_type)
+    settings = validate_model_config(model_type, config, source)
+    return cls.from_spec(settings, pretrained, context)
+
+
+def load_pretrained(loader: Any, name_or_path: str, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` with one clear line when the weights are not there (offline, typo)."""
+    from vlbench.data.text import _missing_pretrained_message
+
+    try:
+        return loader.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise VLBenchError(_missing_pretrained_message(name_or_path, "model", exc)) from exc
+
+
+def normalize_pixels(pixels_uint8: torch.Tensor, mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float, normalised like ViLT's processor (mean 0.5, std 0.5)."""
+    x = pixels_uint8.permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - mean) / std

@@ -1,0 +1,75 @@
+"""Text-only baseline: a BERT encoder over the question (transformers ``BertModel``)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from pydantic import Field
+
+from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, load_pretrained
+from vlbench.registry import register_model
+
+__all__ = ["TextBertConfig", "TextBertEncoder"]
+
+
+class TextBertConfig(EncoderConfig):
+    """Size of a BERT built from config (ignored, except dropout, when ``pretrained`` is set)."""
+
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(512, ge=8)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    attention_dropout: float = Field(0.1, ge=0, lt=1)
+
+
+@register_model("bert-text", description="BERT encoder over the text only (transformers BertModel)")
+class TextBertEncoder(Encoder):
+    """Encodes the text with BertModel; pooled output = BERT's pooler over [CLS]."""
+
+    Config = TextBertConfig
+    modalities = ("text",)
+
+    def __init__(self, bert: torch.nn.Module) -> None:
+        super().__init__()
+        self.bert = bert
+        self.hidden_size = bert.config.hidden_size
+
+    @classmethod
+    def from_spec(cls, config: TextBertConfig, pretrained: Optional[str], context: BuildContext) -> "TextBertEncoder":
+        """A BertModel from a hub id / local directory, or from config sized by the spec."""
+        from transformers import BertConfig, BertModel
+
+        if pretrained:
+            bert = load_pretrained(
+                BertModel,
+                pretrained,
+                hidden_dropout_prob=config.dropout,
+                attention_probs_dropout_prob=config.attention_dropout,
+            )
+        else:
+            bert = BertModel(
+                BertConfig(
+                    vocab_size=len(context.tokenizer),
+                    hidden_size=config.hidden_size,
+                    num_hidden_layers=config.num_layers,
+                    num_attention_heads=config.num_heads,
+                    intermediate_size=config.intermediate_size,
+                    hidden_dropout_prob=config.dropout,
+                    attention_probs_dropout_prob=config.attention_dropout,
+                    max_position_embeddings=max(context.max_text_length, 8),
+                    pad_token_id=context.tokenizer.pad_token_id,
+                ),
+                add_pooling_layer=True,
+            )
+        return cls(bert)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        """Pool the question through BERT; images in the batch are never read."""
+        out = self.bert(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            token_type_ids=batch.get("token_type_ids"),
+        )
+        return EncoderOutput(pooled=out.pooler_output, sequence=out.last_hidden_state, mask=batch["attention_mask"])

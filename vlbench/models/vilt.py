@@ -1,0 +1,116 @@
+"""Single-stream baseline: ViLT (transformers ``ViltModel``), text tokens and image patches in one transformer."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from pydantic import Field
+
+from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, load_pretrained
+from vlbench.registry import register_model
+
+__all__ = ["ViltConfigSpec", "ViltEncoder"]
+
+
+class ViltConfigSpec(EncoderConfig):
+    """Size of a ViLT built from config (ignored, except dropout, when ``pretrained`` is set)."""
+
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(512, ge=8)
+    patch_size: int = Field(16, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    attention_dropout: float = Field(0.1, ge=0, lt=1)
+
+
+@register_model("vilt", description="single-stream ViLT over text tokens and image patches (transformers ViltModel)")
+class ViltEncoder(Encoder):
+    """ViltModel; pooled output = its pooler over the text [CLS] position."""
+
+    Config = ViltConfigSpec
+    modalities = ("text", "image")
+
+    def __init__(self, vilt: torch.nn.Module) -> None:
+        super().__init__()
+        self.vilt = vilt
+        self.hidden_size = vilt.config.hidden_size
+
+    @classmethod
+    def from_spec(cls, config: ViltConfigSpec, pretrained: Optional[str], context: BuildContext) -> "ViltEncoder":
+        """A ViltModel from a hub id / local directory (e.g. dandelin/vilt-b32-mlm) or from config."""
+        from transformers import ViltConfig, ViltModel
+
+        if pretrained:
+            vilt = load_pretrained(
+                ViltModel,
+                pretrained,
+                hidden_dropout_prob=config.dropout,
+                attention_probs_dropout_prob=config.attention_dropout,
+            )
+        else:
+            if context.image_size % config.patch_size:
+                from vlbench.errors import SpecError
+
+                raise SpecError(
+                    f"vilt: image size {context.image_size} is not a multiple of patch_size {config.patch_size}."
+                )
+            vilt = ViltModel(
+                ViltConfig(
+                    vocab_size=len(context.tokenizer),
+                    hidden_size=config.hidden_size,
+                    num_hidden_layers=config.num_layers,
+                    num_attention_heads=config.num_heads,
+                    intermediate_size=config.intermediate_size,
+                    hidden_dropout_prob=config.dropout,
+                    attention_probs_dropout_prob=config.attention_dropout,
+                    image_size=context.image_size,
+                    patch_size=config.patch_size,
+                    max_position_embeddings=max(context.max_text_length, 8),
+                    max_image_length=-1,
+                    pad_token_id=context.tokenizer.pad_token_id,
+                ),
+                add_pooling_layer=True,
+            )
+        return cls(vilt)
+
+    def _image_embeds(self, pixel_values: torch.Tensor) -> Optional[torch.Tensor]:
+        """Patch embeddings + [CLS] + position embeddings, batched.
+
+        ViltEmbeddings.visual_embed supports variable-size images with a per-example Python loop
+        (interpolated position embeddings, random patch sampling). For full, fixed-size images that
+        loop computes exactly this (bilinear interpolation to the same grid is the identity and the
+        patch order does not matter to attention), so the batched form gives the same model at a
+        fraction of the cost. Other sizes fall back to ViltModel's own path.
+        """
+        emb = self.vilt.embeddings
+        grid = self.vilt.config.image_size // self.vilt.config.patch_size
+        x = emb.patch_embeddings(pixel_values)
+        if x.shape[2] != grid or x.shape[3] != grid:
+            return None
+        x = x.flatten(2).transpose(1, 2)
+        cls = emb.cls_token.expand(x.shape[0], -1, -1)
+        x = torch.cat((cls, x), dim=1) + emb.position_embeddings
+        return emb.dropout(x)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        """Encode question tokens and image patches jointly."""
+        pixels = batch["pixel_values"]
+        image_embeds = self._image_embeds(pixels)
+        kwargs = {"image_embeds": image_embeds} if image_embeds is not None else {"pixel_values": pixels}
+        if image_embeds is not None:
+            kwargs["pixel_mask"] = torch.ones(image_embeds.shape[:2], dtype=torch.long, device=pixels.device)
+        out = self.vilt(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            token_type_ids=batch.get("token_type_ids"),
+            **kwargs,
+        )
+        text_len = batch["input_ids"].shape[1]
+        mask = torch.cat(
+            [batch["attention_mask"], torch.ones(out.last_hidden_state.shape[0], out.last_hidden_state.shape[1] - text_len,
+                                                dtype=batch["attention_mask"].dtype, device=pixels.device)],
+            dim=1,
+        )
+        return EncoderOutput(pooled=out.pooler_output, sequence=out.last_hidden_state, mask=mask)

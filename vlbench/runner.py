@@ -1,0 +1,260 @@
+"""Runs every (baseline, seed) of a task: build data once, train or fit, score the test split, write records."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from vlbench.data.text import build_word_vocab, pretrained_tokenizer, word_level_tokenizer
+from vlbench.errors import SpecError, VLBenchError
+from vlbench.io import atomic_write_json
+from vlbench.models.base import BuildContext, FittedModel, build_model, validate_model_config
+from vlbench.registry import DATASETS, MODELS, TASK_TYPES
+from vlbench.results.records import (
+    RECORD_SCHEMA,
+    existing_config_hash,
+    git_commit,
+    now_iso,
+    package_versions,
+    predictions_path,
+    record_path,
+)
+from vlbench.specs import BaselineSpec, RunConfig, TaskSpec, available_specs, config_hash, load_baseline_spec, resolve_run_config
+from vlbench.training.device import describe_device, get_accelerator
+from vlbench.training.seeding import seed_everything
+from vlbench.training.trainer import fit
+
+__all__ = ["RunRequest", "RunOutcome", "select_baselines", "split_dataset_arg", "load_dataset", "run_task"]
+
+
+@dataclass
+class RunRequest:
+    """What the user asked ``vlbench run`` for."""
+
+    task: TaskSpec
+    baselines: list[BaselineSpec]
+    results_dir: Path
+    seeds: Optional[list[int]] = None
+    dataset: Optional[str] = None
+    overrides: list[str] = field(default_factory=list)
+    training_overrides: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    force: bool = False
+    cache_dir: Optional[Path] = None
+    quiet: bool = False
+
+
+@dataclass
+class RunOutcome:
+    """What happened to each (baseline, seed): written, skipped or failed, with record paths."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+def select_baselines(task: TaskSpec, names: list[str], all_baselines: bool) -> list[BaselineSpec]:
+    """Baseline specs by name, or every spec that lists the task; refuses ones that do not support it."""
+    if all_baselines:
+        specs = [load_baseline_spec(name) for name in available_specs("baselines")]
+        chosen = [s for s in specs if task.name in s.tasks]
+        if not chosen:
+            raise VLBenchError(f"no baseline supports task {task.name!r}.")
+        return chosen
+    if not names:
+        raise VLBenchError("name at least one --baseline, or pass --all-baselines.")
+    chosen = []
+    for name in names:
+        spec = load_baseline_spec(name)
+        if task.name not in spec.tasks:
+            raise VLBenchError(
+                f"baseline {spec.name!r} does not support task {task.name!r} (it supports: {', '.join(spec.tasks)})."
+            )
+        chosen.append(spec)
+    return chosen
+
+
+def split_dataset_arg(value: str) -> tuple[str, Optional[str]]:
+    """``NAME[:PATH]`` -> (name, path)."""
+    name, sep, path = value.partition(":")
+    return name, (path if sep and path else None)
+
+
+def load_dataset(dataset_arg: str, options: dict[str, Any], cache_dir: Optional[Path], quiet: bool):
+    """Build (or load from cache) the dataset named by ``NAME[:PATH]`` with the task's data options."""
+    from vlbench.data.shapes.build import default_cache_dir
+
+    name, path = split_dataset_arg(dataset_arg)
+    builder = DATASETS.get(name)
+    return builder(path, options, Path(cache_dir) if cache_dir else default_cache_dir(), quiet=quiet)
+
+
+def _count_parameters(model: Any) -> tuple[int, int]:
+    if not isinstance(model, torch.nn.Module):
+        return 0, 0
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+class _TokenizerCache:
+    """One tokenizer per source, and the task re-encoded only when the tokenizer changes."""
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+        self._tokenizers: dict[str, Any] = {}
+        self._prepared_for: Optional[str] = None
+
+    def get(self, pretrained: Optional[str]) -> Any:
+        key = pretrained or "<word-level>"
+        if key not in self._tokenizers:
+            if pretrained:
+                self._tokenizers[key] = pretrained_tokenizer(pretrained)
+            else:
+                self._tokenizers[key] = word_level_tokenizer(build_word_vocab(self.task.training_texts()))
+        if self._prepared_for != key:
+            self.task.prepare(self._tokenizers[key])
+            self._prepared_for = key
+        return self._tokenizers[key]
+
+
+def _resolve_all(request: RunRequest) -> list[RunConfig]:
+    """Resolve every baseline's config; a ``baseline.config.*`` override applies where the model has that field."""
+    configs = []
+    applicable_somewhere: dict[str, bool] = {}
+    for spec in request.baselines:
+        overrides = []
+        for text in request.overrides:
+            key = text.partition("=")[0].strip()
+            if key.startswith("baseline.config."):
+                field_name = key.split(".")[2]
+                has_field = field_name in MODELS.get(spec.model).Config.model_fields
+                applicable_somewhere[key] = applicable_somewhere.get(key, False) or has_field
+                if not has_field:
+                    continue
+            overrides.append(text)
+        config = resolve_run_config(
+            request.task, spec, dataset=request.dataset, overrides=overrides, training_overrides=request.training_overrides
+        )
+        validate_model_config(config.baseline.model, config.baseline.config, f"baseline {spec.name!r}")
+        configs.append(config)
+    for key, ok in applicable_somewhere.items():
+        if not ok:
+            models = ", ".join(sorted({s.model for s in request.baselines}))
+            raise SpecError(f"--set {key}: no selected baseline's model type ({models}) has a setting {key.split('.')[2]!r}.")
+    return configs
+
+
+def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> RunOutcome:
+    """Train/fit and score every selected baseline under every seed; write one record per run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    configs = _resolve_all(request)
+    task_config = configs[0]
+    dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir, request.quiet)
+    task = TASK_TYPES.get(task_config.task.type)(task_config.task, dataset)
+    tokenizers = _TokenizerCache(task)
+    accelerator = get_accelerator(request.device)
+    outcome = RunOutcome()
+    dataset_name = task_config.dataset.partition(":")[0]
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=request.quiet
+    )
+    with progress:
+        for config in configs:
+            seeds = request.seeds if request.seeds is not None else config.training.seeds
+            for seed in seeds:
+                path = record_path(request.results_dir, config.task.name, dataset_name, config.baseline.name, seed)
+                digest = config_hash(config, {"data": dataset.fingerprint})
+                previous = existing_config_hash(path)
+                if previous == digest and not request.force:
+                    echo(f"skip {config.baseline.name} seed {seed}: {path} exists with the same config (use --force)")
+                    outcome.skipped.append(path)
+                    continue
+                if previous is not None and previous != digest:
+                    echo(f"config of {config.baseline.name} seed {seed} changed since {path}; running again")
+                try:
+                    record = _run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest)
+                except VLBenchError as exc:
+                    outcome.failed.append((config.baseline.name, seed, str(exc)))
+                    echo(f"error: {config.baseline.name} seed {seed}: {exc}")
+                    continue
+                pred_path = predictions_path(path, task.predictions_suffix)
+                task.write_predictions(record.pop("_predictions"), pred_path)
+                record["predictions_file"] = pred_path.name
+                atomic_write_json(path, record)
+                outcome.written.append(path)
+                primary = record["test"]["metrics"].get(config.task.primary_metric)
+                echo(
+                    f"{config.baseline.name} seed {seed}: test {config.task.primary_metric} = {primary:.2f} "
+                    f"({record['timing']['wall_seconds']:.0f} s) -> {path}"
+                )
+    return outcome
+
+
+def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: _TokenizerCache, accelerator: Any,
+             progress: Any, digest: str) -> dict[str, Any]:
+    start = time.perf_counter()
+    seed_everything(seed)
+    model_cls = MODELS.get(config.baseline.model)
+    tokenizer = tokenizers.get(config.baseline.pretrained) if "text" in model_cls.modalities or issubclass(model_cls, FittedModel) else None
+    options = task.options
+    context = BuildContext(
+        task_type=config.task.type,
+        tokenizer=tokenizer,
+        image_size=options.image_size,
+        max_text_length=options.max_text_length,
+        extras=task.build_context_extras(),
+    )
+    # the seed is set again right before building so that initial weights do not depend on tokenizer work
+    seed_everything(seed)
+    built = build_model(config.baseline.model, config.baseline.config, config.baseline.pretrained, context,
+                        f"baseline {config.baseline.name!r}")
+    modalities = tuple(model_cls.modalities)
+    if isinstance(built, FittedModel):
+        results = task.fit_and_evaluate(built, ["validation", "test"])
+        validation, test = results["validation"], results["test"]
+        fit_info: dict[str, Any] = {"history": [], "best_epoch": 0, "best_validation": validation.primary, "steps": 0,
+                                    "stopped_early": False}
+        trainable, total, train_seconds, examples = 0, 0, 0.0, 0
+    else:
+        model = task.wrap(built)
+        trainable, total = _count_parameters(model)
+        result = fit(model, task, config.training, accelerator=accelerator, seed=seed, modalities=modalities,
+                     progress=progress, label=f"{config.baseline.name} s{seed}")
+        device = accelerator.device
+        validation_best = result.best_validation
+        test = task.evaluate(model, "test", config.training.eval_batch_size, modalities, device)
+        fit_info = {"history": result.history, "best_epoch": result.best_epoch, "best_validation": validation_best,
+                    "steps": result.steps, "stopped_early": result.stopped_early}
+        validation = None
+        train_seconds, examples = result.train_seconds, result.train_examples
+    wall = time.perf_counter() - start
+    return {
+        "schema": RECORD_SCHEMA,
+        "task": config.task.name,
+        "dataset": config.dataset.partition(":")[0],
+        "baseline": config.baseline.name,
+        "seed": seed,
+        "config_hash": digest,
+        "config": config.model_dump(mode="json"),
+        "primary_metric": config.task.primary_metric,
+        "data": {"name": dataset.name, "source": config.dataset, "fingerprint": dataset.fingerprint, "info": dataset.info,
+                 "sizes": {role: task.num_examples(role) for role in ("train", "validation", "test")}},
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "device": describe_device(accelerator.device),
+        "created": now_iso(),
+        "parameters": {"trainable": trainable, "total": total},
+        "timing": {"wall_seconds": wall, "train_seconds": train_seconds,
+                   "train_examples_per_second": examples / train_seconds if train_seconds else None},
+        "training": fit_info,
+        "validation": {"metrics": validation.metrics} if validation is not None else {"primary": fit_info["best_validation"]},
+        "test": {"metrics": test.metrics, "details": test.details},
+        "per_example": {"test": test.per_example},
+        "_predictions": test.predictions,
+    }

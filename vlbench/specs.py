@@ -1,0 +1,290 @@
+"""Declarative task and baseline specs (YAML), validated with pydantic, plus ``--set`` overrides.
+
+A task spec picks a registered task type, a dataset and training defaults; a baseline spec picks a
+registered model type, its settings and the tasks it supports. Both are resolved into one ``RunConfig``
+whose hash identifies a run.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vlbench.errors import SpecError, UnknownNameError
+from vlbench.registry import did_you_mean
+
+__all__ = [
+    "TrainingConfig",
+    "SplitNames",
+    "TaskSpec",
+    "BaselineSpec",
+    "RunConfig",
+    "spec_dirs",
+    "add_spec_dir",
+    "available_specs",
+    "load_task_spec",
+    "load_baseline_spec",
+    "parse_override",
+    "apply_overrides",
+    "resolve_run_config",
+    "config_hash",
+    "format_validation_error",
+]
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_EXTRA_DIRS: dict[str, list[Path]] = {"tasks": [], "baselines": []}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class TrainingConfig(_Strict):
+    """Optimisation and evaluation settings shared by every trainable baseline."""
+
+    epochs: int = Field(10, ge=0)
+    max_steps: Optional[int] = Field(None, ge=1, description="cap on optimizer steps (overrides epochs)")
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    grad_clip: Optional[float] = Field(1.0, gt=0)
+    patience: int = Field(3, ge=0, description="epochs without validation improvement before stopping; 0 disables")
+    min_delta: float = Field(0.0, ge=0)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    num_workers: int = Field(0, ge=0)
+    eval_every_epochs: int = Field(1, ge=1)
+
+
+class SplitNames(_Strict):
+    """Which dataset split plays which role."""
+
+    train: str = "train"
+    validation: str = "val"
+    test: str = "test"
+
+
+class TaskSpec(_Strict):
+    """A task: registered task type + dataset + metrics + training defaults."""
+
+    name: str
+    description: str = ""
+    type: str
+    dataset: str = "shapes"
+    data: dict[str, Any] = Field(default_factory=dict, description="options passed to the dataset builder")
+    splits: SplitNames = Field(default_factory=SplitNames)
+    metrics: list[str] = Field(default_factory=list)
+    primary_metric: str
+    options: dict[str, Any] = Field(default_factory=dict, description="task-type options (image size, text length...)")
+    reference_baseline: str = "text-bert"
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+
+class BaselineSpec(_Strict):
+    """A baseline: registered model type + its settings + the tasks it supports."""
+
+    name: str
+    description: str = ""
+    model: str
+    tasks: list[str]
+    family: str = Field("", description="grouping shown in tables, e.g. text-only, single-stream")
+    pretrained: Optional[str] = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict, description="overrides of the task's training defaults")
+    peft: Optional[dict[str, Any]] = None
+
+    @field_validator("tasks")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("a baseline must list at least one task")
+        return value
+
+
+class RunConfig(_Strict):
+    """Everything that determines a run's numbers except the seed."""
+
+    task: TaskSpec
+    baseline: BaselineSpec
+    training: TrainingConfig
+    dataset: str
+
+
+def spec_dirs(kind: str) -> list[Path]:
+    """Folders searched for ``kind`` ("tasks" or "baselines") specs: packaged, source checkout, plugins."""
+    dirs = []
+    packaged = _PACKAGE_DIR / "_specs" / kind
+    source = _PACKAGE_DIR.parent / kind
+    for candidate in (packaged, source):
+        if candidate.is_dir() and candidate not in dirs:
+            dirs.append(candidate)
+    return dirs + [d for d in _EXTRA_DIRS[kind] if d not in dirs]
+
+
+def add_spec_dir(kind: str, path: str | Path) -> None:
+    """Let a plugin ship its own ``tasks`` or ``baselines`` spec folder."""
+    if kind not in _EXTRA_DIRS:
+        raise SpecError(f"Unknown spec kind {kind!r}; use 'tasks' or 'baselines'.")
+    resolved = Path(path).resolve()
+    if resolved not in _EXTRA_DIRS[kind]:
+        _EXTRA_DIRS[kind].append(resolved)
+
+
+def available_specs(kind: str) -> dict[str, Path]:
+    """Spec name -> file, for every YAML file in the spec folders (first folder wins)."""
+    found: dict[str, Path] = {}
+    for folder in spec_dirs(kind):
+        for path in sorted(folder.glob("*.y*ml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def format_validation_error(source: str, error: ValidationError) -> str:
+    """One line naming the file and the first failing field."""
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
+    more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{source}: field {loc!r}: {first.get('msg', 'invalid')}{more}"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{path}:{where}: broken YAML: {problem}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec must be a YAML mapping, got {type(data).__name__}.")
+    return data
+
+
+def _locate(kind: str, name_or_path: str) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix in {".yaml", ".yml"}:
+        if not candidate.is_file():
+            raise SpecError(f"Spec file {name_or_path!r} does not exist.")
+        return candidate
+    specs = available_specs(kind)
+    if name_or_path not in specs:
+        singular = kind[:-1]
+        raise UnknownNameError(
+            f"Unknown {singular} {name_or_path!r}.{did_you_mean(name_or_path, sorted(specs))} "
+            f"Known: {', '.join(sorted(specs)) or 'none'} (see `vlbench list {kind}`)."
+        )
+    return specs[name_or_path]
+
+
+def load_task_spec(name_or_path: str) -> TaskSpec:
+    """Load and validate a task spec by name or YAML path."""
+    path = _locate("tasks", name_or_path)
+    data = _read_yaml(path)
+    data.setdefault("name", path.stem)
+    try:
+        return TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(str(path), exc)) from exc
+
+
+def load_baseline_spec(name_or_path: str) -> BaselineSpec:
+    """Load and validate a baseline spec by name or YAML path."""
+    path = _locate("baselines", name_or_path)
+    data = _read_yaml(path)
+    data.setdefault("name", path.stem)
+    try:
+        return BaselineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(str(path), exc)) from exc
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``key.path=value``; the value is read as YAML (numbers, booleans, lists, null)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SpecError(f"--set {text!r}: expected key.path=value, e.g. --set baseline.config.hidden_size=64.")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any, original: str) -> None:
+    node: Any = tree
+    for i, part in enumerate(path[:-1]):
+        if not isinstance(node, dict):
+            raise SpecError(f"--set {original}: {'.'.join(path[:i])!r} is not a mapping.")
+        if part not in node or node[part] is None:
+            node[part] = {}
+        node = node[part]
+    if not isinstance(node, dict):
+        raise SpecError(f"--set {original}: {'.'.join(path[:-1])!r} is not a mapping.")
+    node[path[-1]] = value
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of a resolved config dict with ``--set`` overrides applied (validated later)."""
+    result = copy.deepcopy(config)
+    roots = sorted(result)
+    for text in overrides:
+        path, value = parse_override(text)
+        if path[0] not in result:
+            raise SpecError(
+                f"--set {text}: unknown root {path[0]!r}.{did_you_mean(path[0], roots)} "
+                f"Keys start with one of: {', '.join(roots)}."
+            )
+        if len(path) == 1:
+            result[path[0]] = value
+        else:
+            _set_path(result, path, value, text)
+    return result
+
+
+def resolve_run_config(
+    task: TaskSpec,
+    baseline: BaselineSpec,
+    *,
+    dataset: str | None = None,
+    overrides: list[str] | None = None,
+    training_overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Merge task defaults, baseline overrides, ``--set`` and CLI flags into a validated RunConfig."""
+    training = task.training.model_dump()
+    training.update(baseline.training)
+    raw = {
+        "task": task.model_dump(),
+        "baseline": baseline.model_dump(),
+        "training": training,
+        "dataset": dataset or task.dataset,
+    }
+    raw = apply_overrides(raw, overrides or [])
+    if dataset is None and raw["dataset"] == task.dataset:
+        raw["dataset"] = raw["task"].get("dataset", task.dataset)
+    raw["training"].update({k: v for k, v in (training_overrides or {}).items() if v is not None})
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(f"resolved config of {task.name}/{baseline.name}", exc)) from exc
+
+
+def config_hash(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
+    """Stable short hash of a resolved config (plus e.g. the data fingerprint); seeds are excluded."""
+    payload = config.model_dump(mode="json")
+    payload["training"] = {k: v for k, v in payload["training"].items() if k != "seeds"}
+    if extra:
+        payload["extra"] = extra
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

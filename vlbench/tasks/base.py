@@ -1,0 +1,126 @@
+"""The contract of a task type: data preparation, heads, losses, evaluation and prediction files.
+
+A task type turns one table of a built dataset into batches for models, wraps a model type's encoder
+with the task's head, and scores predictions with the task's metric. Data flows one way:
+dataset table -> batches -> model -> loss / predictions -> metric -> ``EvalResult``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Optional
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from vlbench.data.base import VLDataset
+from vlbench.errors import SpecError
+from vlbench.specs import TaskSpec, format_validation_error
+
+__all__ = ["TaskOptions", "EvalResult", "TaskType"]
+
+
+class TaskOptions(BaseModel):
+    """Base for the ``options:`` block of a task spec."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    image_size: int = 64
+    max_text_length: int = 32
+
+
+@dataclass
+class EvalResult:
+    """Scores of one split: flat metrics for tables, the primary value, per-example scores, predictions."""
+
+    metrics: dict[str, float]
+    primary: float
+    per_example: dict[str, float] = field(default_factory=dict)
+    predictions: Any = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskType:
+    """Base class for registered task types (see ``vlbench.tasks.vqa`` for a complete one)."""
+
+    table: ClassVar[str] = ""
+    Options: ClassVar[type[TaskOptions]] = TaskOptions
+    predictions_suffix: ClassVar[str] = ".json"
+
+    def __init__(self, spec: TaskSpec, dataset: VLDataset) -> None:
+        self.spec = spec
+        self.dataset = dataset
+        try:
+            self.options = self.Options.model_validate(spec.options)
+        except ValidationError as exc:
+            raise SpecError(format_validation_error(f"task {spec.name!r} options", exc)) from exc
+
+    # --- preparation -------------------------------------------------------------------------------
+    def training_texts(self) -> list[str]:
+        """Texts of the training split, for building a word-level vocabulary."""
+        raise NotImplementedError
+
+    def prepare(self, tokenizer: Any) -> None:
+        """Tokenize and index the splits for one tokenizer (called once per tokenizer)."""
+        raise NotImplementedError
+
+    def build_context_extras(self) -> dict[str, Any]:
+        """Task facts a model type may need when it is built (e.g. the number of answers)."""
+        return {}
+
+    # --- models ------------------------------------------------------------------------------------
+    def wrap(self, encoder: torch.nn.Module) -> torch.nn.Module:
+        """Put the task head on an encoder; the result maps a batch to task outputs."""
+        raise NotImplementedError
+
+    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Training loss of one batch."""
+        raise NotImplementedError
+
+    # --- data --------------------------------------------------------------------------------------
+    def num_examples(self, split: str) -> int:
+        """Number of examples in a split."""
+        raise NotImplementedError
+
+    def collate(self, split: str, indices: list[int], modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """A batch for the given example indices; image tensors only when the model reads images."""
+        raise NotImplementedError
+
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        modalities: tuple[str, ...],
+        *,
+        shuffle: bool = False,
+        generator: Optional[torch.Generator] = None,
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches over a split through a torch DataLoader (seeded shuffling when training)."""
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(
+            range(self.num_examples(split)),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=lambda idx: self.collate(split, list(idx), modalities),
+        )
+        return iter(loader)
+
+    # --- evaluation --------------------------------------------------------------------------------
+    def evaluate(
+        self, model: torch.nn.Module, split: str, batch_size: int, modalities: tuple[str, ...], device: torch.device
+    ) -> EvalResult:
+        """Predict a split with a neural model and score it."""
+        raise NotImplementedError
+
+    def fit_and_evaluate(self, fitted: Any, splits: list[str]) -> dict[str, EvalResult]:
+        """Fit a non-neural model on train and score the given splits."""
+        raise NotImplementedError
+
+    def write_predictions(self, predictions: Any, path: Path) -> Path:
+        """Write predictions in the task's official submission format (atomically)."""
+        from vlbench.io import atomic_write_json
+
+        return atomic_write_json(path, predictions, indent=None)

@@ -1,0 +1,207 @@
+"""Visual question answering as ViLT does it: multi-label classification over the training answers.
+
+Targets are soft: each candidate answer gets the official VQA accuracy it would score against the ten
+human answers, trained with binary cross-entropy. Predictions decode to answer strings in the official
+submission format and are scored with the official VQA v2 accuracy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vlbench.models.base import normalize_pixels
+from vlbench.registry import register_task
+from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
+
+__all__ = ["VQAOptions", "VQATask", "VQAModel", "soft_score"]
+
+
+class VQAOptions(TaskOptions):
+    """Options of the VQA task type."""
+
+    max_text_length: int = 24
+    min_answer_count: int = 1
+
+
+def soft_score(count: int, num_answers: int = 10) -> float:
+    """Official leave-one-annotator-out accuracy of an answer given by ``count`` of ``num_answers`` humans."""
+    if num_answers <= 1:
+        return float(min(1.0, count / 3))
+    with_it = (num_answers - count) * min(1.0, count / 3)
+    without_it = count * min(1.0, (count - 1) / 3)
+    return (with_it + without_it) / num_answers
+
+
+class VQAModel(nn.Module):
+    """An encoder with ViLT's VQA head: Linear(H, 2H) -> LayerNorm -> GELU -> Linear(2H, answers)."""
+
+    def __init__(self, encoder: nn.Module, num_answers: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        hidden = encoder.hidden_size
+        self.head = nn.Sequential(
+            nn.Linear(hidden, hidden * 2), nn.LayerNorm(hidden * 2), nn.GELU(), nn.Linear(hidden * 2, num_answers)
+        )
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Answer logits (B, answers)."""
+        return self.head(self.encoder(batch).pooled)
+
+
+@register_task("vqa", description="visual question answering, official VQA v2 accuracy")
+class VQATask(TaskType):
+    """VQA over a dataset's ``vqa`` table (official VQA v2 fields)."""
+
+    table = "vqa"
+    Options = VQAOptions
+
+    def __init__(self, spec, dataset) -> None:
+        super().__init__(spec, dataset)
+        from vlbench.metrics.vqa import normalize_answer
+
+        self._normalize = normalize_answer
+        self.split_names = {"train": spec.splits.train, "validation": spec.splits.validation, "test": spec.splits.test}
+        self._rows = {role: self.dataset.split(self.table, name) for role, name in self.split_names.items()}
+        self._build_answer_vocab()
+        self._encoded: dict[str, dict[str, torch.Tensor]] = {}
+        self._annotations: dict[str, list[dict[str, Any]]] = {}
+
+    # --- preparation -------------------------------------------------------------------------------
+    def _build_answer_vocab(self) -> None:
+        counts: Counter = Counter()
+        for answers in self._rows["train"]["answers"]:
+            counts.update(self._normalize(a) for a in answers)
+        keep = sorted(a for a, c in counts.items() if c >= self.options.min_answer_count)
+        self.answers = keep
+        self.answer_index = {a: i for i, a in enumerate(keep)}
+
+    def training_texts(self) -> list[str]:
+        """Training questions (for a word-level vocabulary)."""
+        return list(self._rows["train"]["question"])
+
+    def build_context_extras(self) -> dict[str, Any]:
+        """The number of answers (the classifier's width)."""
+        return {"num_answers": len(self.answers)}
+
+    def prepare(self, tokenizer: Any) -> None:
+        """Tokenize every split and turn the ten human answers into sparse soft targets."""
+        self._encoded = {}
+        for role, rows in self._rows.items():
+            enc = tokenizer(
+                list(rows["question"]),
+                padding="max_length",
+                truncation=True,
+                max_length=self.options.max_text_length,
+                return_tensors="pt",
+            )
+            label_idx, label_score = self._targets(rows["answers"])
+            self._encoded[role] = {
+                "input_ids": enc["input_ids"],
+                "attention_mask": enc["attention_mask"],
+                "token_type_ids": enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])),
+                "image_ids": torch.tensor(list(rows["image_id"]), dtype=torch.long),
+                "label_idx": label_idx,
+                "label_score": label_score,
+            }
+
+    def _targets(self, answer_lists: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max((len(a) for a in answer_lists), default=1)
+        idx = torch.full((len(answer_lists), width), -1, dtype=torch.long)
+        score = torch.zeros((len(answer_lists), width))
+        for row, answers in enumerate(answer_lists):
+            counts = Counter(self._normalize(a) for a in answers)
+            for col, (answer, count) in enumerate(sorted(counts.items())):
+                if answer in self.answer_index:
+                    idx[row, col] = self.answer_index[answer]
+                    score[row, col] = soft_score(count, len(answers))
+        return idx, score
+
+    def wrap(self, encoder: nn.Module) -> nn.Module:
+        """Encoder + VQA classifier head."""
+        return VQAModel(encoder, len(self.answers))
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """BCE against soft targets, scaled by the number of answers as in ViLT."""
+        targets = batch["targets"].to(outputs.dtype)
+        return F.binary_cross_entropy_with_logits(outputs.float(), targets.float()) * targets.shape[1]
+
+    # --- data --------------------------------------------------------------------------------------
+    def num_examples(self, split: str) -> int:
+        """Number of questions in a split role (train / validation / test)."""
+        return len(self._rows[split])
+
+    def collate(self, split: str, indices: list[int], modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Token ids trimmed to the longest question, soft targets, and pixels only for image models."""
+        enc = self._encoded[split]
+        index = torch.as_tensor(indices, dtype=torch.long)
+        mask = enc["attention_mask"].index_select(0, index)
+        length = max(int(mask.sum(1).max()), 1)
+        batch = {
+            "index": index,
+            "input_ids": enc["input_ids"].index_select(0, index)[:, :length],
+            "attention_mask": mask[:, :length],
+            "token_type_ids": enc["token_type_ids"].index_select(0, index)[:, :length],
+        }
+        label_idx = enc["label_idx"].index_select(0, index)
+        label_score = enc["label_score"].index_select(0, index)
+        targets = torch.zeros(len(indices), len(self.answers))
+        valid = label_idx >= 0
+        targets[torch.nonzero(valid, as_tuple=True)[0], label_idx[valid]] = label_score[valid]
+        batch["targets"] = targets
+        if "image" in modalities:
+            pixels = self.dataset.images.get(enc["image_ids"].index_select(0, index).tolist())
+            values = normalize_pixels(pixels)
+            if values.shape[-1] != self.options.image_size:
+                values = F.interpolate(values, size=(self.options.image_size,) * 2, mode="bilinear", align_corners=False)
+            batch["pixel_values"] = values
+        return batch
+
+    # --- evaluation --------------------------------------------------------------------------------
+    def annotations(self, split: str) -> list[dict[str, Any]]:
+        """Official-format annotations of a split role (cached)."""
+        if split not in self._annotations:
+            from vlbench.data.vqa_format import annotations_list
+
+            self._annotations[split] = annotations_list(self._rows[split])
+        return self._annotations[split]
+
+    def score(self, split: str, answers: list[str]) -> EvalResult:
+        """Official VQA accuracy of one answer per question of a split."""
+        from vlbench.metrics.vqa import vqa_evaluate
+
+        qids = list(self._rows[split]["question_id"])
+        predictions = [{"question_id": int(q), "answer": a} for q, a in zip(qids, answers)]
+        result = vqa_evaluate(predictions, self.annotations(split))
+        metrics = {"accuracy": result["overall"]}
+        metrics.update({f"accuracy/{k}": v for k, v in sorted(result["perAnswerType"].items())})
+        per_example = {str(q): float(v) for q, v in result["per_question"].items()}
+        details = {"perAnswerType": result["perAnswerType"], "perQuestionType": result["perQuestionType"]}
+        return EvalResult(metrics, result["overall"], per_example, predictions, details)
+
+    @torch.no_grad()
+    def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
+        """Argmax answer per question, scored with the official metric."""
+        model.eval()
+        answers: list[str] = []
+        for batch in self.batches(split, batch_size, modalities):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = model(batch)
+            answers.extend(self.answers[i] for i in logits.argmax(-1).tolist())
+        return self.score(split, answers)
+
+    def fit_and_evaluate(self, fitted, splits):
+        """Fit a counting model on the training questions and score the given split roles."""
+        fitted.fit(list(self._rows["train"]))
+        return {split: self.score(split, fitted.predict(list(self._rows[split]))) for split in splits}
+
+    def write_predictions(self, predictions: Any, path: Path) -> Path:
+        """VQA submission format: ``[{"question_id": int, "answer": str}]``."""
+        from vlbench.io import atomic_write_json
+
+        return atomic_write_json(path, predictions, indent=None)
