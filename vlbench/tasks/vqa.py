@@ -74,12 +74,18 @@ class VQATask(TaskType):
 
     # --- preparation -------------------------------------------------------------------------------
     def _build_answer_vocab(self) -> None:
+        # classes are normalized answers, but each class predicts its most frequent raw spelling: the
+        # official metric compares raw strings when all ten humans agree ("t-shirt" vs "t shirt")
         counts: Counter = Counter()
+        spellings: dict[str, Counter] = {}
         for answers in self._rows["train"]["answers"]:
-            counts.update(self._normalize(a) for a in answers)
+            for raw in answers:
+                norm = self._normalize(raw)
+                counts[norm] += 1
+                spellings.setdefault(norm, Counter())[" ".join(raw.split())] += 1
         keep = sorted(a for a, c in counts.items() if c >= self.options.min_answer_count)
-        self.answers = keep
         self.answer_index = {a: i for i, a in enumerate(keep)}
+        self.answers = [min(spellings[a].items(), key=lambda kv: (-kv[1], kv[0]))[0] for a in keep]
 
     def training_texts(self) -> list[str]:
         """Training questions (for a word-level vocabulary)."""

@@ -5,7 +5,6 @@ The best validation checkpoint is kept in memory and restored before the caller 
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ class FitResult:
     stopped_early: bool = False
     train_seconds: float = 0.0
     train_examples: int = 0
+    eval_seconds: float = 0.0
 
 
 def _steps_per_epoch(task: TaskType, batch_size: int) -> int:
@@ -97,7 +97,9 @@ def fit(
         entry: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "steps": result.steps}
         last = result.steps >= total_steps or epoch == epochs
         if epoch % cfg.eval_every_epochs == 0 or last:
+            eval_start = time.perf_counter()
             val: EvalResult = task.evaluate(model, "validation", cfg.eval_batch_size, modalities, device)
+            result.eval_seconds += time.perf_counter() - eval_start
             entry.update({"validation": val.primary, "validation_metrics": val.metrics})
             if val.primary > result.best_validation + cfg.min_delta or best_state is None:
                 result.best_validation, result.best_epoch = val.primary, epoch
