@@ -25,6 +25,7 @@ from vlbench.results.records import (
 )
 from vlbench.specs import BaselineSpec, RunConfig, TaskSpec, available_specs, config_hash, load_baseline_spec, resolve_run_config
 from vlbench.training.device import describe_device, get_accelerator
+from vlbench.training.memory import PeakMemory
 from vlbench.training.seeding import seed_everything
 from vlbench.training.trainer import fit
 
@@ -178,7 +179,9 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
                 if previous is not None and previous != digest:
                     echo(f"config of {config.baseline.name} seed {seed} changed since {path}; running again")
                 try:
-                    record = _run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest)
+                    with PeakMemory(accelerator.device) as memory:
+                        record = _run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest)
+                    record["memory"] = {"peak_bytes": memory.peak, "kind": memory.kind}
                 except VLBenchError as exc:
                     outcome.failed.append((config.baseline.name, seed, str(exc)))
                     echo(f"error: {config.baseline.name} seed {seed}: {exc}")

@@ -12,7 +12,19 @@ from rich.console import Console
 
 from vlbench.errors import VLBenchError
 
-__all__ = ["app", "data_app", "main", "cli", "load_plugins", "err_console"]
+
+def _classes(*candidates: object) -> tuple[type, ...]:
+    return tuple(c for c in candidates if isinstance(c, type))
+
+
+# newer typer vendors its own click (typer._click) with its own exception classes; catch both kinds
+_typer_click = getattr(typer, "_click", None)
+_typer_click_exc = getattr(_typer_click, "exceptions", None)
+_EXIT = _classes(click.exceptions.Exit, getattr(typer, "Exit", None))
+_ABORT = _classes(click.exceptions.Abort, getattr(typer, "Abort", None))
+_CLICK_ERROR = _classes(click.ClickException, getattr(_typer_click_exc, "ClickException", None))
+
+__all__ = ["app", "data_app", "main", "cli", "load_plugins", "err_console", "wide_console"]
 
 app = typer.Typer(
     name="vlbench",
@@ -25,6 +37,13 @@ data_app = typer.Typer(help="Build and inspect datasets.", no_args_is_help=True,
 app.add_typer(data_app, name="data")
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def wide_console() -> Console:
+    """A stdout console; tables piped to a file or CI log get 200 columns instead of rich's 80."""
+    import sys
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 def load_plugins(plugin_files: Optional[list[str]] = None) -> None:
@@ -55,12 +74,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         _register_commands()
         typer.main.get_command(app).main(args=args, prog_name="vlbench", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
+    except _ABORT:
         err_console.print("aborted")
         return 130
-    except click.ClickException as exc:
+    except _CLICK_ERROR as exc:
         exc.show()
         return int(exc.exit_code)
     except VLBenchError as exc:

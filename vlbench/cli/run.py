@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vlbench.cli.main import app, err_console, load_plugins
+from vlbench.cli.main import app, err_console, load_plugins, wide_console
 from vlbench.errors import VLBenchError
 
 __all__ = ["run", "parse_seeds"]
@@ -54,8 +54,6 @@ def run(
 ) -> None:
     """Fine-tune and score baselines on a task under fixed seeds, then print the comparison table."""
     load_plugins(plugin)
-    from rich.console import Console
-
     from vlbench.results.records import ensure_writable, load_records
     from vlbench.results.table import aggregate, render
     from vlbench.runner import RunRequest, run_task, select_baselines
@@ -78,7 +76,7 @@ def run(
         cache_dir=cache_dir,
         quiet=quiet,
     )
-    console = Console(highlight=False)
+    console = wide_console()
     outcome = run_task(request, echo=(lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False)))
     names = {b.name for b in baselines}
     records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names]

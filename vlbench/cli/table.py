@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vlbench.cli.main import app
+from vlbench.cli.main import app, wide_console
 
 __all__ = ["table"]
 
@@ -19,8 +19,6 @@ def table(
     task: Optional[str] = typer.Option(None, "--task", help="Only this task."),
 ) -> None:
     """Aggregate records over seeds: mean ± std, n, parameters and the difference from the reference baseline."""
-    from rich.console import Console
-
     from vlbench.errors import VLBenchError
     from vlbench.results.records import load_records
     from vlbench.results.table import FORMATS, aggregate, render
@@ -34,6 +32,6 @@ def table(
         raise VLBenchError(f"no run records under {str(results_dir)!r}" + (f" for task {task!r}" if task else "") + ".")
     out = render(aggregate(records), format)
     if format == "rich":
-        Console().print(out)
+        wide_console().print(out)
     else:
         typer.echo(out, nl=not out.endswith("\n"))

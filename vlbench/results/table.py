@@ -51,6 +51,7 @@ def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "trainable_params": recs[0]["parameters"]["trainable"],
                     "total_params": recs[0]["parameters"]["total"],
                     "train_seconds": statistics.fmean(r["timing"]["train_seconds"] for r in recs),
+                    "peak_memory_mb": _peak_mb(recs),
                     "reference": recs[0]["config"]["task"].get("reference_baseline"),
                 }
             )
@@ -58,6 +59,11 @@ def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         ref = means.get((row["task"], row["dataset"], row["reference"], row["metric"]))
         row["delta_vs_reference"] = None if ref is None or row["baseline"] == row["reference"] else row["mean"] - ref
     return rows
+
+
+def _peak_mb(recs: list[dict[str, Any]]) -> float | None:
+    peaks = [r["memory"]["peak_bytes"] for r in recs if r.get("memory")]
+    return max(peaks) / 2**20 if peaks else None
 
 
 def _fmt_params(row: dict[str, Any]) -> str:
@@ -88,14 +94,15 @@ def _wide(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Pivot to one line per (task, dataset, baseline): params, seeds, every metric, delta of the primary."""
     metrics = list(dict.fromkeys(r["metric"] for r in rows))
     primary = next((r["metric"] for r in rows if r["primary"]), metrics[0] if metrics else "")
-    header = ["task", "dataset", "baseline", "params (trainable / total)", "seeds", "train s", *metrics]
+    header = ["task", "dataset", "baseline", "params (trainable / total)", "seeds", "train s", "peak MB", *metrics]
     header.append(f"Δ {primary} vs {rows[0]['reference']}" if rows else "Δ")
     lines: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in rows:
         key = (r["task"], r["dataset"], r["baseline"])
         line = lines.setdefault(
             key,
-            {"base": [r["task"], r["dataset"], r["baseline"], _fmt_params(r), str(r["n"]), f"{r['train_seconds']:.0f}"], "m": {}, "d": "—"},
+            {"base": [r["task"], r["dataset"], r["baseline"], _fmt_params(r), str(r["n"]), f"{r['train_seconds']:.0f}",
+                      "—" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f}"], "m": {}, "d": "—"},
         )
         line["m"][r["metric"]] = _fmt_value(r)
         if r["metric"] == primary:
@@ -113,7 +120,7 @@ def render(rows: list[dict[str, Any]], fmt: str = "rich") -> Any:
     if fmt == "csv":
         out = io.StringIO()
         fields = ["task", "dataset", "baseline", "family", "metric", "mean", "std", "n", "trainable_params",
-                  "total_params", "train_seconds", "reference", "delta_vs_reference"]
+                  "total_params", "train_seconds", "peak_memory_mb", "reference", "delta_vs_reference"]
         writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
@@ -123,11 +130,16 @@ def render(rows: list[dict[str, Any]], fmt: str = "rich") -> Any:
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         lines += ["| " + " | ".join(cells) + " |" for cells in body]
         return "\n".join(lines) + "\n"
+    from rich.console import Group
     from rich.table import Table
 
-    table = Table(show_lines=False)
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i < 3 else "right")
-    for cells in body:
-        table.add_row(*cells)
-    return table
+    tables = []
+    for key in dict.fromkeys((r["task"], r["dataset"]) for r in rows):
+        header, body = _wide([r for r in rows if (r["task"], r["dataset"]) == key])
+        table = Table(title=f"{key[0]} on {key[1]}", title_justify="left")
+        for name in header[2:]:
+            table.add_column(name, justify="left" if name == "baseline" else "right", no_wrap=name == "baseline")
+        for cells in body:
+            table.add_row(*cells[2:])
+        tables.append(table)
+    return Group(*tables)
