@@ -80,8 +80,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         err_console.print("aborted")
         return 130
     except _CLICK_ERROR as exc:
-        exc.show()
-        return int(exc.exit_code)
+        # one line, like every other user error, instead of click's three-line usage block
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err_console.print(f"error: {exc.format_message()}{where}", markup=False)
+        return int(getattr(exc, "exit_code", 2) or 2)
     except VLBenchError as exc:
         if debug:
             traceback.print_exc()
