@@ -93,3 +93,10 @@ def test_entry_point_plugin_is_loaded(tmp_path, monkeypatch):
     assert "ep" in loaded
     assert MODELS.get("entry-point-model").__name__ == "EPModel"
     sys.modules.pop("ep_plugin_mod", None)
+
+
+def test_lazy_entry_after_the_real_object_is_ignored():
+    reg: Registry = Registry("thing")
+    reg.add("x", len, description="real")
+    reg.add("x", "json:dumps", description="lazy")
+    assert reg.get("x") is len and reg.entry("x").description == "real"

@@ -89,6 +89,8 @@ class Registry(Generic[T]):
     def add(self, name: str, target: T | str, *, description: str = "", override: bool = False, **metadata: Any) -> None:
         """Register ``target`` (an object or a lazy ``"module:attr"`` string) under ``name``."""
         existing = self._entries.get(name)
+        if existing is not None and isinstance(target, str) and not isinstance(existing.target, str):
+            return  # the real object registered first; a later lazy pointer to it adds nothing
         # a lazy "module:attr" entry is replaced by the object once its module registers it
         lazy = existing is not None and isinstance(existing.target, str) and not isinstance(target, str)
         if existing is not None and not override and not lazy and existing.target is not target:
