@@ -2,15 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from pydantic import Field
+from torch import nn
 
 from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, load_pretrained
 from vlbench.registry import register_model
 
-__all__ = ["ViltConfigSpec", "ViltEncoder"]
+__all__ = ["ViltConfigSpec", "ViltEncoder", "ConvPatchStem"]
+
+
+class ConvPatchStem(nn.Module):
+    """Early-convolution patchifier (Xiao et al., 2021): stride-2 3x3 convs down to one vector per patch.
+
+    Stands in for ViLT's single linear patch projection; it trains faster from scratch and keeps the
+    same token grid. ``weight`` exposes the last conv so transformers' dtype/shape look-ups still work.
+    """
+
+    def __init__(self, hidden_size: int, patch_size: int, num_channels: int = 3) -> None:
+        super().__init__()
+        if patch_size & (patch_size - 1) or patch_size < 2:
+            from vlbench.errors import SpecError
+
+            raise SpecError(f"vilt: patch_embedding 'conv' needs a power-of-two patch_size, got {patch_size}.")
+        layers: list[nn.Module] = []
+        channels, width = num_channels, max(hidden_size // 4, 16)
+        size = 1
+        while size < patch_size:
+            out = min(width, hidden_size)
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU()]
+            channels, width, size = out, width * 2, size * 2
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(channels, hidden_size, 1)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The last layer's weight (transformers reads ``projection.weight.dtype``)."""
+        return self.out.weight
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, hidden, H / patch, W / patch)."""
+        return self.out(self.body(pixels))
 
 
 class ViltConfigSpec(EncoderConfig):
@@ -21,6 +55,7 @@ class ViltConfigSpec(EncoderConfig):
     num_heads: int = Field(4, ge=1)
     intermediate_size: int = Field(512, ge=8)
     patch_size: int = Field(16, ge=1)
+    patch_embedding: Literal["linear", "conv"] = Field("linear", description="linear (ViLT) or an early-conv stem")
     dropout: float = Field(0.1, ge=0, lt=1)
     attention_dropout: float = Field(0.1, ge=0, lt=1)
 
@@ -73,6 +108,11 @@ class ViltEncoder(Encoder):
                 ),
                 add_pooling_layer=True,
             )
+            # the original ViLT draws these from a truncated normal; transformers leaves them at zero
+            nn.init.trunc_normal_(vilt.embeddings.position_embeddings, std=0.02)
+            nn.init.trunc_normal_(vilt.embeddings.cls_token, std=0.02)
+        if config.patch_embedding == "conv":
+            vilt.embeddings.patch_embeddings.projection = ConvPatchStem(vilt.config.hidden_size, vilt.config.patch_size)
         return cls(vilt)
 
     def _image_embeds(self, pixel_values: torch.Tensor) -> Optional[torch.Tensor]:

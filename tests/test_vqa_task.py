@@ -1,0 +1,91 @@
+"""VQA task type and the ViLT encoder: soft targets, answer strings, the batched patch path, modalities."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vlbench.data.text import build_word_vocab, word_level_tokenizer
+from vlbench.metrics.vqa import vqa_evaluate
+from vlbench.models.base import BuildContext
+from vlbench.models.vilt import ViltConfigSpec, ViltEncoder
+from vlbench.tasks.vqa import soft_score
+
+
+@pytest.mark.parametrize("count", range(0, 11))
+def test_soft_score_equals_the_official_accuracy(count):
+    answers = ["cat"] * count + [f"other{i}" for i in range(10 - count)]
+    ann = [{"question_id": 1, "question_type": "what", "answer_type": "other",
+            "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i, a in enumerate(answers)]}]
+    official = vqa_evaluate({1: "cat"}, ann)["per_question"][1]
+    assert soft_score(count) == pytest.approx(official)
+
+
+def _tiny_vilt(patch_embedding: str = "linear") -> ViltEncoder:
+    vocab = build_word_vocab(["what color is the circle ?", "how many red objects are there ?"])
+    context = BuildContext("vqa", word_level_tokenizer(vocab), image_size=32, max_text_length=12)
+    config = ViltConfigSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, patch_size=8,
+                            patch_embedding=patch_embedding)
+    return ViltEncoder.from_spec(config, None, context)
+
+
+def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "input_ids": torch.randint(5, 12, (3, 7), generator=g),
+        "attention_mask": torch.ones(3, 7, dtype=torch.long),
+        "token_type_ids": torch.zeros(3, 7, dtype=torch.long),
+        "pixel_values": torch.randn(3, 3, 32, 32, generator=g),
+    }
+
+
+@pytest.mark.parametrize("patch_embedding", ["linear", "conv"])
+def test_batched_patch_path_equals_transformers_own_path(patch_embedding):
+    torch.manual_seed(0)
+    encoder = _tiny_vilt(patch_embedding).eval()
+    batch = _batch()
+    with torch.no_grad():
+        fast = encoder(batch).pooled
+        # transformers' visual_embed: per-example interpolation and patch sampling
+        slow = encoder.vilt(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            token_type_ids=batch["token_type_ids"], pixel_values=batch["pixel_values"]).pooler_output
+    assert torch.allclose(fast, slow, atol=1e-5)
+
+
+def test_position_embeddings_are_initialised_like_vilt():
+    torch.manual_seed(0)
+    encoder = _tiny_vilt()
+    assert encoder.vilt.embeddings.position_embeddings.std() > 0.005
+    assert encoder.vilt.embeddings.cls_token.abs().sum() > 0
+
+
+def test_vilt_reads_the_image():
+    torch.manual_seed(0)
+    encoder = _tiny_vilt().eval()
+    batch = _batch()
+    other = dict(batch, pixel_values=torch.randn(3, 3, 32, 32))
+    with torch.no_grad():
+        assert not torch.allclose(encoder(batch).pooled, encoder(other).pooled)
+
+
+def test_text_only_batches_carry_no_pixels_and_answers_keep_raw_spelling(cache_dir):
+    from vlbench.data.shapes import build_shapes
+    from vlbench.specs import load_task_spec
+    from vlbench.tasks.vqa import VQATask
+
+    dataset = build_shapes(None, {"train_images": 30, "val_images": 8, "test_images": 8}, cache_dir, quiet=True)
+    task = VQATask(load_task_spec("vqa"), dataset)
+    task.prepare(word_level_tokenizer(build_word_vocab(task.training_texts())))
+    text_batch = task.collate("train", [0, 1, 2], ("text",))
+    joint_batch = task.collate("train", [0, 1, 2], ("text", "image"))
+    assert "pixel_values" not in text_batch and joint_batch["pixel_values"].shape == (3, 3, 64, 64)
+    assert torch.equal(text_batch["targets"], joint_batch["targets"])
+    # every class predicts a spelling that humans used, so unanimous raw answers still match
+    raw = {" ".join(a.split()) for answers in dataset.split("vqa", "train")["answers"] for a in answers}
+    assert set(task.answers) <= raw
+    # soft targets: the plurality answer of each question scores highest
+    first = dataset.split("vqa", "train")[0]
+    best = task.answers[int(joint_batch["targets"][0].argmax())]
+    from vlbench.metrics.vqa import normalize_answer
+
+    assert normalize_answer(best) == normalize_answer(first["multiple_choice_answer"])
