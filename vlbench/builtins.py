@@ -11,3 +11,19 @@ MODELS.add("vilt", "vlbench.models.vilt:ViltEncoder", description="single-stream
 DATASETS.add("shapes", "vlbench.data.shapes:build_shapes", description="embedded synthetic shapes world, generated offline")
 
 METRICS.add("vqa_accuracy", "vlbench.metrics.vqa:vqa_evaluate", description="official VQA v2 accuracy (leave-one-annotator-out)")
+
+# image-text retrieval (issue 5)
+TASK_TYPES.add("retrieval", "vlbench.tasks.retrieval:RetrievalTask", description="image-text retrieval (R@1/5/10, rsum): dual, cross and two-stage scoring")
+MODELS.add("dual-encoder", "vlbench.models.dual_encoder:DualEncoder", description="two towers (ViT image, BERT text) for contrastive matching")
+MODELS.add("dual-encoder-blind", "vlbench.models.dual_encoder:BlindDualEncoder", description="dual-encoder text tower; images replaced by a random code per id (no pixels)")
+MODELS.add("dual-itm", "vlbench.models.itm:AlignFuseEncoder", description="ALBEF-style dual encoder + fusion cross-encoder (contrastive + matching)")
+MODELS.add("random-scores", "vlbench.models.random_scores:RandomScores", description="uniform random scores (chance level); reads no input")
+
+# captioning and multimodal machine translation (issue 5)
+TASK_TYPES.add("captioning", "vlbench.tasks.captioning:CaptioningTask", description="image captioning, COCO BLEU/METEOR/ROUGE-L/CIDEr (pycocoevalcap)")
+TASK_TYPES.add("vmt", "vlbench.tasks.vmt:VMTTask", description="multimodal machine translation, sacreBLEU BLEU and chrF")
+MODELS.add("blind", "vlbench.models.blind:BlindEncoder", description="no input at all: learned constant features (blind floor of generation tasks)")
+
+# baseline zoo (issue 4)
+MODELS.add("image-only", "vlbench.models.image_only:ImageOnlyEncoder", description="visual stream alone (small ResNet grid + self-attention), no text")
+MODELS.add("coattention", "vlbench.models.coattention:CoAttentionEncoder", description="two-stream co-attention model (ViLBERT/LXMERT style): BERT text stream, ResNet-grid visual stream")

@@ -9,10 +9,18 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from vlbench.data.text import build_word_vocab, pretrained_tokenizer, word_level_tokenizer
 from vlbench.errors import SpecError, VLBenchError
 from vlbench.io import atomic_write_json
-from vlbench.models.base import BuildContext, FittedModel, build_model, validate_model_config
+from vlbench.models.base import FittedModel, validate_model_config
+from vlbench.models.pretrained import (
+    WORD_LEVEL,
+    choose_tokenizer_source,
+    describe_pretrained,
+    load_tokenizer,
+    missing_requirement,
+    resolve_pretrained,
+    tokenizer_signature,
+)
 from vlbench.registry import DATASETS, MODELS, TASK_TYPES
 from vlbench.results.records import (
     RECORD_SCHEMA,
@@ -103,24 +111,43 @@ def _count_parameters(model: Any) -> tuple[int, int]:
 
 
 class _TokenizerCache:
-    """One tokenizer per source, and the task re-encoded only when the tokenizer changes."""
+    """One tokenizer per comparison (see ``choose_tokenizer_source``); the task is encoded once with it."""
 
-    def __init__(self, task: Any) -> None:
+    def __init__(self, task: Any, configs: Optional[list[RunConfig]] = None) -> None:
         self.task = task
-        self._tokenizers: dict[str, Any] = {}
-        self._prepared_for: Optional[str] = None
+        selected = [(c.baseline.name, c.baseline.model, c.baseline.pretrained) for c in configs or []]
+        self.source: Optional[str] = choose_tokenizer_source(selected, task.spec.name) if configs else None
+        self._tokenizer: Any = None
+        self.signature: Optional[str] = None
 
-    def get(self, pretrained: Optional[str]) -> Any:
-        key = pretrained or "<word-level>"
-        if key not in self._tokenizers:
-            if pretrained:
-                self._tokenizers[key] = pretrained_tokenizer(pretrained)
-            else:
-                self._tokenizers[key] = word_level_tokenizer(build_word_vocab(self.task.training_texts()))
-        if self._prepared_for != key:
-            self.task.prepare(self._tokenizers[key])
-            self._prepared_for = key
-        return self._tokenizers[key]
+    def get(self, pretrained: Optional[str] = None) -> Any:
+        """The comparison's tokenizer, with the task prepared for it (``pretrained`` only for a lone caller)."""
+        if self._tokenizer is None:
+            self.source = self.source or pretrained
+            self._tokenizer = load_tokenizer(self.source, self.task.training_texts())
+            self.signature = tokenizer_signature(self._tokenizer)
+            self.task.prepare(self._tokenizer)
+        return self._tokenizer
+
+    def source_for(self, config: RunConfig) -> Optional[str]:
+        """The tokenizer a baseline's numbers depend on, for its config hash (None: word-level or no text)."""
+        reads_text = "text" in MODELS.get(config.baseline.model).modalities
+        return self.source if reads_text else None
+
+
+def _drop_unavailable(configs: list[RunConfig], echo: Callable[[str], None]) -> list[RunConfig]:
+    """Leave out baselines whose optional pretrained package is not installed (an error when none is left)."""
+    kept, reasons = [], []
+    for config in configs:
+        why = missing_requirement(config.baseline.pretrained)
+        if why:
+            echo(f"skip {config.baseline.name}: {why}")
+            reasons.append(f"baseline {config.baseline.name!r}: {why}")
+        else:
+            kept.append(config)
+    if not kept:
+        raise VLBenchError(reasons[0])
+    return kept
 
 
 def _resolve_all(request: RunRequest) -> list[RunConfig]:
@@ -142,6 +169,9 @@ def _resolve_all(request: RunRequest) -> list[RunConfig]:
             request.task, spec, dataset=request.dataset, overrides=overrides, training_overrides=request.training_overrides
         )
         validate_model_config(config.baseline.model, config.baseline.config, f"baseline {spec.name!r}")
+        from vlbench.peft.config import parse_peft
+
+        parse_peft(config.baseline.peft, f"baseline {spec.name!r}")  # a bad peft block fails before any training
         configs.append(config)
     for key, ok in applicable_somewhere.items():
         if not ok:
@@ -154,11 +184,11 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
     """Train/fit and score every selected baseline under every seed; write one record per run."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    configs = _resolve_all(request)
+    configs = _drop_unavailable(_resolve_all(request), echo)
     task_config = configs[0]
     dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir, request.quiet)
     task = TASK_TYPES.get(task_config.task.type)(task_config.task, dataset)
-    tokenizers = _TokenizerCache(task)
+    tokenizers = _TokenizerCache(task, configs)
     accelerator = get_accelerator(request.device)
     outcome = RunOutcome()
     dataset_name = task_config.dataset.partition(":")[0]
@@ -170,7 +200,10 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
             seeds = request.seeds if request.seeds is not None else config.training.seeds
             for seed in seeds:
                 path = record_path(request.results_dir, config.task.name, dataset_name, config.baseline.name, seed)
-                digest = config_hash(config, {"data": dataset.fingerprint})
+                extra = {"data": dataset.fingerprint}
+                if tokenizers.source_for(config):
+                    extra["tokenizer"] = tokenizers.source_for(config)  # one tokenizer per comparison changes models
+                digest = config_hash(config, extra)
                 previous = existing_config_hash(path)
                 if previous == digest and not request.force:
                     echo(f"skip {config.baseline.name} seed {seed}: {path} exists with the same config (use --force)")
@@ -180,7 +213,8 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
                     echo(f"config of {config.baseline.name} seed {seed} changed since {path}; running again")
                 try:
                     with PeakMemory(accelerator.device) as memory:
-                        record = _run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest)
+                        record = _run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest,
+                                          cache_dir=request.cache_dir)
                     record["memory"] = {"peak_bytes": memory.peak, "kind": memory.kind}
                 except VLBenchError as exc:
                     outcome.failed.append((config.baseline.name, seed, str(exc)))
@@ -189,6 +223,12 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
                 pred_path = predictions_path(path, task.predictions_suffix)
                 task.write_predictions(record.pop("_predictions"), pred_path)
                 record["predictions_file"] = pred_path.name
+                weights = record.pop("_weights", None)
+                if weights is not None:  # PEFT runs keep only their trained weights
+                    from vlbench.peft.checkpoint import save_trained_weights, weights_path
+
+                    meta = {"baseline": config.baseline.name, "seed": seed, "config_hash": digest}
+                    record["weights_file"] = save_trained_weights(weights, weights_path(path), meta).name
                 atomic_write_json(path, record)
                 outcome.written.append(path)
                 primary = record["test"]["metrics"].get(config.task.primary_metric)
@@ -200,24 +240,22 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
 
 
 def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: _TokenizerCache, accelerator: Any,
-             progress: Any, digest: str) -> dict[str, Any]:
+             progress: Any, digest: str, cache_dir: Optional[Path] = None) -> dict[str, Any]:
+    from vlbench.data.shapes.build import default_cache_dir
+    from vlbench.peft.apply import trained_state
+    from vlbench.peft.assemble import assemble, warm_features
+
     start = time.perf_counter()
     seed_everything(seed)
     model_cls = MODELS.get(config.baseline.model)
-    tokenizer = tokenizers.get(config.baseline.pretrained) if "text" in model_cls.modalities or issubclass(model_cls, FittedModel) else None
-    options = task.options
-    context = BuildContext(
-        task_type=config.task.type,
-        tokenizer=tokenizer,
-        image_size=options.image_size,
-        max_text_length=options.max_text_length,
-        extras=task.build_context_extras(),
-    )
-    # the seed is set again right before building so that initial weights do not depend on tokenizer work
-    seed_everything(seed)
-    built = build_model(config.baseline.model, config.baseline.config, config.baseline.pretrained, context,
-                        f"baseline {config.baseline.name!r}")
-    modalities = tuple(model_cls.modalities)
+    tokenizer = tokenizers.get()  # always: the task's batches need the encoded targets even without text
+    reads_text = "text" in model_cls.modalities or issubclass(model_cls, FittedModel)
+    pretrained = resolve_pretrained(config.baseline.pretrained)
+    assembled = assemble(config, seed, task, tokenizer if reads_text else None, pretrained=pretrained,
+                         tokenizer_source=tokenizers.source_for(config), data_fingerprint=dataset.fingerprint,
+                         cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
+    built, modalities = assembled.model, assembled.modalities
+    weights = features = None
     if isinstance(built, FittedModel):
         results = task.fit_and_evaluate(built, ["validation", "test"])
         validation, test = results["validation"], results["test"]
@@ -225,8 +263,10 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
                                     "stopped_early": False}
         trainable, total, train_seconds, examples = 0, 0, 0.0, 0
     else:
-        model = task.wrap(built)
+        model = built
         trainable, total = _count_parameters(model)
+        features = warm_features(assembled, task, config.training.eval_batch_size, accelerator.device, progress,
+                                 f"{config.baseline.name} s{seed} features")
         result = fit(model, task, config.training, accelerator=accelerator, seed=seed, modalities=modalities,
                      progress=progress, label=f"{config.baseline.name} s{seed}")
         device = accelerator.device
@@ -236,6 +276,10 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
                     "steps": result.steps, "stopped_early": result.stopped_early}
         validation = None
         train_seconds, examples = result.train_seconds, result.train_examples
+        if features is not None:
+            train_seconds += features["seconds"]  # computing cached features is part of what training cost
+        if assembled.peft is not None:
+            weights = trained_state(accelerator.unwrap_model(model))
     wall = time.perf_counter() - start
     return {
         "schema": RECORD_SCHEMA,
@@ -253,6 +297,11 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         "device": describe_device(accelerator.device),
         "created": now_iso(),
         "parameters": {"trainable": trainable, "total": total},
+        "tokenizer": {"source": tokenizers.source or WORD_LEVEL, "vocab_size": len(tokenizer),
+                      "signature": tokenizers.signature, "used": "text" in model_cls.modalities},
+        "pretrained": describe_pretrained(config.baseline.pretrained),
+        "peft": assembled.summary.as_record() if assembled.summary is not None else None,
+        "features": features,
         "timing": {"wall_seconds": wall, "train_seconds": train_seconds,
                    "train_examples_per_second": examples / train_seconds if train_seconds else None},
         "training": fit_info,
@@ -260,4 +309,5 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         "test": {"metrics": test.metrics, "details": test.details},
         "per_example": {"test": test.per_example},
         "_predictions": test.predictions,
+        "_weights": weights,
     }

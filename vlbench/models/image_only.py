@@ -1,0 +1,55 @@
+"""Image-only baseline: the visual stream alone (no question) with the task head on top.
+
+It answers "how much does the text add": on VQA it can only learn answers that the image predicts
+whatever the question, so it lands near the image-conditioned prior. Its visual stream is exactly the
+one the co-attention model uses, so the two differ only by the text stream and the co-attention layers.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from vlbench.errors import SpecError
+from vlbench.models._blocks import VisualSettings, VisualStream
+from vlbench.models.base import BuildContext, Encoder, EncoderOutput
+from vlbench.registry import register_model
+
+__all__ = ["ImageOnlyConfig", "ImageOnlyEncoder"]
+
+
+class ImageOnlyConfig(VisualSettings):
+    """Size of the visual stream (built from config; ``pretrained`` is not supported)."""
+
+    num_layers: int = Field(2, ge=0, description="self-attention layers over the image regions")
+
+
+@register_model("image-only", description="visual stream alone (small ResNet grid + self-attention), no text")
+class ImageOnlyEncoder(Encoder):
+    """Pooled output = tanh(Linear(mean of the region features))."""
+
+    Config = ImageOnlyConfig
+    modalities = ("image",)
+
+    def __init__(self, config: ImageOnlyConfig, image_size: int) -> None:
+        super().__init__()
+        self.visual = VisualStream(config, config.num_layers, image_size)
+        self.pooler = nn.ModuleDict({"dense": nn.Linear(config.hidden_size, config.hidden_size)})
+        self.hidden_size = config.hidden_size
+
+    @classmethod
+    def from_spec(cls, config: ImageOnlyConfig, pretrained: Optional[str], context: BuildContext) -> "ImageOnlyEncoder":
+        """Built from config; the small ResNet has no offline pretrained weights."""
+        if pretrained:
+            raise SpecError("image-only: `pretrained:` is not supported (the visual stream is built from config).")
+        return cls(config, context.image_size)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        """Encode the image; the question in the batch is never read."""
+        regions = self.visual(batch["pixel_values"])
+        pooled = torch.tanh(self.pooler["dense"](regions.mean(1)))
+        mask = torch.ones(regions.shape[:2], dtype=torch.long, device=regions.device)
+        return EncoderOutput(pooled=pooled, sequence=regions, mask=mask)

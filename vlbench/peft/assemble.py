@@ -1,0 +1,104 @@
+"""Build the model of one run exactly as the runner trains it: encoder -> (cached frozen features) -> head -> PEFT.
+
+The runner and :func:`vlbench.peft.checkpoint.load_run_model` both go through :func:`assemble`, so a
+model rebuilt from a run record (same config, seed and tokenizer) has the same frozen weights as the
+trained one, and loading the saved trained weights reproduces its predictions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from torch import nn
+
+from vlbench.errors import SpecError
+from vlbench.models.base import BuildContext, FittedModel, build_model
+from vlbench.peft.apply import PeftSummary, apply_peft
+from vlbench.peft.config import FrozenSpec, PromptSpec, parse_peft
+from vlbench.registry import MODELS
+from vlbench.specs import RunConfig
+from vlbench.training.seeding import seed_everything
+
+__all__ = ["Assembled", "assemble", "warm_features"]
+
+
+@dataclass
+class Assembled:
+    """A run's model and what was done to it."""
+
+    model: Any
+    modalities: tuple[str, ...]
+    peft: Any = None
+    summary: Optional[PeftSummary] = None
+    features: Any = None  # the CachedFeatureEncoder of a frozen backbone with cached features
+
+    @property
+    def fitted(self) -> bool:
+        """True for counting models (no gradient descent)."""
+        return isinstance(self.model, FittedModel)
+
+
+def assemble(config: RunConfig, seed: int, task: Any, tokenizer: Any, *, pretrained: Optional[str],
+             tokenizer_source: Optional[str] = None, data_fingerprint: str = "",
+             cache_dir: Optional[Path] = None) -> Assembled:
+    """Seed, build the encoder (``pretrained`` already resolved to a path or hub id), wrap it, apply PEFT."""
+    source = f"baseline {config.baseline.name!r}"
+    model_cls = MODELS.get(config.baseline.model)
+    peft_spec = parse_peft(config.baseline.peft, source)
+    options = task.options
+    # prompt tuning inserts virtual tokens: from-config encoders need that many more positions
+    extra_positions = peft_spec.num_virtual_tokens if isinstance(peft_spec, PromptSpec) else 0
+    context = BuildContext(
+        task_type=config.task.type,
+        tokenizer=tokenizer,
+        image_size=options.image_size,
+        max_text_length=options.max_text_length + extra_positions,
+        extras=task.build_context_extras(),
+    )
+    if pretrained:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # transformers' per-load weight bar would interleave with vlbench's
+    # the seed is set right before building so that initial weights do not depend on tokenizer work
+    seed_everything(seed)
+    built = build_model(config.baseline.model, config.baseline.config, pretrained, context, source)
+    modalities = tuple(model_cls.modalities)
+    if isinstance(built, FittedModel):
+        if peft_spec is not None:
+            raise SpecError(f"{source}: model type {config.baseline.model!r} is not trained by gradient descent; remove its peft block.")
+        return Assembled(built, modalities)
+    features = None
+    if isinstance(peft_spec, FrozenSpec) and peft_spec.cache_features:
+        from vlbench.training.frozen import CachedFeatureEncoder, FeatureCache, feature_cache_key
+
+        path = None
+        if cache_dir is not None:
+            key = feature_cache_key(
+                model=config.baseline.model, config=config.baseline.config, pretrained=config.baseline.pretrained,
+                seed=seed, tokenizer=tokenizer_source, data_fingerprint=data_fingerprint,
+                task={"type": config.task.type, "options": config.task.options, "data": config.task.data},
+            )
+            path = Path(cache_dir) / "features" / f"{key}.safetensors"
+        built = features = CachedFeatureEncoder(built, FeatureCache(path))
+    model: nn.Module = task.wrap(built)
+    summary = apply_peft(model, peft_spec) if peft_spec is not None else None
+    return Assembled(model, modalities, peft_spec, summary, features)
+
+
+def warm_features(assembled: Assembled, task: Any, batch_size: int, device: Any, progress: Any = None,
+                  label: str = "features") -> Optional[dict[str, Any]]:
+    """Fill (and save) a frozen backbone's feature cache over every split; what the record says about it."""
+    encoder = assembled.features
+    if encoder is None:
+        return None
+    from vlbench.training.frozen import warm_cache
+
+    start = time.perf_counter()
+    loaded = encoder.cache.loaded_from_disk
+    computed = warm_cache(encoder, task, ["train", "validation", "test"], batch_size, device, progress, label)
+    path = encoder.cache.save()
+    return {"cached": len(encoder.cache), "computed": computed, "reused_from_disk": loaded,
+            "file": str(path) if path is not None else None, "seconds": time.perf_counter() - start}

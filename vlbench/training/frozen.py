@@ -1,0 +1,184 @@
+"""Frozen backbone with cached features: the encoder runs once per distinct input, then only heads train.
+
+Features are keyed by a digest of what the backbone reads of one example (its question tokens and/or
+its image pixels), so a backbone that reads only images runs once per image, not once per question,
+and a text encoder once per distinct question. The cache of one backbone lives in memory and on disk
+(``<cache>/features/<key>.safetensors``); its key covers the model type, its settings, the pretrained
+weights, the tokenizer, the data fingerprint and the task options, and the seed only when the backbone
+is built from config (random weights differ per seed; pretrained ones do not), so a sweep over heads and
+seeds reuses one computation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import torch
+from torch import nn
+
+from vlbench.models.base import EncoderOutput
+
+__all__ = ["CACHE_VERSION", "FeatureCache", "example_keys", "CachedFeatureEncoder", "feature_cache_key", "warm_cache"]
+
+CACHE_VERSION = 1
+
+
+def example_keys(batch: dict[str, torch.Tensor], modalities: Iterable[str]) -> list[bytes]:
+    """One 20-byte digest per example of what a backbone with ``modalities`` reads."""
+    modalities = tuple(modalities)
+    n = int(batch["index"].shape[0]) if "index" in batch else int(next(iter(batch.values())).shape[0])
+    digests = [hashlib.sha1() for _ in range(n)]
+    if "text" in modalities and "input_ids" in batch:
+        ids = batch["input_ids"].cpu()
+        mask = batch["attention_mask"].cpu()
+        types = batch.get("token_type_ids")
+        types = types.cpu() if types is not None else torch.zeros_like(ids)
+        for i, length in enumerate(mask.sum(1).tolist()):
+            digests[i].update(ids[i, :length].numpy().tobytes())
+            digests[i].update(types[i, :length].numpy().tobytes())
+    if "image" in modalities and "pixel_values" in batch:
+        pixels = batch["pixel_values"].detach().to("cpu", torch.float32).contiguous()
+        for i in range(n):
+            digests[i].update(pixels[i].numpy().tobytes())
+    return [d.digest() for d in digests]
+
+
+class FeatureCache:
+    """Pooled features by example digest, optionally backed by one safetensors file."""
+
+    def __init__(self, path: Optional[Path] = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._index: dict[bytes, int] = {}
+        self._rows: list[torch.Tensor] = []
+        self._saved = 0
+        self.loaded_from_disk = False
+        if self.path is not None and self.path.is_file():
+            self._load()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._index
+
+    def add(self, key: bytes, feature: torch.Tensor) -> None:
+        """Store one example's pooled feature (kept on the CPU in float32)."""
+        if key not in self._index:
+            self._index[key] = len(self._rows)
+            self._rows.append(feature.detach().to("cpu", torch.float32))
+
+    def gather(self, keys: list[bytes]) -> torch.Tensor:
+        """(len(keys), H) features, in the order of ``keys``."""
+        return torch.stack([self._rows[self._index[k]] for k in keys])
+
+    def _load(self) -> None:
+        from safetensors.torch import load_file
+
+        try:
+            data = load_file(str(self.path))
+        except Exception:  # noqa: BLE001  a torn or foreign file is recomputed, never trusted
+            return
+        keys, features = data.get("keys"), data.get("features")
+        if keys is None or features is None or keys.shape[0] != features.shape[0]:
+            return
+        for key, row in zip(keys.numpy(), features):
+            self.add(bytes(key), row)
+        self._saved = len(self._rows)
+        self.loaded_from_disk = True
+
+    def save(self) -> Optional[Path]:
+        """Write the cache atomically when it grew since it was loaded or last saved."""
+        if self.path is None or len(self._rows) == self._saved or not self._rows:
+            return self.path
+        from safetensors.torch import save
+
+        from vlbench.io import atomic_write_bytes
+
+        keys = torch.tensor([list(k) for k in self._index], dtype=torch.uint8)
+        order = torch.tensor(list(self._index.values()))
+        features = torch.stack(self._rows)[order].contiguous()
+        atomic_write_bytes(self.path, save({"keys": keys, "features": features}, metadata={"version": str(CACHE_VERSION)}))
+        self._saved = len(self._rows)
+        return self.path
+
+
+class CachedFeatureEncoder(nn.Module):
+    """A frozen encoder whose pooled features come from a :class:`FeatureCache` (computed on first sight)."""
+
+    def __init__(self, backbone: nn.Module, cache: FeatureCache) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+        self.cache = cache
+        self.hidden_size = backbone.hidden_size
+        self.modalities = tuple(backbone.modalities)
+        self.computed = 0
+
+    def train(self, mode: bool = True) -> "CachedFeatureEncoder":
+        """The backbone stays in eval mode: its features must not depend on dropout or batch statistics."""
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    @torch.no_grad()
+    def ensure(self, batch: dict[str, torch.Tensor]) -> list[bytes]:
+        """Compute and cache the features of the batch's examples not cached yet; returns their keys."""
+        keys = example_keys(batch, self.modalities)
+        first: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key not in self.cache:
+                first.setdefault(key, i)
+        if first:
+            rows = torch.tensor(list(first.values()), device=batch["input_ids"].device if "input_ids" in batch else None)
+            subset = {k: v.index_select(0, rows.to(v.device)) for k, v in batch.items() if torch.is_tensor(v) and v.dim() > 0}
+            pooled = self.backbone(subset).pooled
+            for j, key in enumerate(first):
+                self.cache.add(key, pooled[j])
+            self.computed += len(first)
+        return keys
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        """Cached pooled features (no sequence: heads that need token features cannot use the cache)."""
+        keys = self.ensure(batch)
+        device = next(iter(batch.values())).device
+        return EncoderOutput(pooled=self.cache.gather(keys).to(device))
+
+
+def feature_cache_key(*, model: str, config: dict[str, Any], pretrained: Optional[str], seed: int,
+                      tokenizer: Optional[str], data_fingerprint: str, task: dict[str, Any]) -> str:
+    """Digest naming one backbone's cache file; the seed counts only for backbones built from config."""
+    payload = {
+        "version": CACHE_VERSION,
+        "model": model,
+        "config": config,
+        "pretrained": pretrained,
+        "seed": None if pretrained else seed,
+        "tokenizer": tokenizer,
+        "data": data_fingerprint,
+        "task": task,
+        "torch": torch.__version__,
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def warm_cache(encoder: CachedFeatureEncoder, task: Any, splits: Iterable[str], batch_size: int, device: torch.device,
+               progress: Any = None, label: str = "features") -> int:
+    """Run the backbone once over every split (distinct inputs only); returns how many features it computed."""
+    before = encoder.computed
+    encoder.to(device)
+    splits = list(splits)
+    total = sum(-(-task.num_examples(s) // batch_size) for s in splits)
+    bar = progress.add_task(label, total=total) if progress is not None else None
+    for split in splits:
+        for batch in task.batches(split, batch_size, encoder.modalities):
+            encoder.ensure({k: v.to(device) for k, v in batch.items()})
+            if bar is not None:
+                progress.update(bar, advance=1)
+    if bar is not None:
+        progress.remove_task(bar)
+    return encoder.computed - before
