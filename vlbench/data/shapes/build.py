@@ -25,7 +25,6 @@ import vlbench.builtins  # noqa: F401  (its lazy "shapes" entry must exist befor
 from vlbench.data.base import ArrayImageStore, VLDataset
 from vlbench.data.shapes import vqa as _vqa  # noqa: F401  (registers the "vqa" table maker)
 from vlbench.data.shapes.vqa import DEFAULT_SHARES, FAMILIES
-from vlbench.data.shapes import retrieval as _retrieval  # noqa: F401  (registers the "retrieval" table maker)
 from vlbench.data.shapes import captions as _captions  # noqa: F401  (registers the "captions" table maker)
 from vlbench.data.shapes import translation as _translation  # noqa: F401  (registers the "vmt" table maker)
 from vlbench.data.shapes.render import render_scenes

@@ -10,7 +10,7 @@ Two sources per pair (both reported, in the spirit of Caglayan et al. 2019, "Pro
 Visual Context in Multimodal Machine Translation"):
 
 * ``source``: the full English sentence. Translating it needs no image (as on Multi30k).
-* ``source_masked``: the same sentence with every colour and shape word replaced by ``[v]``. Only
+* ``source_masked``: the same sentence with every colour and shape word replaced by ``[MASK]``. Only
   the image can recover them: a pair is kept only when the unmasked words (sizes, relation, corner)
   pick out objects whose colours and shapes are unique in the image, so a perfect multimodal model
   translates the masked source exactly while a text-only one can only guess.
@@ -43,7 +43,8 @@ __all__ = [
     "make_vmt_table",
 ]
 
-MASK = "[v]"
+# BERT-family tokenizers keep their mask token whole ("[v]", Caglayan et al.'s marker, would be 3 pieces)
+MASK = "[MASK]"
 PAIRS_PER_IMAGE = 2
 # pair ids are image_id * PAIR_ID_STRIDE + rank
 PAIR_ID_STRIDE = 10
@@ -158,12 +159,12 @@ def candidate_sentences(scene: Scene) -> list[Sentence]:
     """Every pair whose masked source still determines the target given the image."""
     objects = scene.objects
     out: list[Sentence] = []
-    # corner: "a <size> [v] [v] in the <corner> corner" must match objects of one colour and shape
+    # corner: "a <size> [MASK] [MASK] in the <corner> corner" must match objects of one colour and shape
     for o in objects:
         fillers = {p.name for p in objects if p.size == o.size and _corner(p) == _corner(o)}
         if len(fillers) == 1:
             out.append(_corner_sentence(o))
-    # relation: "<size> [v] [v] is <rel> <size> [v] [v]" must match pairs with one colour/shape filling
+    # relation: "<size> [MASK] [MASK] is <rel> <size> [MASK] [MASK]" must match pairs with one colour/shape filling
     for relation in _RELATIONS:
         for a in objects:
             for b in objects:
@@ -202,7 +203,7 @@ def _choose(candidates: list[Sentence], n: int, rng: np.random.Generator) -> lis
     return chosen
 
 
-@register_table("vmt", version="1")
+@register_table("vmt", version="2")
 def make_vmt_table(split: SplitScenes, options: "ShapesOptions", rng: np.random.Generator) -> Dataset:
     """The vmt table of one split: up to two pairs per image, each with full and masked sources."""
     columns: dict[str, list[Any]] = {name: [] for name in VMT_FEATURES}

@@ -1,0 +1,174 @@
+"""Two-tower (dual) encoders: an image tower and a text tower that never see each other (CLIP-style).
+
+``dual-encoder``: a ViT image tower (transformers ``ViTModel``) and a BERT text tower (``BertModel``),
+both built from config. Task heads (projections, temperature) live in the task type that uses them.
+
+``dual-encoder-blind``: the same text tower with the image tower replaced by a fixed random code per image
+id. It never receives pixels (its modalities are text only, so batches carry none): the text-only
+counterpart of ``dual-encoder``, ranking images at chance with ties broken at random rather than by index.
+
+Both expose ``encode_image(batch)`` and ``encode_text(batch)``, each returning an :class:`EncoderOutput`
+(pooled features and the token sequence); ``forward`` returns the two pooled vectors concatenated
+(late fusion), so the model also serves classification tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from pydantic import Field
+from torch import nn
+
+import vlbench.builtins  # noqa: F401  (lazy entries first, so registering the objects replaces them)
+from vlbench.errors import SpecError
+from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput
+from vlbench.registry import register_model
+
+__all__ = ["DualEncoderConfig", "DualEncoder", "BlindDualEncoder", "image_id_codes"]
+
+
+class DualEncoderConfig(EncoderConfig):
+    """Tower sizes of a dual encoder built from config."""
+
+    hidden_size: int = Field(128, ge=8)
+    image_layers: int = Field(2, ge=1, description="ViT layers of the image tower")
+    text_layers: int = Field(2, ge=1, description="BERT layers of the text tower")
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(512, ge=8)
+    patch_size: int = Field(16, ge=1)
+    pooling: Literal["cls", "mean"] = Field("mean", description="pooled feature: the [CLS] state or the token mean")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    attention_dropout: float = Field(0.1, ge=0, lt=1)
+
+
+def _bert_tower(config: DualEncoderConfig, context: BuildContext) -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    return BertModel(
+        BertConfig(
+            vocab_size=len(context.tokenizer),
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.text_layers,
+            num_attention_heads=config.num_heads,
+            intermediate_size=config.intermediate_size,
+            hidden_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.attention_dropout,
+            max_position_embeddings=max(context.max_text_length, 8),
+            pad_token_id=context.tokenizer.pad_token_id,
+        ),
+        add_pooling_layer=False,
+    )
+
+
+def _vit_tower(config: DualEncoderConfig, context: BuildContext) -> nn.Module:
+    from transformers import ViTConfig, ViTModel
+
+    if context.image_size % config.patch_size:
+        raise SpecError(f"dual-encoder: image size {context.image_size} is not a multiple of patch_size {config.patch_size}.")
+    return ViTModel(
+        ViTConfig(
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.image_layers,
+            num_attention_heads=config.num_heads,
+            intermediate_size=config.intermediate_size,
+            hidden_dropout_prob=config.dropout,
+            attention_probs_dropout_prob=config.attention_dropout,
+            image_size=context.image_size,
+            patch_size=config.patch_size,
+            num_channels=3,
+        ),
+        add_pooling_layer=False,
+    )
+
+
+def _pool(sequence: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    if how == "cls":
+        return sequence[:, 0]
+    weights = mask.to(sequence.dtype).unsqueeze(-1)
+    return (sequence * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def _check_not_pretrained(name: str, pretrained: Optional[str]) -> None:
+    if pretrained:
+        raise SpecError(
+            f"{name}: `pretrained` is not supported yet (the towers are built from config); remove it from the "
+            f"baseline spec or --set baseline.pretrained=null."
+        )
+
+
+@register_model("dual-encoder", description="two towers (ViT image, BERT text) for contrastive image-text matching")
+class DualEncoder(Encoder):
+    """A ViT image tower and a BERT text tower; ``hidden_size`` is the late-fusion width (2 x tower)."""
+
+    Config = DualEncoderConfig
+    modalities = ("text", "image")
+
+    def __init__(self, config: DualEncoderConfig, text_tower: nn.Module, image_tower: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.text_tower = text_tower
+        self.image_tower = image_tower
+        self.tower_size = config.hidden_size
+        self.hidden_size = 2 * config.hidden_size
+
+    @classmethod
+    def from_spec(cls, config: DualEncoderConfig, pretrained: Optional[str], context: BuildContext) -> "DualEncoder":
+        """Both towers from config, sized by the spec."""
+        _check_not_pretrained("dual-encoder", pretrained)
+        return cls(config, _bert_tower(config, context), _vit_tower(config, context))
+
+    def encode_text(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        """Text tower over ``input_ids``/``attention_mask``: pooled (B, H), sequence (B, L, H), mask (B, L)."""
+        mask = batch["attention_mask"]
+        out = self.text_tower(input_ids=batch["input_ids"], attention_mask=mask, token_type_ids=batch.get("token_type_ids"))
+        seq = out.last_hidden_state
+        return EncoderOutput(pooled=_pool(seq, mask, self.config.pooling), sequence=seq, mask=mask)
+
+    def encode_image(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        """Image tower over ``pixel_values``: pooled (B, H), sequence ([CLS] + patches) and an all-ones mask."""
+        seq = self.image_tower(pixel_values=batch["pixel_values"]).last_hidden_state
+        mask = torch.ones(seq.shape[:2], dtype=torch.long, device=seq.device)
+        return EncoderOutput(pooled=_pool(seq, mask, self.config.pooling), sequence=seq, mask=mask)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        """Late fusion: [image pooled; text pooled] (B, 2H); the towers never attend to each other."""
+        return EncoderOutput(pooled=torch.cat([self.encode_image(batch).pooled, self.encode_text(batch).pooled], -1))
+
+
+def image_id_codes(image_ids: torch.Tensor, dim: int, salt: int = 0) -> torch.Tensor:
+    """A fixed standard-normal vector per image id (the same id always gets the same code), no pixels read."""
+    codes = torch.empty(len(image_ids), dim)
+    generator = torch.Generator()
+    for row, image_id in enumerate(image_ids.tolist()):
+        generator.manual_seed((int(image_id) * 1_000_003 + salt) % (2**63 - 1))
+        codes[row] = torch.randn(dim, generator=generator)
+    return codes
+
+
+@register_model("dual-encoder-blind", description="text tower only; images are a random code per image id (no pixels)")
+class BlindDualEncoder(DualEncoder):
+    """``dual-encoder`` whose image tower sees a random code per image id instead of the image.
+
+    The code carries no image content, only identity: training can memorise training ids, but on unseen
+    images the ranking is chance. A constant image feature would tie every image instead, and the
+    retrieval metric counts ties against the model (it would score below chance).
+    """
+
+    modalities = ("text",)
+    code_size = 64
+
+    @classmethod
+    def from_spec(cls, config: DualEncoderConfig, pretrained: Optional[str], context: BuildContext) -> "BlindDualEncoder":
+        """The text tower from config and a small learned map from id codes to the tower width."""
+        _check_not_pretrained("dual-encoder-blind", pretrained)
+        image_tower = nn.Sequential(nn.Linear(cls.code_size, config.hidden_size), nn.LayerNorm(config.hidden_size))
+        return cls(config, _bert_tower(config, context), image_tower)
+
+    def encode_image(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        """Features from ``image_ids`` alone; ``pixel_values`` are never read, even when present."""
+        ids = batch["image_ids"]
+        device = next(self.image_tower.parameters()).device
+        seq = self.image_tower(image_id_codes(ids, self.code_size).to(device)).unsqueeze(1)
+        mask = torch.ones(seq.shape[:2], dtype=torch.long, device=device)
+        return EncoderOutput(pooled=seq[:, 0], sequence=seq, mask=mask)

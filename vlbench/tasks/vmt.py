@@ -1,0 +1,114 @@
+"""Multimodal machine translation: a source sentence (and its image) to a target sentence, sacreBLEU-scored.
+
+Any dataset with a ``vmt`` table (``image_id``, a source column, a target column; one row per sentence
+pair, as in Multi30k) plugs in; ``options.source_field`` picks the source column, so the shapes world's
+full (``source``) and entity-masked (``source_masked``) variants are two task specs over one table.
+Text-only model types read the source tokens only; multimodal ones also read the image (ViLT: the
+patches are extra encoder tokens beside the source tokens). The same decoder serves every baseline.
+
+Predictions are one hypothesis per line in example order (sacrebleu's convention), written with the
+references beside them (``<stem>.ref.txt``), so ``vlbench score --task vmt -p P -r R`` reproduces the
+run's BLEU and chrF.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from pydantic import Field
+
+from vlbench.errors import DataError
+from vlbench.registry import register_task
+from vlbench.tasks.base import EvalResult
+from vlbench.tasks.generation import Seq2SeqOptions, Seq2SeqTask
+
+__all__ = ["VMTOptions", "VMTTask", "references_path"]
+
+
+class VMTOptions(Seq2SeqOptions):
+    """Options of the vmt task type."""
+
+    max_text_length: int = 32
+    max_target_length: int = 24
+    source_field: str = Field("source", description="source column of the vmt table, e.g. source or source_masked")
+    target_field: str = Field("target", description="target column of the vmt table")
+    id_field: str = Field("pair_id", description="sentence id column (keys of per-example scores)")
+
+
+def references_path(predictions: Path) -> Path:
+    """Where the references of a predictions file are written (``<stem>.ref.txt``)."""
+    return predictions.with_name(predictions.stem + ".ref.txt")
+
+
+@register_task("vmt", description="multimodal machine translation, sacreBLEU BLEU and chrF")
+class VMTTask(Seq2SeqTask):
+    """Translation over a dataset's ``vmt`` table; metrics from ``vlbench.metrics.translation``."""
+
+    table = "vmt"
+    Options = VMTOptions
+    predictions_suffix = ".txt"
+    lowercase_targets = False  # sacreBLEU is case-sensitive
+
+    def __init__(self, spec, dataset) -> None:
+        super().__init__(spec, dataset)
+        opts = self.options
+        self._source_text: dict[str, list[str]] = {}
+        self._ids: dict[str, list[Any]] = {}
+        for role, name in self.split_names.items():
+            rows = self.dataset.split(self.table, name)
+            wanted = ["image_id", opts.source_field, opts.target_field]
+            missing = [c for c in wanted if c not in rows.column_names]
+            if missing:
+                raise DataError(
+                    f"task {spec.name!r}: the {self.table!r} table of split {name!r} has no column(s) "
+                    f"{', '.join(missing)} (it has: {', '.join(rows.column_names)}); set options.source_field/target_field."
+                )
+            id_col = [opts.id_field] if opts.id_field in rows.column_names else []
+            cols = rows.select_columns(wanted + id_col).to_dict()
+            self._image_ids[role] = [int(i) for i in cols["image_id"]]
+            self._source_text[role] = list(cols[opts.source_field])
+            self._targets[role] = [[t] for t in cols[opts.target_field]]
+            self._ids[role] = list(cols[opts.id_field]) if id_col else list(range(len(rows)))
+        self._setup_targets()
+
+    def _sources(self, role: str) -> list[str]:
+        """The source sentence of every pair of a role."""
+        return self._source_text[role]
+
+    def references(self, role: str) -> list[str]:
+        """One reference per pair of a role, in order."""
+        return [ts[0] for ts in self._targets[role]]
+
+    def score(self, split: str, hypotheses: list[str]) -> EvalResult:
+        """sacreBLEU corpus BLEU (primary) and chrF; sentence BLEU per pair for significance tests."""
+        from vlbench.metrics.translation import translation_evaluate
+
+        result = translation_evaluate(hypotheses, [self.references(split)])
+        metrics = {"BLEU": result["BLEU"], "chrF": result["chrF"]}
+        ids = self._ids[split]
+        per_example = {str(ids[i]): float(v) for i, v in result["per_example"]["BLEU"].items()}
+        details = {"signatures": result["signatures"], "BLEU_detail": result["BLEU_detail"],
+                   "source_field": self.options.source_field, "split": self.split_names[split]}
+        return EvalResult(metrics, result["BLEU"], per_example, list(hypotheses), details)
+
+    def _role_of(self, hypotheses: list[str]) -> Optional[str]:
+        for role in ("test", "validation", "train"):
+            if len(self._image_ids.get(role, ())) == len(hypotheses):
+                return role
+        return None
+
+    def write_predictions(self, predictions: Any, path: Path) -> Path:
+        """One hypothesis per line (sacrebleu's format), and the references beside it."""
+        from vlbench.io import atomic_write_text
+
+        written = atomic_write_text(path, "".join(_one_line(h) + "\n" for h in predictions))
+        role = self._role_of(list(predictions))
+        if role is not None:
+            atomic_write_text(references_path(Path(path)), "".join(_one_line(r) + "\n" for r in self.references(role)))
+        return written
+
+
+def _one_line(text: str) -> str:
+    # a line break inside a hypothesis would shift every later line of the file
+    return " ".join(text.split())
