@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, ClassVar, Iterable, Optional, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Optional, Sequence
 
 import torch
 from pydantic import Field
@@ -295,7 +295,15 @@ class Seq2SeqTask(TaskType):
         """Number of examples (images for captioning, sentence pairs for translation) in a role."""
         return len(self._image_ids[split])
 
-    def batches(self, split, batch_size, modalities, *, shuffle=False, generator=None):
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        modalities: tuple[str, ...],
+        *,
+        shuffle: bool = False,
+        generator: Optional[torch.Generator] = None,
+    ) -> Iterator[dict[str, torch.Tensor]]:
         """Batches over a role; each training pass over the data advances which targets are used."""
         if split == "train":
             self._train_pass += 1
