@@ -146,3 +146,33 @@ def test_blind_captioner_receives_no_image_information(cache_dir) -> None:
     # the same check has power: the ViLT captioner's outputs do move with the pixels
     assert "pixel_values" in before["vilt"][0]
     assert not torch.allclose(before["vilt"][1], after["vilt"][1])
+
+
+def test_targets_per_example_cycle_through_every_reference(cache_dir) -> None:
+    from vlbench.data.shapes import build_shapes
+    from vlbench.specs import load_task_spec
+    from vlbench.tasks.captioning import CaptioningTask
+
+    dataset = build_shapes(None, {"train_images": 48, "val_images": 12, "test_images": 12}, cache_dir, quiet=True)
+    spec = load_task_spec("captioning")
+    options = dict(spec.options, train_targets_per_example=2, max_target_length=40)
+    task = CaptioningTask(spec.model_copy(update={"options": options}), dataset)
+    references = task.references("train")[task._image_ids["train"][0]]
+
+    def captions_of_first_image() -> list[str]:
+        batch = task.collate("train", [0], ())
+        return [task.vocab.decode(row) for row in batch["labels"].clamp(min=0).tolist()]
+
+    seen = []
+    for _ in range(3):  # three training passes: references 0-1, 2-3, 4-0
+        iter(task.batches("train", 4, ()))
+        seen.append(captions_of_first_image())
+    assert [len(s) for s in seen] == [2, 2, 2]
+    assert seen == [[references[i].lower() for i in pair] for pair in ((0, 1), (2, 3), (4, 0))]
+    assert sum(len(r) for r in task._targets["train"]) == 5 * task.num_examples("train")
+    # a newly wrapped model starts again from the first references
+    from vlbench.models.blind import BlindEncoder
+
+    task.wrap(BlindEncoder(32, 1))
+    iter(task.batches("train", 4, ()))
+    assert captions_of_first_image() == seen[0]

@@ -213,7 +213,8 @@ class Seq2SeqTask(TaskType):
 
     Subclasses set, in ``__init__`` before calling :meth:`_setup_targets`: ``self._image_ids[role]``
     (one image id per example), ``self._targets[role]`` (a list of target texts per example; training
-    uses them all, each example's rows share one encoder pass), and implement ``_sources(role)`` (the
+    uses them all, or ``train_targets_per_example`` of them per pass, cycling; an example's rows share
+    one encoder pass), and implement ``_sources(role)`` (the
     source text of each example; "" for image-only tasks) and ``score(role, hypotheses)``.
     """
 
