@@ -27,6 +27,7 @@ __all__ = [
     "build_model",
     "load_pretrained",
     "normalize_pixels",
+    "bert_from_config",
 ]
 
 
@@ -124,3 +125,33 @@ def normalize_pixels(pixels_uint8: torch.Tensor, mean: float = 0.5, std: float =
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float, normalised like ViLT's processor (mean 0.5, std 0.5)."""
     x = pixels_uint8.permute(0, 3, 1, 2).float().div_(255.0)
     return (x - mean) / std
+
+
+def bert_from_config(
+    context: BuildContext,
+    *,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    intermediate_size: int,
+    dropout: float,
+    attention_dropout: float,
+    pooling: bool,
+) -> nn.Module:
+    """A randomly initialised transformers ``BertModel`` sized by a spec, over the comparison's tokenizer."""
+    from transformers import BertConfig, BertModel
+
+    return BertModel(
+        BertConfig(
+            vocab_size=len(context.tokenizer),
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            intermediate_size=intermediate_size,
+            hidden_dropout_prob=dropout,
+            attention_probs_dropout_prob=attention_dropout,
+            max_position_embeddings=max(context.max_text_length, 8),
+            pad_token_id=context.tokenizer.pad_token_id,
+        ),
+        add_pooling_layer=pooling,
+    )

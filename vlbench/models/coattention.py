@@ -23,7 +23,7 @@ from pydantic import Field
 from torch import nn
 
 from vlbench.models._blocks import TransformerLayer, VisualSettings, VisualStream, masked_mean
-from vlbench.models.base import BuildContext, Encoder, EncoderOutput, load_pretrained
+from vlbench.models.base import BuildContext, Encoder, EncoderOutput, bert_from_config, load_pretrained
 from vlbench.registry import register_model
 
 __all__ = ["CoAttentionConfig", "CoAttentionLayer", "CoAttentionEncoder"]
@@ -84,25 +84,16 @@ class CoAttentionEncoder(Encoder):
     @classmethod
     def from_spec(cls, config: CoAttentionConfig, pretrained: Optional[str], context: BuildContext) -> "CoAttentionEncoder":
         """Text stream from ``pretrained`` (hub id / local dir) or a BertModel sized by the spec."""
-        from transformers import AutoModel, BertConfig, BertModel
+        from transformers import AutoModel
 
         if pretrained:
             text = load_pretrained(AutoModel, pretrained, hidden_dropout_prob=config.dropout,
                                    attention_probs_dropout_prob=config.attention_dropout)
         else:
-            text = BertModel(
-                BertConfig(
-                    vocab_size=len(context.tokenizer),
-                    hidden_size=config.hidden_size,
-                    num_hidden_layers=config.text_layers,
-                    num_attention_heads=config.num_heads,
-                    intermediate_size=config.intermediate_size,
-                    hidden_dropout_prob=config.dropout,
-                    attention_probs_dropout_prob=config.attention_dropout,
-                    max_position_embeddings=max(context.max_text_length, 8),
-                    pad_token_id=context.tokenizer.pad_token_id,
-                ),
-                add_pooling_layer=False,
+            text = bert_from_config(
+                context, hidden_size=config.hidden_size, num_layers=config.text_layers, num_heads=config.num_heads,
+                intermediate_size=config.intermediate_size, dropout=config.dropout,
+                attention_dropout=config.attention_dropout, pooling=False,
             )
         if getattr(text, "pooler", None) is not None:
             text.pooler = None  # the co-attention pooler replaces it; unused weights would count as trainable

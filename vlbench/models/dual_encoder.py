@@ -22,7 +22,7 @@ from torch import nn
 
 import vlbench.builtins  # noqa: F401  (lazy entries first, so registering the objects replaces them)
 from vlbench.errors import SpecError
-from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput
+from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, bert_from_config
 from vlbench.registry import register_model
 
 __all__ = ["DualEncoderConfig", "DualEncoder", "BlindDualEncoder", "image_id_codes"]
@@ -43,21 +43,10 @@ class DualEncoderConfig(EncoderConfig):
 
 
 def _bert_tower(config: DualEncoderConfig, context: BuildContext) -> nn.Module:
-    from transformers import BertConfig, BertModel
-
-    return BertModel(
-        BertConfig(
-            vocab_size=len(context.tokenizer),
-            hidden_size=config.hidden_size,
-            num_hidden_layers=config.text_layers,
-            num_attention_heads=config.num_heads,
-            intermediate_size=config.intermediate_size,
-            hidden_dropout_prob=config.dropout,
-            attention_probs_dropout_prob=config.attention_dropout,
-            max_position_embeddings=max(context.max_text_length, 8),
-            pad_token_id=context.tokenizer.pad_token_id,
-        ),
-        add_pooling_layer=False,
+    return bert_from_config(
+        context, hidden_size=config.hidden_size, num_layers=config.text_layers, num_heads=config.num_heads,
+        intermediate_size=config.intermediate_size, dropout=config.dropout,
+        attention_dropout=config.attention_dropout, pooling=False,
     )
 
 

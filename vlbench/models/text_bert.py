@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from pydantic import Field
 
-from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, load_pretrained
+from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, bert_from_config, load_pretrained
 from vlbench.registry import register_model
 
 __all__ = ["TextBertConfig", "TextBertEncoder"]
@@ -39,7 +39,7 @@ class TextBertEncoder(Encoder):
     @classmethod
     def from_spec(cls, config: TextBertConfig, pretrained: Optional[str], context: BuildContext) -> "TextBertEncoder":
         """A BertModel from a hub id / local directory, or from config sized by the spec."""
-        from transformers import BertConfig, BertModel
+        from transformers import BertModel
 
         if pretrained:
             bert = load_pretrained(
@@ -49,19 +49,10 @@ class TextBertEncoder(Encoder):
                 attention_probs_dropout_prob=config.attention_dropout,
             )
         else:
-            bert = BertModel(
-                BertConfig(
-                    vocab_size=len(context.tokenizer),
-                    hidden_size=config.hidden_size,
-                    num_hidden_layers=config.num_layers,
-                    num_attention_heads=config.num_heads,
-                    intermediate_size=config.intermediate_size,
-                    hidden_dropout_prob=config.dropout,
-                    attention_probs_dropout_prob=config.attention_dropout,
-                    max_position_embeddings=max(context.max_text_length, 8),
-                    pad_token_id=context.tokenizer.pad_token_id,
-                ),
-                add_pooling_layer=True,
+            bert = bert_from_config(
+                context, hidden_size=config.hidden_size, num_layers=config.num_layers, num_heads=config.num_heads,
+                intermediate_size=config.intermediate_size, dropout=config.dropout,
+                attention_dropout=config.attention_dropout, pooling=True,
             )
         return cls(bert)
 
