@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from tests.zoo_fixtures import HAS_MINILM, SMALL, distinct_rows, needs_minilm, one_thread, tiny  # noqa: F401
 
-FULL = ["image-only", "coattention", "coattention-minilm"]
+FULL = ["image-only", "film", "coattention", "coattention-minilm"]
 PEFT = ["vilt-lora", "vilt-adapter", "vilt-bitfit", "vilt-prompt", "text-bert-lora", "text-minilm"]
 ZOO = FULL + PEFT
 
@@ -80,6 +80,27 @@ def test_image_only_never_reads_the_question(tiny):
         image_changed = model({**batch, "pixel_values": batch["pixel_values"].flip(-1)})
     assert torch.equal(base, text_changed) and torch.equal(base, no_text)
     assert not torch.allclose(base, image_changed)
+
+
+FILM_SMALL = {"hidden_size": 32, "stem_channels": [8, 16, 16, 16], "embedding_size": 16}
+
+
+def test_film_reads_both_question_and_image_and_ignores_padding(tiny):
+    assembled, task = tiny.build(tiny.config("film", config=FILM_SMALL))
+    encoder = assembled.model.encoder.eval()
+    batch = _batch(task, ("text", "image"))
+    other_text = {**batch, "input_ids": batch["input_ids"].flip(0), "attention_mask": batch["attention_mask"].flip(0)}
+    other_image = {**batch, "pixel_values": batch["pixel_values"].flip(-1)}
+    pad = torch.full((batch["input_ids"].shape[0], 5), tiny.task()[1].pad_token_id, dtype=batch["input_ids"].dtype)
+    padded = {**batch, "input_ids": torch.cat([batch["input_ids"], pad], 1),
+              "attention_mask": torch.cat([batch["attention_mask"], torch.zeros_like(pad)], 1)}
+    with torch.no_grad():
+        base = encoder(batch).pooled
+        by_text, by_image, by_padding = encoder(other_text).pooled, encoder(other_image).pooled, encoder(padded).pooled
+    assert not torch.allclose(base, by_text) and not torch.allclose(base, by_image)
+    # the GRU state is read after each question's last real token, so extra padding changes nothing
+    assert torch.allclose(base, by_padding, atol=1e-6)
+    assert encoder(batch).sequence.shape[1] == 16  # 64 px through four stride-2 convs: a 4x4 grid
 
 
 def test_coattention_attends_across_streams_in_both_directions(tiny):

@@ -26,4 +26,5 @@ MODELS.add("blind", "vlbench.models.blind:BlindEncoder", description="no input a
 
 # baseline zoo (issue 4)
 MODELS.add("image-only", "vlbench.models.image_only:ImageOnlyEncoder", description="visual stream alone (small ResNet grid + self-attention), no text")
+MODELS.add("film", "vlbench.models.film:FilmEncoder", description="early fusion: question-conditioned CNN (FiLM, Perez et al. 2018), from scratch")
 MODELS.add("coattention", "vlbench.models.coattention:CoAttentionEncoder", description="two-stream co-attention model (ViLBERT/LXMERT style): BERT text stream, ResNet-grid visual stream")
