@@ -21,11 +21,11 @@ def test_soft_score_equals_the_official_accuracy(count):
     assert soft_score(count) == pytest.approx(official)
 
 
-def _tiny_vilt(patch_embedding: str = "linear") -> ViltEncoder:
+def _tiny_vilt(patch_embedding: str = "linear", pooling: str = "cls") -> ViltEncoder:
     vocab = build_word_vocab(["what color is the circle ?", "how many red objects are there ?"])
     context = BuildContext("vqa", word_level_tokenizer(vocab), image_size=32, max_text_length=12)
     config = ViltConfigSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, patch_size=8,
-                            patch_embedding=patch_embedding)
+                            patch_embedding=patch_embedding, pooling=pooling)
     return ViltEncoder.from_spec(config, None, context)
 
 
@@ -50,6 +50,23 @@ def test_batched_patch_path_equals_transformers_own_path(patch_embedding):
         slow = encoder.vilt(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             token_type_ids=batch["token_type_ids"], pixel_values=batch["pixel_values"]).pooler_output
     assert torch.allclose(fast, slow, atol=1e-5)
+
+
+def test_mean_pooling_averages_every_real_token_and_ignores_padding():
+    torch.manual_seed(0)
+    encoder = _tiny_vilt(pooling="mean").eval()
+    batch = _batch()
+    padded = dict(batch, input_ids=torch.cat([batch["input_ids"], torch.zeros(3, 4, dtype=torch.long)], 1),
+                  attention_mask=torch.cat([batch["attention_mask"], torch.zeros(3, 4, dtype=torch.long)], 1),
+                  token_type_ids=torch.zeros(3, 11, dtype=torch.long))
+    with torch.no_grad():
+        out = encoder(batch)
+        by_hand = torch.tanh(encoder.vilt.pooler.dense(out.sequence.mean(1)))  # no padding: a plain mean
+        cls_pooled = encoder.vilt(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  token_type_ids=batch["token_type_ids"], pixel_values=batch["pixel_values"]).pooler_output
+        assert torch.allclose(out.pooled, by_hand, atol=1e-6)
+        assert not torch.allclose(out.pooled, cls_pooled, atol=1e-3)
+        assert torch.allclose(encoder(padded).pooled, out.pooled, atol=1e-5)
 
 
 def test_position_embeddings_are_initialised_like_vilt():

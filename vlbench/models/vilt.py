@@ -8,6 +8,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from vlbench.errors import SpecError
+from vlbench.models._blocks import masked_mean
 from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, load_pretrained
 from vlbench.registry import register_model
 
@@ -24,8 +26,6 @@ class ConvPatchStem(nn.Module):
     def __init__(self, hidden_size: int, patch_size: int, num_channels: int = 3) -> None:
         super().__init__()
         if patch_size & (patch_size - 1) or patch_size < 2:
-            from vlbench.errors import SpecError
-
             raise SpecError(f"vilt: patch_embedding 'conv' needs a power-of-two patch_size, got {patch_size}.")
         layers: list[nn.Module] = []
         channels, width = num_channels, max(hidden_size // 4, 16)
@@ -56,20 +56,24 @@ class ViltConfigSpec(EncoderConfig):
     intermediate_size: int = Field(512, ge=8)
     patch_size: int = Field(16, ge=1)
     patch_embedding: Literal["linear", "conv"] = Field("linear", description="linear (ViLT) or an early-conv stem")
+    pooling: Literal["cls", "mean"] = Field(
+        "cls", description="pooler input: the text [CLS] token (ViLT) or the mean of all tokens (text and image)"
+    )
     dropout: float = Field(0.1, ge=0, lt=1)
     attention_dropout: float = Field(0.1, ge=0, lt=1)
 
 
 @register_model("vilt", description="single-stream ViLT over text tokens and image patches (transformers ViltModel)")
 class ViltEncoder(Encoder):
-    """ViltModel; pooled output = its pooler over the text [CLS] position."""
+    """ViltModel; pooled output = its pooler (dense + tanh) over the text [CLS] position or the mean of all tokens."""
 
     Config = ViltConfigSpec
     modalities = ("text", "image")
 
-    def __init__(self, vilt: torch.nn.Module) -> None:
+    def __init__(self, vilt: torch.nn.Module, pooling: str = "cls") -> None:
         super().__init__()
         self.vilt = vilt
+        self.pooling = pooling
         self.hidden_size = vilt.config.hidden_size
 
     @classmethod
@@ -77,6 +81,11 @@ class ViltEncoder(Encoder):
         """A ViltModel from a hub id / local directory (e.g. dandelin/vilt-b32-mlm) or from config."""
         from transformers import ViltConfig, ViltModel
 
+        if pretrained and config.patch_embedding == "conv":
+            raise SpecError(
+                "vilt: patch_embedding 'conv' would replace the pretrained patch projection with an untrained stem; "
+                "with `pretrained:` set baseline.config.patch_embedding=linear (and pooling=cls, as ViLT was trained)."
+            )
         if pretrained:
             vilt = load_pretrained(
                 ViltModel,
@@ -86,8 +95,6 @@ class ViltEncoder(Encoder):
             )
         else:
             if context.image_size % config.patch_size:
-                from vlbench.errors import SpecError
-
                 raise SpecError(
                     f"vilt: image size {context.image_size} is not a multiple of patch_size {config.patch_size}."
                 )
@@ -113,7 +120,7 @@ class ViltEncoder(Encoder):
             nn.init.trunc_normal_(vilt.embeddings.cls_token, std=0.02)
         if config.patch_embedding == "conv":
             vilt.embeddings.patch_embeddings.projection = ConvPatchStem(vilt.config.hidden_size, vilt.config.patch_size)
-        return cls(vilt)
+        return cls(vilt, config.pooling)
 
     def _image_embeds(self, pixel_values: torch.Tensor) -> Optional[torch.Tensor]:
         """Patch embeddings + [CLS] + position embeddings, batched.
@@ -153,4 +160,8 @@ class ViltEncoder(Encoder):
                                                 dtype=batch["attention_mask"].dtype, device=pixels.device)],
             dim=1,
         )
-        return EncoderOutput(pooled=out.pooler_output, sequence=out.last_hidden_state, mask=mask)
+        pooled = out.pooler_output
+        if self.pooling == "mean":
+            pooler = self.vilt.pooler
+            pooled = pooler.activation(pooler.dense(masked_mean(out.last_hidden_state, mask)))
+        return EncoderOutput(pooled=pooled, sequence=out.last_hidden_state, mask=mask)
