@@ -69,6 +69,16 @@ def test_mean_pooling_averages_every_real_token_and_ignores_padding():
         assert torch.allclose(encoder(padded).pooled, out.pooled, atol=1e-5)
 
 
+def test_conv_stem_is_refused_with_pretrained_weights_before_anything_loads(tmp_path):
+    from vlbench.errors import SpecError
+
+    context = BuildContext("vqa", None, image_size=32, max_text_length=12)
+    config = ViltConfigSpec(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, patch_size=8,
+                            patch_embedding="conv")
+    with pytest.raises(SpecError, match="patch_embedding=linear"):
+        ViltEncoder.from_spec(config, str(tmp_path / "no-such-model"), context)
+
+
 def test_position_embeddings_are_initialised_like_vilt():
     torch.manual_seed(0)
     encoder = _tiny_vilt()
