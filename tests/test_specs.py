@@ -72,5 +72,6 @@ def test_overrides_apply_validate_and_change_the_hash():
 
 def test_cli_flags_win_over_spec_training():
     task, base = load_task_spec("vqa"), load_baseline_spec("text-bert")
-    config = resolve_run_config(task, base, training_overrides={"epochs": 1, "lr": None})
-    assert config.training.epochs == 1 and config.training.lr == task.training.lr
+    assert task.training.epochs != 3
+    config = resolve_run_config(task, base, training_overrides={"epochs": 3, "lr": None})
+    assert config.training.epochs == 3 and config.training.lr == task.training.lr
