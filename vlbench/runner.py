@@ -95,7 +95,7 @@ def split_dataset_arg(value: str) -> tuple[str, Optional[str]]:
 
 def load_dataset(dataset_arg: str, options: dict[str, Any], cache_dir: Optional[Path], quiet: bool):
     """Build (or load from cache) the dataset named by ``NAME[:PATH]`` with the task's data options."""
-    from vlbench.data.shapes.build import default_cache_dir
+    from vlbench.data.base import default_cache_dir
 
     name, path = split_dataset_arg(dataset_arg)
     builder = DATASETS.get(name)
@@ -241,7 +241,7 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
 
 def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: _TokenizerCache, accelerator: Any,
              progress: Any, digest: str, cache_dir: Optional[Path] = None) -> dict[str, Any]:
-    from vlbench.data.shapes.build import default_cache_dir
+    from vlbench.data.base import default_cache_dir
     from vlbench.peft.apply import trained_state
     from vlbench.peft.assemble import assemble, warm_features
 

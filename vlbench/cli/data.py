@@ -49,7 +49,7 @@ def load_dataset(
     plugins: list[str] | None = None,
 ) -> "VLDataset":
     """Build or load the registered dataset ``NAME[:PATH]`` with ``--set`` options."""
-    from vlbench.data.shapes.build import default_cache_dir
+    from vlbench.data.base import default_cache_dir
     from vlbench.registry import DATASETS
 
     load_plugins(plugins)

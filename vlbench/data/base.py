@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -11,7 +13,13 @@ from datasets import DatasetDict
 
 from vlbench.errors import DataError
 
-__all__ = ["ImageStore", "ArrayImageStore", "VLDataset", "DatasetBuilder"]
+__all__ = ["ImageStore", "ArrayImageStore", "VLDataset", "DatasetBuilder", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """Where built and converted datasets are cached: ``$VLBENCH_CACHE`` or ``~/.cache/vlbench``."""
+    env = os.environ.get("VLBENCH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "vlbench"
 
 
 class ImageStore(Protocol):

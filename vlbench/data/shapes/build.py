@@ -22,7 +22,7 @@ from datasets import Array3D, Dataset, DatasetDict, Features, Value, concatenate
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 import vlbench.builtins  # noqa: F401  (its lazy "shapes" entry must exist before the object registers)
-from vlbench.data.base import ArrayImageStore, VLDataset
+from vlbench.data.base import ArrayImageStore, VLDataset, default_cache_dir
 from vlbench.data.shapes import vqa as _vqa  # noqa: F401  (registers the "vqa" table maker)
 from vlbench.data.shapes.vqa import DEFAULT_SHARES, FAMILIES
 from vlbench.data.shapes import captions as _captions  # noqa: F401  (registers the "captions" table maker)
@@ -118,12 +118,6 @@ def cache_key(options: ShapesOptions) -> str:
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def default_cache_dir() -> Path:
-    """``$VLBENCH_CACHE`` or ``~/.cache/vlbench``."""
-    env = os.environ.get("VLBENCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vlbench"
 
 
 def cache_folder(cache_dir: str | os.PathLike, options: ShapesOptions) -> Path:
