@@ -97,6 +97,7 @@ def test_same_seed_same_numbers_on_cpu(finished_run, tmp_path):
         (["run", "--task", "vqa", "--all-baselines", "--dataset", "shapez"], "Did you mean 'shapes'"),
         (["run", "--task", "vqa", "--all-baselines", "--seeds", "1,two"], "--seeds"),
         (["run", "--task", "vqa", "--all-baselines", "--set", "training.epochs=-2"], "training.epochs"),
+        (["run", "--task", "vqa", "--all-baselines", "--precision", "half"], "training.precision"),
         (["run", "--task", "vqa", "--all-baselines", "--set", "baseline.config.hidden_sise=3"], "hidden_sise"),
         (["run", "--task", "vqa", "--baseline", "vilt", "--results-dir", "/proc/forbidden"], "cannot be written"),
         (["run", "--task", "vqa"], "--baseline"),

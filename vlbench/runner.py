@@ -260,7 +260,7 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         results = task.fit_and_evaluate(built, ["validation", "test"])
         validation, test = results["validation"], results["test"]
         fit_info: dict[str, Any] = {"history": [], "best_epoch": 0, "best_validation": validation.primary, "steps": 0,
-                                    "stopped_early": False}
+                                    "stopped_early": False, "precision": None}
         trainable, total, train_seconds, examples = 0, 0, 0.0, 0
     else:
         model = built
@@ -273,7 +273,7 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         validation_best = result.best_validation
         test = task.evaluate(model, "test", config.training.eval_batch_size, modalities, device)
         fit_info = {"history": result.history, "best_epoch": result.best_epoch, "best_validation": validation_best,
-                    "steps": result.steps, "stopped_early": result.stopped_early}
+                    "steps": result.steps, "stopped_early": result.stopped_early, "precision": result.precision}
         validation = None
         train_seconds, examples = result.train_seconds, result.train_examples
         if features is not None:

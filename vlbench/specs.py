@@ -11,7 +11,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -61,6 +61,9 @@ class TrainingConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0])
     num_workers: int = Field(0, ge=0)
     eval_every_epochs: int = Field(1, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="training compute precision; auto: bf16 autocast where the device computes bf16 natively"
+    )
 
 
 class SplitNames(_Strict):

@@ -45,6 +45,9 @@ def run(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     lr: Optional[float] = typer.Option(None, "--lr"),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="Training precision: auto (bf16 where the device computes it natively), fp32 or bf16."
+    ),
     device: str = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value; repeatable."),
     force: bool = typer.Option(False, "--force", help="Run again even when a record with the same config exists."),
@@ -70,7 +73,8 @@ def run(
         seeds=seed_list,
         dataset=dataset,
         overrides=list(set_ or []),
-        training_overrides={"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr},
+        training_overrides={"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
+                            "precision": precision},
         device=device,
         force=force,
         cache_dir=cache_dir,

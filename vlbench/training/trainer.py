@@ -16,6 +16,7 @@ from torch import nn
 from vlbench.errors import TrainingError
 from vlbench.specs import TrainingConfig
 from vlbench.tasks.base import EvalResult, TaskType
+from vlbench.training.device import autocast, resolve_precision
 from vlbench.training.optim import make_optimizer, make_scheduler
 from vlbench.training.seeding import data_generator
 
@@ -34,6 +35,7 @@ class FitResult:
     train_seconds: float = 0.0
     train_examples: int = 0
     eval_seconds: float = 0.0
+    precision: str = "fp32"
 
 
 def _steps_per_epoch(task: TaskType, batch_size: int) -> int:
@@ -53,6 +55,7 @@ def fit(
 ) -> FitResult:
     """Train ``model`` on the task's train split; returns history with the best weights restored."""
     device = accelerator.device
+    precision = resolve_precision(cfg.precision, device)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     per_epoch = _steps_per_epoch(task, cfg.batch_size)
     total_steps = per_epoch * max(cfg.epochs, 1)
@@ -62,7 +65,7 @@ def fit(
     scheduler = make_scheduler(optimizer, total_steps, cfg.warmup_ratio)
     model, optimizer = accelerator.prepare(model, optimizer)
     generator = data_generator(seed)
-    result = FitResult()
+    result = FitResult(precision=precision)
     best_state: Optional[dict[str, torch.Tensor]] = None
     bad_epochs = 0
     bar = progress.add_task(label, total=total_steps) if progress is not None else None
@@ -72,7 +75,7 @@ def fit(
         loss_sum, loss_count, epoch_start = 0.0, 0, time.perf_counter()
         for batch in task.batches("train", cfg.batch_size, modalities, shuffle=True, generator=generator):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with accelerator.autocast():
+            with autocast(precision, device):
                 loss = task.loss(model(batch), batch)
             if not torch.isfinite(loss):
                 raise TrainingError(
