@@ -24,6 +24,14 @@ def test_auto_is_bf16_only_on_cpus_that_compute_it_natively(monkeypatch, avx512_
     assert resolve_precision("auto", CPU) == expected
 
 
+def test_auto_on_cuda_ignores_emulated_bf16(monkeypatch):
+    # pre-Ampere GPUs "support" bf16 only through emulation, slower than fp32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+
+
 def test_explicit_precision_is_kept_and_mps_bf16_refused():
     assert resolve_precision("fp32", CPU) == "fp32"
     assert resolve_precision("bf16", CPU) == "bf16"

@@ -37,7 +37,10 @@ def native_bf16(device: torch.device) -> bool:
     Elsewhere bf16 is emulated and slower than fp32, so ``auto`` keeps fp32 there.
     """
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        try:  # newer torch counts emulated bf16 (pre-Ampere) as supported unless told not to
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+        except TypeError:
+            return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
         cpu = getattr(torch, "cpu", None)
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
