@@ -75,3 +75,17 @@ def test_cli_flags_win_over_spec_training():
     assert task.training.epochs != 3
     config = resolve_run_config(task, base, training_overrides={"epochs": 3, "lr": None})
     assert config.training.epochs == 3 and config.training.lr == task.training.lr
+
+
+def test_dataset_options_take_both_spellings():
+    from vlbench.cli.data import parse_data_overrides
+
+    task, base = load_task_spec("vqa"), load_baseline_spec("vilt")
+    short = resolve_run_config(task, base, overrides=["data.train_images=123", "data.question_mix={relation: 0.1}"])
+    full = resolve_run_config(task, base, overrides=["task.data.train_images=123",
+                                                     "task.data.question_mix={relation: 0.1}"])
+    assert short.task.data == {"train_images": 123, "question_mix": {"relation": 0.1}}
+    assert config_hash(short) == config_hash(full)
+    assert parse_data_overrides(["task.data.seed=3", "data.train_images=50"]) == {"seed": 3, "train_images": 50}
+    with pytest.raises(SpecError, match="data.KEY=VALUE"):
+        parse_data_overrides(["training.epochs=2"])

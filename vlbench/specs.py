@@ -244,6 +244,8 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     roots = sorted(result)
     for text in overrides:
         path, value = parse_override(text)
+        if path[0] == "data" and "data" not in result and "task" in result:
+            path = ["task", *path]  # `vlbench data` spells dataset options data.KEY; here they live in task.data
         if path[0] not in result:
             raise SpecError(
                 f"--set {text}: unknown root {path[0]!r}.{did_you_mean(path[0], roots)} "

@@ -33,10 +33,12 @@ def parse_data_overrides(items: list[str] | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for text in items or []:
         path, value = parse_override(text)
+        if path[:2] == ["task", "data"]:
+            path = path[1:]  # the spelling `vlbench run` uses for the same options
         if path[0] == "data" and len(path) == 2:
             options[path[1]] = value
         else:
-            raise SpecError(f"--set {text}: expected data.KEY=VALUE, e.g. --set data.train_images=2000.")
+            raise SpecError(f"--set {text}: expected data.KEY=VALUE (or task.data.KEY=VALUE), e.g. --set data.train_images=2000.")
     return options
 
 
