@@ -32,7 +32,7 @@ from vlbench.results.records import (
     record_path,
 )
 from vlbench.specs import BaselineSpec, RunConfig, TaskSpec, available_specs, config_hash, load_baseline_spec, resolve_run_config
-from vlbench.training.device import describe_device, get_accelerator
+from vlbench.training.device import describe_device, get_accelerator, resolve_precision
 from vlbench.training.memory import PeakMemory
 from vlbench.training.seeding import seed_everything
 from vlbench.training.trainer import fit
@@ -190,6 +190,8 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
     task = TASK_TYPES.get(task_config.task.type)(task_config.task, dataset)
     tokenizers = _TokenizerCache(task, configs)
     accelerator = get_accelerator(request.device)
+    for config in configs:  # a precision the device cannot run fails before any baseline trains
+        resolve_precision(config.training.precision, accelerator.device)
     outcome = RunOutcome()
     dataset_name = task_config.dataset.partition(":")[0]
     progress = Progress(
