@@ -33,6 +33,7 @@ from vlbench.results.records import (
 )
 from vlbench.specs import BaselineSpec, RunConfig, TaskSpec, available_specs, config_hash, load_baseline_spec, resolve_run_config
 from vlbench.training.device import describe_device, get_accelerator, resolve_precision
+from vlbench.training.progress import evaluation_progress
 from vlbench.training.memory import PeakMemory
 from vlbench.training.seeding import seed_everything
 from vlbench.training.trainer import fit
@@ -269,11 +270,12 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         trainable, total = _count_parameters(model)
         features = warm_features(assembled, task, config.training.eval_batch_size, accelerator.device, progress,
                                  f"{config.baseline.name} s{seed} features")
-        result = fit(model, task, config.training, accelerator=accelerator, seed=seed, modalities=modalities,
-                     progress=progress, label=f"{config.baseline.name} s{seed}")
-        device = accelerator.device
+        label = f"{config.baseline.name} s{seed}"
+        with evaluation_progress(progress, label):
+            result = fit(model, task, config.training, accelerator=accelerator, seed=seed, modalities=modalities,
+                         progress=progress, label=label)
+            test = task.evaluate(model, "test", config.training.eval_batch_size, modalities, accelerator.device)
         validation_best = result.best_validation
-        test = task.evaluate(model, "test", config.training.eval_batch_size, modalities, device)
         fit_info = {"history": result.history, "best_epoch": result.best_epoch, "best_validation": validation_best,
                     "steps": result.steps, "stopped_early": result.stopped_early, "precision": result.precision}
         validation = None

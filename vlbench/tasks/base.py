@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from vlbench.data.base import VLDataset
 from vlbench.errors import SpecError
 from vlbench.specs import TaskSpec, format_validation_error
+from vlbench.training.progress import track
 
 __all__ = ["TaskOptions", "EvalResult", "TaskType"]
 
@@ -106,7 +107,9 @@ class TaskType:
             generator=generator,
             collate_fn=lambda idx: self.collate(split, list(idx), modalities),
         )
-        return iter(loader)
+        if shuffle:
+            return iter(loader)
+        return track(loader, len(loader), f"scoring {split}")
 
     # --- evaluation --------------------------------------------------------------------------------
     def evaluate(

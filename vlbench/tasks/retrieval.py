@@ -34,6 +34,7 @@ from vlbench.errors import DataError, SpecError
 from vlbench.models.base import EncoderOutput, normalize_pixels
 from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
+from vlbench.training.progress import track
 
 __all__ = [
     "RetrievalOptions",
@@ -90,7 +91,7 @@ def full_cross_scores(score_pairs: PairScorer, n_images: int, n_texts: int, chun
     out = np.empty((n_images, n_texts), dtype=np.float64)
     flat = out.reshape(-1)
     total = n_images * n_texts
-    for start in range(0, total, chunk):
+    for start in track(range(0, total, chunk), -(-total // chunk), "cross-scoring pairs"):
         cells = np.arange(start, min(start + chunk, total))
         flat[cells] = score_pairs(cells // n_texts, cells % n_texts)
     return out
@@ -116,7 +117,7 @@ def two_stage_scores(dual: np.ndarray, score_pairs: PairScorer, k: int, chunk: i
     selected[top_images.reshape(-1), np.tile(np.arange(n_texts), k_images)] = True
     image_idx, text_idx = np.nonzero(selected)
     cross = np.empty(image_idx.size, dtype=np.float64)
-    for start in range(0, image_idx.size, chunk):
+    for start in track(range(0, image_idx.size, chunk), -(-image_idx.size // chunk), "re-ranking pairs"):
         stop = start + chunk
         cross[start:stop] = score_pairs(image_idx[start:stop], text_idx[start:stop])
     if selected.all():
