@@ -185,9 +185,16 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
     """Train/fit and score every selected baseline under every seed; write one record per run."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from vlbench.protocols.subsets import apply_train_subset, split_request_by_seed, subset_seed
+
     configs = _drop_unavailable(_resolve_all(request), echo)
+    per_seed = split_request_by_seed(request, configs, lambda part: run_task(part, echo=echo))
+    if per_seed is not None:  # each seed draws its own training subset, so each gets its own task
+        return per_seed
     task_config = configs[0]
     dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir, request.quiet)
+    if task_config.task.train_subset is not None:
+        dataset = apply_train_subset(dataset, task_config.task, subset_seed(request, configs))
     task = TASK_TYPES.get(task_config.task.type)(task_config.task, dataset)
     tokenizers = _TokenizerCache(task, configs)
     accelerator = get_accelerator(request.device)

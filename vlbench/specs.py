@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vlbench.errors import SpecError, UnknownNameError
 from vlbench.registry import did_you_mean
@@ -22,6 +22,7 @@ from vlbench.registry import did_you_mean
 __all__ = [
     "TrainingConfig",
     "SplitNames",
+    "TrainSubset",
     "TaskSpec",
     "BaselineSpec",
     "RunConfig",
@@ -74,6 +75,20 @@ class SplitNames(_Strict):
     test: str = "test"
 
 
+class TrainSubset(_Strict):
+    """Train on a seeded part of the training split, drawn by image (see ``vlbench.protocols.subsets``)."""
+
+    fraction: Optional[float] = Field(None, gt=0, le=1, description="keep the first ceil(fraction*N) images of a seeded permutation")
+    k_shot: Optional[int] = Field(None, ge=1, description="k examples per answer (VQA) or k images (other tables)")
+    seed: Optional[int] = Field(None, description="seed of the draw; null: the run's seed")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "TrainSubset":
+        if (self.fraction is None) == (self.k_shot is None):
+            raise ValueError("give exactly one of fraction or k_shot")
+        return self
+
+
 class TaskSpec(_Strict):
     """A task: registered task type + dataset + metrics + training defaults."""
 
@@ -88,6 +103,7 @@ class TaskSpec(_Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="task-type options (image size, text length...)")
     reference_baseline: str = "text-bert"
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    train_subset: Optional[TrainSubset] = Field(None, description="train on a seeded, image-level part of the training split")
 
 
 class BaselineSpec(_Strict):
@@ -289,6 +305,8 @@ def config_hash(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
     """Stable short hash of a resolved config (plus e.g. the data fingerprint); seeds are excluded."""
     payload = config.model_dump(mode="json")
     payload["training"] = {k: v for k, v in payload["training"].items() if k != "seeds"}
+    if payload["task"].get("train_subset") is None:
+        payload["task"].pop("train_subset", None)  # runs on the whole split keep the hashes they always had
     if extra:
         payload["extra"] = extra
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))

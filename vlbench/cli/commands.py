@@ -5,3 +5,4 @@ from vlbench.cli import listing as _listing  # noqa: F401
 from vlbench.cli import run as _run  # noqa: F401
 from vlbench.cli import score as _score  # noqa: F401
 from vlbench.cli import table as _table  # noqa: F401
+from vlbench.cli import protocols as _protocols  # noqa: F401

@@ -54,6 +54,10 @@ def run(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache (default $VLBENCH_CACHE or ~/.cache/vlbench)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-run lines."),
+    train_fraction: Optional[str] = typer.Option(
+        None, "--train-fraction", help="Comma-separated fractions of the training images, e.g. 0.01,0.1,1: one run "
+        "per fraction on nested, seeded image subsets (records under DIR/fraction-F/); see `vlbench efficiency`."
+    ),
 ) -> None:
     """Fine-tune and score baselines on a task under fixed seeds, then print the comparison table."""
     load_plugins(plugin)
@@ -63,6 +67,10 @@ def run(
     from vlbench.specs import load_task_spec
 
     seed_list = parse_seeds(seeds)
+    if train_fraction is not None:
+        from vlbench.protocols.efficiency import parse_fractions
+
+        fractions = parse_fractions(train_fraction)
     task_spec = load_task_spec(task)
     baselines = select_baselines(task_spec, list(baseline or []), all_baselines)
     results_dir = ensure_writable(results_dir)
@@ -81,7 +89,19 @@ def run(
         quiet=quiet,
     )
     console = wide_console()
-    outcome = run_task(request, echo=(lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False)))
+    echo = (lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False))
+    if train_fraction is not None:
+        from vlbench.cli.protocols import print_efficiency
+        from vlbench.protocols.efficiency import run_fractions
+
+        outcome = run_fractions(request, fractions, lambda part: run_task(part, echo=echo))
+        print_efficiency(results_dir, task_spec.name, None, task_spec.reference_baseline, None, console)
+        if outcome.failed:
+            for name, seed, message in outcome.failed:
+                err_console.print(f"error: {name} seed {seed}: {message}", markup=False)
+            raise typer.Exit(2)
+        return
+    outcome = run_task(request, echo=echo)
     names = {b.name for b in baselines}
     records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names]
     if records:

@@ -1,0 +1,149 @@
+"""Train subsets: nested image-level fractions, k-shot draws, the recorded draw, and the efficiency command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_DATA
+from vlbench.cli.main import main
+from vlbench.protocols.efficiency import Curve, CurvePoint, matching_fraction
+from vlbench.protocols.subsets import apply_train_subset, select_rows
+from vlbench.specs import TaskSpec, TrainSubset, config_hash, load_baseline_spec, load_task_spec, resolve_run_config
+
+TINY_OPTIONS = {"train_images": 48, "val_images": 12, "test_images": 12}
+
+
+def _expected_images(image_ids, fraction, seed):
+    """Independent reference: first ceil(f*N) of a default_rng(seed) permutation of the sorted distinct ids."""
+    distinct = sorted(set(image_ids))
+    perm = np.random.default_rng(seed).permutation(len(distinct))
+    return {distinct[i] for i in perm[: math.ceil(fraction * len(distinct))]}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    from vlbench import builtins  # noqa: F401  (registers the shapes builder)
+    from vlbench.runner import load_dataset
+
+    return load_dataset("shapes", TINY_OPTIONS, tmp_path_factory.mktemp("cache"), quiet=True)
+
+
+def _task(**subset):
+    spec = load_task_spec("vqa").model_dump()
+    spec["data"] = TINY_OPTIONS
+    spec["train_subset"] = subset or None
+    return TaskSpec.model_validate(spec)
+
+
+def test_fractions_are_nested_image_level_and_match_the_reference_draw(shapes):
+    train = shapes.split("vqa", "train")
+    all_ids = [int(i) for i in train["image_id"]]
+    previous: set[int] = set()
+    for fraction in (0.1, 0.25, 0.5, 1.0):
+        keep, facts = select_rows(all_ids, TrainSubset(fraction=fraction), seed=3)
+        images = {all_ids[r] for r in keep}
+        assert images == _expected_images(all_ids, fraction, 3)
+        assert previous <= images  # nested: the smaller subset lies inside the larger one
+        # image level: every question of a chosen image is kept, none of an unchosen one
+        assert sorted(keep) == [r for r, i in enumerate(all_ids) if i in images]
+        assert facts["images"] == len(images) == math.ceil(fraction * len(set(all_ids)))
+        assert facts["examples"] == len(keep) and facts["seed"] == 3
+        assert facts["image_ids_sha256"] == hashlib.sha256(",".join(map(str, sorted(images))).encode()).hexdigest()
+        previous = images
+    assert len(previous) == len(set(all_ids))
+    other, _ = select_rows(all_ids, TrainSubset(fraction=0.25), seed=4)
+    assert {all_ids[r] for r in other} == _expected_images(all_ids, 0.25, 4)
+
+
+def test_k_shot_keeps_k_examples_per_answer_nested_in_k(shapes):
+    train = shapes.split("vqa", "train")
+    ids = [int(i) for i in train["image_id"]]
+    answers = list(train["multiple_choice_answer"])
+    totals = {a: answers.count(a) for a in set(answers)}
+    previous: set[int] = set()
+    for k in (1, 2, 4):
+        keep, facts = select_rows(ids, TrainSubset(k_shot=k), seed=0, answers=answers)
+        counts = {a: sum(1 for r in keep if answers[r] == a) for a in totals}
+        assert all(counts[a] == min(k, totals[a]) for a in totals)
+        assert previous <= set(keep) and facts["per"] == "answer"
+        previous = set(keep)
+    keep, facts = select_rows(ids, TrainSubset(k_shot=3), seed=0)  # no answer column: k images
+    assert facts["images"] == 3 and len({ids[r] for r in keep}) == 3
+
+
+def test_view_narrows_only_the_training_split_and_records_the_draw(shapes):
+    view = apply_train_subset(shapes, _task(fraction=0.25), run_seed=7)
+    assert len(view.split("vqa", "val")) == len(shapes.split("vqa", "val"))
+    assert len(view.split("vqa", "test")) == len(shapes.split("vqa", "test"))
+    train = view.split("vqa", "train")
+    full_ids = [int(i) for i in shapes.split("vqa", "train")["image_id"]]
+    assert set(int(i) for i in train["image_id"]) == _expected_images(full_ids, 0.25, 7)
+    draw = view.info["train_subset"]["vqa/train"]
+    assert draw["seed"] == 7 and draw["examples"] == len(train) and draw["examples_total"] == len(full_ids)
+    assert "train_subset" not in shapes.info  # the cached dataset itself is untouched
+    fixed = apply_train_subset(shapes, _task(fraction=0.25, seed=1), run_seed=7)
+    fixed.split("vqa", "train")
+    assert fixed.info["train_subset"]["vqa/train"]["seed"] == 1
+
+
+def test_subset_is_part_of_the_config_hash_and_absent_subset_keeps_old_hashes():
+    base = load_task_spec("vqa")
+    baseline = load_baseline_spec("text-bert")
+    plain = resolve_run_config(base, baseline)
+    half = resolve_run_config(base, baseline, overrides=["task.train_subset={fraction: 0.5}"])
+    full = resolve_run_config(base, baseline, overrides=["task.train_subset={fraction: 1.0}"])
+    assert len({config_hash(plain), config_hash(half), config_hash(full)}) == 3
+    payload = plain.model_dump(mode="json")
+    payload["training"] = {k: v for k, v in payload["training"].items() if k != "seeds"}
+    payload["task"].pop("train_subset")
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    assert config_hash(plain) == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    with pytest.raises(Exception):
+        TrainSubset(fraction=0.5, k_shot=2)
+
+
+def test_matching_fraction_is_the_first_fraction_at_or_above_the_target():
+    def point(f, m):
+        return CurvePoint(f, 100 * f, 10 * f, m, None, 1, [0])
+
+    curve = Curve("vilt", "", [point(0.01, 40.0), point(0.1, 50.0), point(0.3, 49.0), point(1.0, 60.0)])
+    assert matching_fraction(curve, 45.0).fraction == 0.1
+    assert matching_fraction(curve, 50.0).fraction == 0.1
+    assert matching_fraction(curve, 61.0) is None
+
+
+def test_train_fraction_cli_writes_nested_records_and_the_efficiency_plot(tmp_path, capsys):
+    results = tmp_path / "runs"
+    args = ["run", "--task", "vqa", "--baseline", "prior", "--baseline", "text-bert", "--train-fraction", "0.5,1",
+            "--seeds", "0,1", "--max-steps", "1", "--quiet", "--results-dir", str(results), *TINY_DATA,
+            "--set", "baseline.config.hidden_size=32", "--set", "baseline.config.num_layers=1",
+            "--set", "baseline.config.num_heads=2", "--set", "baseline.config.intermediate_size=64"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| text-bert | 0.5 |" in out and "| prior | 1 |" in out
+    draws = {}
+    for fraction in ("0.5", "1"):
+        for seed in (0, 1):
+            record = json.loads((results / f"fraction-{fraction}" / "vqa" / "shapes" / "text-bert" / f"seed-{seed}.json").read_text())
+            assert record["config"]["task"]["train_subset"]["fraction"] == float(fraction)
+            draw = record["data"]["info"]["train_subset"]["vqa/train"]
+            assert draw["seed"] == seed and record["data"]["sizes"]["train"] == draw["examples"]
+            draws[(fraction, seed)] = draw
+    assert draws[("0.5", 0)]["image_ids_sha256"] != draws[("0.5", 1)]["image_ids_sha256"]
+    assert draws[("1", 0)]["image_ids_sha256"] == draws[("1", 1)]["image_ids_sha256"]
+    assert (results / "efficiency-vqa.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot = tmp_path / "curve.png"
+    assert main(["efficiency", str(results), "--task", "vqa", "--plot", str(plot)]) == 0
+    assert plot.is_file() and "prior" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["0,0.5", "1.5", "a,b", "0.5,0.5"])
+def test_bad_train_fraction_is_one_error_line(bad, tmp_path, capsys):
+    assert main(["run", "--task", "vqa", "--baseline", "prior", "--train-fraction", bad, "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --train-fraction")

@@ -1,0 +1,189 @@
+"""Data efficiency: the same runs on nested fractions of the training images, and the curves they draw.
+
+``vlbench run --train-fraction 0.01,0.1,1`` runs every (baseline, seed) once per fraction, each with
+``task.train_subset: {fraction: f}`` in its resolved config (so in its hash and record), each fraction's
+records under ``DIR/fraction-F/``. ``vlbench efficiency DIR --task T`` turns those records into a table and
+a plot of the test metric against the number of labelled training examples, with mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from vlbench.errors import VLBenchError
+
+__all__ = ["parse_fractions", "fraction_dir", "run_fractions", "CurvePoint", "Curve", "curves_from_records",
+           "matching_fraction", "render_efficiency", "plot_curves"]
+
+
+def parse_fractions(text: str) -> list[float]:
+    """``"0.01,0.1,1"`` -> sorted distinct fractions in (0, 1]; anything else is one clear error."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise VLBenchError(f"--train-fraction {text!r}: expected numbers in (0, 1] like 0.01,0.1,1.") from None
+    if not values or any(not 0 < v <= 1 for v in values) or len(set(values)) != len(values):
+        raise VLBenchError(f"--train-fraction {text!r}: give distinct fractions in (0, 1], e.g. 0.01,0.1,1.")
+    return sorted(values)
+
+
+def fraction_dir(results_dir: Path, fraction: float) -> Path:
+    """Where one fraction's records go: records of different fractions never share a path."""
+    return Path(results_dir) / f"fraction-{fraction:g}"
+
+
+def run_fractions(request: Any, fractions: list[float], run: Callable[[Any], Any]) -> Any:
+    """Run ``request`` once per fraction (smallest first) and merge the outcomes."""
+    merged = None
+    for fraction in fractions:
+        part = replace(request, results_dir=fraction_dir(request.results_dir, fraction),
+                       overrides=[*request.overrides, f"task.train_subset={{fraction: {fraction!r}}}"])
+        outcome = run(part)
+        if merged is None:
+            merged = outcome
+        else:
+            merged.written += outcome.written
+            merged.skipped += outcome.skipped
+            merged.failed += outcome.failed
+    return merged
+
+
+@dataclass
+class CurvePoint:
+    """One baseline at one fraction: labelled examples used and the metric over seeds."""
+
+    fraction: float
+    examples: float
+    images: float
+    mean: float
+    std: Optional[float]
+    n: int
+    seeds: list[int]
+
+
+@dataclass
+class Curve:
+    """One baseline's points, by growing fraction."""
+
+    baseline: str
+    family: str
+    points: list[CurvePoint] = field(default_factory=list)
+
+    def at(self, fraction: float) -> Optional[CurvePoint]:
+        """The point at ``fraction``, if measured."""
+        return next((p for p in self.points if math.isclose(p.fraction, fraction)), None)
+
+
+def _draw(record: dict[str, Any]) -> dict[str, Any]:
+    draws = (record.get("data", {}).get("info") or {}).get("train_subset") or {}
+    if len(draws) != 1:
+        raise VLBenchError(f"{record.get('_path', 'a record')}: expected one train_subset draw in data.info, found {len(draws)}.")
+    return next(iter(draws.values()))
+
+
+def curves_from_records(records: list[dict[str, Any]], task: str, metric: Optional[str] = None) -> tuple[list[Curve], str]:
+    """Curves of ``metric`` (default: the primary metric) for every baseline with fraction records of ``task``."""
+    chosen = [r for r in records if r.get("task") == task and r.get("status", "ok") == "ok"
+              and ((r["config"]["task"].get("train_subset") or {}).get("fraction") is not None)]
+    if not chosen:
+        raise VLBenchError(f"no records of task {task!r} with a train fraction; run `vlbench run --task {task} "
+                           f"--train-fraction 0.1,1 ...` first.")
+    metric = metric or chosen[0]["primary_metric"]
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
+    for r in chosen:
+        groups[(r["baseline"], float(r["config"]["task"]["train_subset"]["fraction"]))].append(r)
+    curves: dict[str, Curve] = {}
+    for (baseline, fraction), recs in sorted(groups.items()):
+        hashes = {r["config_hash"] for r in recs}
+        if len(hashes) > 1:
+            raise VLBenchError(f"baseline {baseline!r} at fraction {fraction:g} has records of {len(hashes)} different "
+                               f"configs; keep each configuration in its own results folder.")
+        missing = [r["_path"] for r in recs if metric not in r["test"]["metrics"]]
+        if missing:
+            raise VLBenchError(f"{missing[0]}: no test metric {metric!r}.")
+        values = [float(r["test"]["metrics"][metric]) for r in recs]
+        draws = [_draw(r) for r in recs]
+        curve = curves.setdefault(baseline, Curve(baseline, recs[0]["config"]["baseline"].get("family", "")))
+        curve.points.append(CurvePoint(
+            fraction=fraction,
+            examples=statistics.fmean(d["examples"] for d in draws),
+            images=statistics.fmean(d["images"] for d in draws),
+            mean=statistics.fmean(values),
+            std=statistics.stdev(values) if len(values) > 1 else None,
+            n=len(values),
+            seeds=sorted(r["seed"] for r in recs),
+        ))
+    return list(curves.values()), metric
+
+
+def matching_fraction(curve: Curve, target: float) -> Optional[CurvePoint]:
+    """The smallest measured fraction at which ``curve``'s mean reaches ``target`` (None: never)."""
+    return next((p for p in sorted(curve.points, key=lambda p: p.fraction) if p.mean >= target), None)
+
+
+def render_efficiency(curves: list[Curve], metric: str, reference: Optional[str]) -> tuple[str, list[str]]:
+    """A Markdown table (one row per baseline and fraction) and the sample-efficiency lines."""
+    lines = [f"| baseline | fraction | images | labelled examples | {metric} (mean ± std) | seeds |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for curve in curves:
+        for p in curve.points:
+            spread = f" ± {p.std:.2f}" if p.std is not None else ""
+            lines.append(f"| {curve.baseline} | {p.fraction:g} | {p.images:,.0f} | {p.examples:,.0f} | "
+                         f"{p.mean:.2f}{spread} | {p.n} |")
+    notes: list[str] = []
+    ref = next((c for c in curves if c.baseline == reference), None)
+    full = ref.at(1.0) if ref is not None else None
+    if full is None:
+        notes.append(f"sample-efficiency gain: needs the reference {reference!r} at fraction 1 in these records.")
+        return "\n".join(lines), notes
+    for curve in curves:
+        if curve.baseline == reference:
+            continue
+        hit = matching_fraction(curve, full.mean)
+        if hit is None:
+            notes.append(f"{curve.baseline}: never reaches {reference}'s full-data {metric} {full.mean:.2f} "
+                         f"at the measured fractions.")
+        else:
+            notes.append(f"{curve.baseline}: matches {reference}'s full-data {metric} ({full.mean:.2f}) from fraction "
+                         f"{hit.fraction:g} ({hit.examples:,.0f} labelled examples, {1 / hit.fraction:.3g}x fewer labels).")
+    return "\n".join(lines), notes
+
+
+def plot_curves(curves: list[Curve], metric: str, reference: Optional[str], path: Path, title: str) -> Path:
+    """A PNG of metric against labelled examples (log x), mean line and ± std band per baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vlbench.io import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for curve in curves:
+        xs = [p.examples for p in curve.points]
+        ys = [p.mean for p in curve.points]
+        line, = ax.plot(xs, ys, marker="o", label=curve.baseline)
+        lo = [p.mean - (p.std or 0.0) for p in curve.points]
+        hi = [p.mean + (p.std or 0.0) for p in curve.points]
+        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    ref = next((c for c in curves if c.baseline == reference), None)
+    if ref is not None and ref.at(1.0) is not None:
+        ax.axhline(ref.at(1.0).mean, color="grey", linestyle="--", linewidth=1, label=f"{reference}, all data")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training examples (log scale)")
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return atomic_write_bytes(Path(path), buffer.getvalue())
