@@ -9,7 +9,7 @@ import typer
 
 from vlbench.cli.main import app, load_plugins, wide_console
 
-__all__ = ["efficiency", "print_efficiency"]
+__all__ = ["efficiency", "print_efficiency", "continual"]
 
 
 def print_efficiency(results_dir: Path, task: str, metric: Optional[str], reference: Optional[str],
@@ -50,3 +50,54 @@ def efficiency(
         except VLBenchError:
             reference = "text-bert"
     print_efficiency(results_dir, task, metric, reference, plot, wide_console())
+
+
+@app.command("continual")
+def continual(
+    sequence: str = typer.Option(..., "--sequence", help="A shipped sequence name (shapes-families) or a sequence YAML file."),
+    baseline: list[str] = typer.Option(..., "--baseline", "-b", help="Trainable baseline name or YAML path; repeatable."),
+    strategy: Optional[list[str]] = typer.Option(
+        None, "--strategy", help="naive, joint, ewc, replay or heads; repeatable (default: all five)."
+    ),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default: the spec's)."),
+    results_dir: Path = typer.Option(Path("runs-continual"), "--results-dir", help="Where records, summaries and plots go."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="Epochs per stage."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimizer steps per stage."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32 or bf16."),
+    ewc_lambda: float = typer.Option(1000.0, "--ewc-lambda", min=0.0, help="EWC penalty strength lambda."),
+    fisher_samples: int = typer.Option(256, "--fisher-samples", min=1, help="Training examples per stage for the Fisher."),
+    memory_size: int = typer.Option(500, "--memory-size", min=1, help="Replay memory capacity (examples, all stages)."),
+    replay_batch_size: Optional[int] = typer.Option(None, "--replay-batch-size", min=1, help="Replayed examples per step (default: the batch size)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value; repeatable."),
+    force: bool = typer.Option(False, "--force", help="Run again even when a summary with the same config exists."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-stage lines."),
+) -> None:
+    """Train one model stage after stage; score every stage after each; report ACC, BWT, FWT, forgetting, heat maps."""
+    load_plugins(plugin)
+    from vlbench.cli.run import parse_seeds
+    from vlbench.protocols.continual.loop import ContinualRequest, run_continual, sequence_dir
+    from vlbench.protocols.continual.report import write_report
+    from vlbench.protocols.continual.sequence import load_sequence
+    from vlbench.protocols.continual.strategies import STRATEGIES, StrategySettings
+    from vlbench.results.records import ensure_writable
+
+    spec = load_sequence(sequence)
+    request = ContinualRequest(
+        sequence=spec, baselines=list(baseline), strategies=list(strategy or STRATEGIES), results_dir=ensure_writable(results_dir),
+        seeds=parse_seeds(seeds), overrides=list(set_ or []),
+        training_overrides={"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "precision": precision},
+        settings=StrategySettings(ewc_lambda=ewc_lambda, fisher_samples=fisher_samples, memory_size=memory_size,
+                                  replay_batch_size=replay_batch_size),
+        device=device, cache_dir=cache_dir, force=force, quiet=quiet,
+    )
+    console = wide_console()
+    run_continual(request, echo=(lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False)))
+    table, plots = write_report(sequence_dir(results_dir, spec.name))
+    console.print(table, markup=False)
+    for plot in plots:
+        console.print(f"heat map -> {plot}", markup=False)
