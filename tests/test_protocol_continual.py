@@ -1,0 +1,164 @@
+"""Continual learning: metric definitions, EWC's Fisher and penalty, the reservoir memory, stage views, the command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vlbench.cli.main import main
+from vlbench.protocols.continual.ewc import Anchor, diagonal_fisher, ewc_penalty
+from vlbench.protocols.continual.memory import ReservoirMemory
+from vlbench.protocols.continual.metrics import (
+    average_accuracy,
+    backward_transfer,
+    forgetting,
+    forward_transfer,
+    summarize,
+)
+
+# R[i][j]: score on stage j after training stages 0..i; b[j]: the random model's score
+R = [[50.0, 10.0, 20.0],
+     [40.0, 60.0, 30.0],
+     [30.0, 50.0, 70.0]]
+B = [5.0, 10.0, 20.0]
+
+
+def test_metrics_match_hand_computed_values():
+    assert average_accuracy(R) == pytest.approx((30 + 50 + 70) / 3)
+    assert backward_transfer(R) == pytest.approx(((30 - 50) + (50 - 60)) / 2)
+    assert forward_transfer(R, B) == pytest.approx(((10 - 10) + (30 - 20)) / 2)
+    # stage 0: best before the end max(50, 40) = 50, final 30; stage 1: best 60, final 50
+    assert forgetting(R) == pytest.approx(((50 - 30) + (60 - 50)) / 2)
+    assert summarize([[42.0]], [1.0]) == {"average_accuracy": 42.0, "backward_transfer": None,
+                                           "forward_transfer": None, "forgetting": None}
+    with pytest.raises(ValueError):
+        average_accuracy([[1.0, 2.0]])
+
+
+def test_no_forgetting_matrix_has_zero_bwt_and_forgetting():
+    upper = [[80.0, 0.0], [80.0, 90.0]]
+    assert backward_transfer(upper) == 0.0 and forgetting(upper) == 0.0
+    assert forward_transfer(upper, [0.0, 0.0]) == 0.0
+
+
+def _linear():
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -1.0]]))
+        model.bias.fill_(0.5)
+    return model
+
+
+def _squared_loss(model, batch):
+    return 0.5 * ((model(batch["x"]).squeeze(-1) - batch["t"]) ** 2).sum()
+
+
+def test_fisher_and_penalty_match_hand_computed_values():
+    model = _linear()
+    examples = [{"x": torch.tensor([[1.0, 2.0]]), "t": torch.tensor([0.0])},
+                {"x": torch.tensor([[0.0, 1.0]]), "t": torch.tensor([1.0])}]
+    fisher = diagonal_fisher(model, examples, _squared_loss)
+    # residuals -0.5 and -1.5; per-example gradients r*x and r; Fisher = mean of their squares
+    assert torch.allclose(fisher["weight"], torch.tensor([[0.125, 1.625]]))
+    assert torch.allclose(fisher["bias"], torch.tensor([1.25]))
+    anchor = Anchor(fisher, {n: p.detach().clone() for n, p in model.named_parameters()})
+    assert ewc_penalty(model, [anchor], 2.0).item() == pytest.approx(0.0)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[2.0, -1.0]]))
+        model.bias.fill_(0.0)
+    penalty = ewc_penalty(model, [anchor], 2.0)
+    assert penalty.item() == pytest.approx(0.5 * 2.0 * (0.125 * 1.0 + 1.25 * 0.25))
+    penalty.backward()
+    assert torch.allclose(model.weight.grad, torch.tensor([[2.0 * 0.125 * 1.0, 0.0]]))
+    assert ewc_penalty(model, [anchor, anchor], 2.0).item() == pytest.approx(2 * penalty.item())
+
+
+def test_reservoir_is_bounded_and_uniform():
+    memory = ReservoirMemory(10, seed=0)
+    for item in range(1000):
+        memory.offer(item)
+        assert len(memory) == min(item + 1, 10)
+    assert memory.seen == 1000 and len(set(memory.items)) == 10
+    trials, stream, capacity = 2000, 50, 10
+    counts = np.zeros(stream)
+    for seed in range(trials):
+        memory = ReservoirMemory(capacity, seed=seed)
+        memory.extend(range(stream))
+        counts[memory.items] += 1
+    expected = trials * capacity / stream  # every item kept with probability capacity / stream
+    sd = np.sqrt(trials * (capacity / stream) * (1 - capacity / stream))
+    assert np.all(np.abs(counts - expected) < 5 * sd)
+    assert abs(counts[:25].mean() - counts[25:].mean()) < 3 * sd / np.sqrt(25) * np.sqrt(2)
+    assert ReservoirMemory(3).sample(4) == []
+
+
+STAGE_DATA = ["--set", "task.data.train_images=300", "--set", "task.data.val_images=60", "--set", "task.data.test_images=60"]
+SMALL = ["--set", "baseline.config.hidden_size=32", "--set", "baseline.config.num_layers=1",
+         "--set", "baseline.config.num_heads=2", "--set", "baseline.config.intermediate_size=64"]
+
+
+def test_stage_views_select_each_family_and_share_one_label_space(tmp_path):
+    from vlbench import builtins  # noqa: F401
+    from vlbench.protocols.continual.sequence import load_sequence, stage_view
+    from vlbench.runner import load_dataset
+    from vlbench.specs import load_task_spec
+    from vlbench.tasks.vqa import VQATask
+
+    dataset = load_dataset("shapes", {"train_images": 300, "val_images": 60, "test_images": 60}, tmp_path, quiet=True)
+    sequence = load_sequence("shapes-families")
+    spec = load_task_spec("vqa")
+    for stage in sequence.stages:
+        view = stage_view(dataset, [stage], ["train", "val", "test"], stage.name)
+        for split in ("train", "val", "test"):
+            types = dataset.split("vqa", split)["question_type"]
+            kept = view.split("vqa", split)["question_type"]
+            assert set(kept) == set(stage.where["question_type"])
+            assert len(kept) == sum(t in stage.where["question_type"] for t in types)
+    union = stage_view(dataset, sequence.stages, ["train", "val", "test"], "all")
+    assert len(union.split("vqa", "train")) == len(dataset.split("vqa", "train"))
+    assert len(VQATask(spec, union).answers) > len(VQATask(spec, stage_view(dataset, sequence.stages[:1],
+                                                                               ["train", "val", "test"], "c")).answers)
+
+
+def test_continual_command_writes_stage_records_summaries_and_heat_maps(tmp_path, capsys):
+    results = tmp_path / "cl"
+    args = ["continual", "--sequence", "shapes-families", "--baseline", "text-bert", "--seeds", "0", "--max-steps", "2",
+            "--fisher-samples", "4", "--memory-size", "16", "--results-dir", str(results), "--quiet", *STAGE_DATA, *SMALL]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    stages = ["color", "shape", "count", "exist", "relation"]
+    folder = results / "shapes-families"
+    for strategy in ("naive", "ewc", "replay", "heads", "joint"):
+        summary = json.loads((folder / "summaries" / f"text-bert.{strategy}.s0.json").read_text())
+        matrix = summary["matrix"]
+        assert summary["stages"] == stages and summary["status"] == "ok"
+        assert len(matrix) == (1 if strategy == "joint" else 5) and all(len(row) == 5 for row in matrix)
+        assert summary["metrics"]["average_accuracy"] == pytest.approx(sum(matrix[-1]) / 5)
+        if strategy != "joint":
+            expected_bwt = sum(matrix[4][j] - matrix[j][j] for j in range(4)) / 4
+            assert summary["metrics"]["backward_transfer"] == pytest.approx(expected_bwt)
+            for i, name in enumerate(stages):
+                record = json.loads((folder / strategy / f"stage-{i + 1}-{name}" / "vqa" / "shapes" / "text-bert"
+                                     / "seed-0.json").read_text())
+                assert record["status"] == "ok" and record["continual"]["stage"] == name
+                assert record["test"]["metrics"]["accuracy"] == pytest.approx(matrix[i][i])
+                assert record["data"]["sizes"]["test"] == len(record["per_example"]["test"])
+        assert (folder / f"heatmap-text-bert-{strategy}.png").read_bytes()[:4] == b"\x89PNG"
+        assert f"| text-bert | {strategy} |" in out
+    assert (folder / "continual-table.md").is_file()
+    assert main(args) == 0 and "| text-bert | naive |" in capsys.readouterr().out  # second call: skipped, same table
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--sequence", "shapes-famlies", "--baseline", "text-bert"], "Unknown sequence"),
+    (["--sequence", "shapes-families", "--baseline", "text-bert", "--strategy", "gem"], "--strategy 'gem'"),
+    (["--sequence", "shapes-families", "--baseline", "prior"], "trainable"),
+])
+def test_bad_continual_input_is_one_error_line(extra, needle, tmp_path, capsys):
+    assert main(["continual", "--results-dir", str(tmp_path), "--quiet", *STAGE_DATA, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and needle in err[0]
