@@ -28,3 +28,7 @@ MODELS.add("blind", "vlbench.models.blind:BlindEncoder", description="no input a
 MODELS.add("image-only", "vlbench.models.image_only:ImageOnlyEncoder", description="visual stream alone (small ResNet grid + self-attention), no text")
 MODELS.add("film", "vlbench.models.film:FilmEncoder", description="early fusion: question-conditioned CNN (FiLM, Perez et al. 2018), from scratch")
 MODELS.add("coattention", "vlbench.models.coattention:CoAttentionEncoder", description="two-stream co-attention model (ViLBERT/LXMERT style): BERT text stream, ResNet-grid visual stream")
+
+# research protocols: zero/few-shot prompting and relational reasoning
+MODELS.add("prompted", "vlbench.models.prompted:PromptedVLM", reads_prompt=True,
+           description="an image-text-to-text model answering by generation from the task's prompt, k in-context examples")

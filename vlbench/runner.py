@@ -267,6 +267,8 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
     built, modalities = assembled.model, assembled.modalities
     weights = features = None
     if isinstance(built, FittedModel):
+        if callable(getattr(built, "attach", None)):
+            built.attach(task)  # a model that reads images takes the task's image store and prompt from here
         results = task.fit_and_evaluate(built, ["validation", "test"])
         validation, test = results["validation"], results["test"]
         fit_info: dict[str, Any] = {"history": [], "best_epoch": 0, "best_validation": validation.primary, "steps": 0,

@@ -23,6 +23,7 @@ __all__ = [
     "TrainingConfig",
     "SplitNames",
     "TrainSubset",
+    "PromptTemplate",
     "TaskSpec",
     "BaselineSpec",
     "RunConfig",
@@ -89,6 +90,14 @@ class TrainSubset(_Strict):
         return self
 
 
+class PromptTemplate(_Strict):
+    """How a prompted (generating) model is asked: optional instruction, one filled example, the query."""
+
+    instruction: str = ""
+    example: str = Field(..., description="an in-context example, e.g. 'Question: {question} Answer: {answer}'")
+    query: str = Field(..., description="the item to answer, e.g. 'Question: {question} Answer:'")
+
+
 class TaskSpec(_Strict):
     """A task: registered task type + dataset + metrics + training defaults."""
 
@@ -104,6 +113,7 @@ class TaskSpec(_Strict):
     reference_baseline: str = "text-bert"
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     train_subset: Optional[TrainSubset] = Field(None, description="train on a seeded, image-level part of the training split")
+    prompt: Optional[PromptTemplate] = Field(None, description="templates for prompted (generating) baselines")
 
 
 class BaselineSpec(_Strict):
@@ -301,12 +311,20 @@ def resolve_run_config(
         raise SpecError(format_validation_error(f"resolved config of {task.name}/{baseline.name}", exc)) from exc
 
 
+def _reads_prompt(model_type: str) -> bool:
+    from vlbench.registry import MODELS
+
+    return model_type in MODELS and bool(MODELS.entry(model_type).metadata.get("reads_prompt"))
+
+
 def config_hash(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
     """Stable short hash of a resolved config (plus e.g. the data fingerprint); seeds are excluded."""
     payload = config.model_dump(mode="json")
     payload["training"] = {k: v for k, v in payload["training"].items() if k != "seeds"}
     if payload["task"].get("train_subset") is None:
         payload["task"].pop("train_subset", None)  # runs on the whole split keep the hashes they always had
+    if not _reads_prompt(config.baseline.model):
+        payload["task"].pop("prompt", None)  # a prompt template changes only the models that are prompted
     if extra:
         payload["extra"] = extra
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,163 @@
+"""Zero- and few-shot prompting: an image-text-to-text model answers by generation, with no parameter update.
+
+The model and its processor load through transformers' ``AutoModelForImageTextToText`` / ``AutoProcessor``
+from a hub id or a local folder (``pretrained:`` of the baseline). Each query gets ``shots`` in-context
+examples drawn from the training split with a seed (the run's seed unless ``example_seed`` is set; one
+draw per query, so answers do not depend on batching), each shown as its image plus the task's
+``prompt.example`` template, then the query's image and ``prompt.query``. The generated text's first line
+is the answer (for VQA, normalised by the official metric when scored).
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from vlbench.errors import SpecError, VLBenchError
+from vlbench.models.base import BuildContext, EncoderConfig, FittedModel, load_pretrained
+
+__all__ = ["PromptedConfig", "PromptedVLM", "fill", "extract_answer", "draw_examples"]
+
+
+class PromptedConfig(EncoderConfig):
+    """Settings of a prompted baseline."""
+
+    shots: int = Field(0, ge=0, description="in-context examples per query (0: zero-shot)")
+    example_seed: Optional[int] = Field(None, description="seed of the example draw; null: the run's seed")
+    max_new_tokens: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1)
+    use_chat_template: bool = Field(True, description="wrap the prompt in the processor's chat template when it has one")
+    dtype: str = Field("auto", pattern="^(auto|float32|bfloat16|float16)$")
+
+
+def fill(template: str, row: dict[str, Any], where: str) -> str:
+    """``template`` with ``{field}`` replaced from ``row``; an unknown field is one clear error."""
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    missing = [n for n in names if n not in row]
+    if missing:
+        raise SpecError(f"{where}: the prompt template uses {{{missing[0]}}}, but the rows have only "
+                        f"{', '.join(sorted(row))}.")
+    return template.format(**{n: row[n] for n in names})
+
+
+def extract_answer(generated: str, stops: tuple[str, ...] = ()) -> str:
+    """The answer in generated text: its first non-empty line, cut at the first stop phrase, stripped."""
+    text = generated.strip()
+    for stop in stops:
+        if stop and stop in text:
+            text = text.split(stop, 1)[0]
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line.strip().strip('"').strip()
+
+
+def draw_examples(num_train: int, shots: int, seed: int, query_index: int) -> list[int]:
+    """Indices of ``shots`` distinct training rows for one query: seeded by (seed, query), so batching cannot change it."""
+    if shots == 0:
+        return []
+    if shots > num_train:
+        raise VLBenchError(f"{shots} in-context examples asked for, but the training split has {num_train} rows.")
+    return np.random.default_rng([seed, query_index]).choice(num_train, size=shots, replace=False).tolist()
+
+
+class PromptedVLM(FittedModel):
+    """An image-text-to-text model prompted with k examples from the training split (fitting stores them)."""
+
+    Config = PromptedConfig
+    modalities = ("text", "image")
+
+    def __init__(self, config: PromptedConfig, pretrained: str, seed: int) -> None:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.config = config
+        self.seed = config.example_seed if config.example_seed is not None else seed
+        kwargs = {} if config.dtype == "auto" else {"dtype": getattr(torch, config.dtype)}
+        self.processor = load_pretrained(AutoProcessor, pretrained)
+        self.model = load_pretrained(AutoModelForImageTextToText, pretrained, **kwargs).eval()
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model.to(self.device)
+        tokenizer = getattr(self.processor, "tokenizer", None)
+        if tokenizer is not None:
+            tokenizer.padding_side = "left"  # generation continues from the right end of every row
+        self.train_rows: list[dict[str, Any]] = []
+        self.images: Any = None
+        self.template: Any = None
+        self.last_prompts: list[str] = []
+
+    @classmethod
+    def from_spec(cls, config: PromptedConfig, pretrained: Optional[str], context: BuildContext) -> "PromptedVLM":
+        """Load the checkpoint named by ``pretrained`` (a hub id or a local folder)."""
+        if not pretrained:
+            raise SpecError("model type 'prompted' needs `pretrained:` (a hub id or a local image-text-to-text folder).")
+        return cls(config, pretrained, torch.initial_seed())  # the runner seeds torch with the run's seed first
+
+    def attach(self, task: Any) -> None:
+        """Take the task's image store and prompt template (called by the runner before fitting)."""
+        if task.spec.prompt is None:
+            raise SpecError(f"task {task.spec.name!r} has no `prompt:` block; prompted baselines need one "
+                            f"(example and query templates).")
+        self.images = task.dataset.images
+        self.template = task.spec.prompt
+        self.task_name = task.spec.name
+
+    def fit(self, rows: list[dict[str, Any]]) -> None:
+        """Keep the training rows the in-context examples are drawn from."""
+        self.train_rows = [self._with_answer(r) for r in rows]
+
+    @staticmethod
+    def _with_answer(row: dict[str, Any]) -> dict[str, Any]:
+        if "answer" not in row and "multiple_choice_answer" in row:
+            row = {**row, "answer": row["multiple_choice_answer"]}
+        return row
+
+    def build_prompt(self, row: dict[str, Any], query_index: int) -> tuple[list[dict[str, Any]], list[int]]:
+        """Chat-format content (image and text parts) of one query and the image ids it shows, in order."""
+        where = f"task {self.task_name!r} prompt"
+        chosen = [self.train_rows[i] for i in draw_examples(len(self.train_rows), self.config.shots, self.seed, query_index)]
+        content: list[dict[str, Any]] = []
+        if self.template.instruction:
+            content.append({"type": "text", "text": self.template.instruction})
+        image_ids = []
+        for example in chosen:
+            content += [{"type": "image"}, {"type": "text", "text": fill(self.template.example, example, where)}]
+            image_ids.append(int(example["image_id"]))
+        content += [{"type": "image"}, {"type": "text", "text": fill(self.template.query, row, where)}]
+        image_ids.append(int(row["image_id"]))
+        return content, image_ids
+
+    def _text(self, content: list[dict[str, Any]]) -> str:
+        if self.config.use_chat_template and getattr(self.processor, "chat_template", None):
+            return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        token = getattr(self.processor, "image_token", None) or "<image>"
+        return " ".join(token if part["type"] == "image" else part["text"] for part in content)
+
+    def _pil(self, image_ids: list[int]) -> list[Any]:
+        from PIL import Image
+
+        pixels = self.images.get(image_ids).numpy()
+        return [Image.fromarray(p) for p in pixels]
+
+    @torch.no_grad()
+    def predict(self, rows: list[dict[str, Any]]) -> list[str]:
+        """Generate an answer for every row, in batches."""
+        if self.images is None:
+            raise VLBenchError("a prompted model must be attached to its task before predicting.")
+        stops = tuple(s for s in (self.template.example.split("{", 1)[0].strip(),) if s)
+        answers: list[str] = []
+        self.last_prompts = []
+        for start in range(0, len(rows), self.config.batch_size):
+            batch = rows[start:start + self.config.batch_size]
+            texts, images = [], []
+            for offset, row in enumerate(batch):
+                content, image_ids = self.build_prompt(row, start + offset)
+                texts.append(self._text(content))
+                images.append(self._pil(image_ids))
+            self.last_prompts += texts
+            inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True).to(self.device)
+            output = self.model.generate(**inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False)
+            generated = self.processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            answers += [extract_answer(g, stops) for g in generated]
+        return answers
