@@ -147,3 +147,17 @@ def test_bad_train_fraction_is_one_error_line(bad, tmp_path, capsys):
     assert main(["run", "--task", "vqa", "--baseline", "prior", "--train-fraction", bad, "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --train-fraction")
+
+
+def test_k_shot_cli_runs_one_folder_per_k_with_k_examples_per_answer(tmp_path, capsys):
+    results = tmp_path / "runs"
+    assert main(["run", "--task", "vqa", "--baseline", "prior", "--k-shot", "1,2", "--seeds", "0", "--quiet",
+                 "--results-dir", str(results), *TINY_DATA]) == 0
+    assert "k (per answer)" in capsys.readouterr().out
+    for k in (1, 2):
+        record = json.loads((results / f"k-shot-{k}" / "vqa" / "shapes" / "prior" / "seed-0.json").read_text())
+        draw = record["data"]["info"]["train_subset"]["vqa/train"]
+        assert draw["k_shot"] == k and draw["per"] == "answer" and record["data"]["sizes"]["train"] == draw["examples"]
+    assert (results / "k-shot-vqa.png").is_file()
+    assert main(["run", "--task", "vqa", "--baseline", "prior", "--k-shot", "1", "--train-fraction", "1",
+                 "--results-dir", str(results)]) == 2

@@ -13,18 +13,19 @@ __all__ = ["efficiency", "print_efficiency", "continual"]
 
 
 def print_efficiency(results_dir: Path, task: str, metric: Optional[str], reference: Optional[str],
-                     plot: Optional[Path], console: Any) -> None:
-    """Print the data-efficiency table and gains for a results folder and write its plot."""
+                     plot: Optional[Path], console: Any, rule: str = "fraction") -> None:
+    """Print the data-efficiency (or k-shot) table and gains for a results folder and write its plot."""
     from vlbench.protocols.efficiency import curves_from_records, plot_curves, render_efficiency
     from vlbench.results.records import load_records
 
-    curves, metric = curves_from_records(load_records(results_dir), task, metric)
-    table, notes = render_efficiency(curves, metric, reference)
+    curves, metric = curves_from_records(load_records(results_dir), task, metric, rule)
+    table, notes = render_efficiency(curves, metric, reference, rule)
     console.print(table, markup=False)
     for line in notes:
         console.print(line, markup=False)
-    plot = plot or Path(results_dir) / f"efficiency-{task}.png"
-    plot_curves(curves, metric, reference, plot, f"{task}: {metric} against labelled examples")
+    plot = plot or Path(results_dir) / f"{'efficiency' if rule == 'fraction' else 'k-shot'}-{task}.png"
+    plot_curves(curves, metric, reference if rule == "fraction" else None, plot,
+                f"{task}: {metric} against labelled examples" + (" (k-shot)" if rule != "fraction" else ""))
     console.print(f"plot -> {plot}", markup=False)
 
 
@@ -37,6 +38,7 @@ def efficiency(
         None, "--reference", help="Text-only baseline whose full-data score the others must match (default: the task spec's)."
     ),
     plot: Optional[Path] = typer.Option(None, "--plot", help="PNG to write (default: DIR/efficiency-TASK.png)."),
+    k_shot: bool = typer.Option(False, "--k-shot", help="Read the k-shot records (vlbench run --k-shot) instead of fractions."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
 ) -> None:
     """Metric against labelled training examples per baseline (mean ± std over seeds), its plot and the gain."""
@@ -49,7 +51,7 @@ def efficiency(
             reference = load_task_spec(task).reference_baseline
         except VLBenchError:
             reference = "text-bert"
-    print_efficiency(results_dir, task, metric, reference, plot, wide_console())
+    print_efficiency(results_dir, task, metric, reference, plot, wide_console(), "k_shot" if k_shot else "fraction")
 
 
 @app.command("continual")

@@ -58,6 +58,10 @@ def run(
         None, "--train-fraction", help="Comma-separated fractions of the training images, e.g. 0.01,0.1,1: one run "
         "per fraction on nested, seeded image subsets (records under DIR/fraction-F/); see `vlbench efficiency`."
     ),
+    k_shot: Optional[str] = typer.Option(
+        None, "--k-shot", help="Comma-separated k, e.g. 1,4,8: one run per k on k seeded examples per answer "
+        "(k images for tasks without answers), records under DIR/k-shot-K/; see `vlbench efficiency --k-shot`."
+    ),
 ) -> None:
     """Fine-tune and score baselines on a task under fixed seeds, then print the comparison table."""
     load_plugins(plugin)
@@ -67,10 +71,17 @@ def run(
     from vlbench.specs import load_task_spec
 
     seed_list = parse_seeds(seeds)
+    sizes, rule = None, "fraction"
+    if train_fraction is not None and k_shot is not None:
+        raise VLBenchError("give --train-fraction or --k-shot, not both.")
     if train_fraction is not None:
         from vlbench.protocols.efficiency import parse_fractions
 
-        fractions = parse_fractions(train_fraction)
+        sizes = parse_fractions(train_fraction)
+    if k_shot is not None:
+        from vlbench.protocols.efficiency import parse_shots
+
+        sizes, rule = parse_shots(k_shot), "k_shot"
     task_spec = load_task_spec(task)
     baselines = select_baselines(task_spec, list(baseline or []), all_baselines)
     results_dir = ensure_writable(results_dir)
@@ -90,12 +101,12 @@ def run(
     )
     console = wide_console()
     echo = (lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False))
-    if train_fraction is not None:
+    if sizes is not None:
         from vlbench.cli.protocols import print_efficiency
         from vlbench.protocols.efficiency import run_fractions
 
-        outcome = run_fractions(request, fractions, lambda part: run_task(part, echo=echo))
-        print_efficiency(results_dir, task_spec.name, None, task_spec.reference_baseline, None, console)
+        outcome = run_fractions(request, sizes, lambda part: run_task(part, echo=echo), rule)
+        print_efficiency(results_dir, task_spec.name, None, task_spec.reference_baseline, None, console, rule)
         if outcome.failed:
             for name, seed, message in outcome.failed:
                 err_console.print(f"error: {name} seed {seed}: {message}", markup=False)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from vlbench.errors import VLBenchError
 
-__all__ = ["parse_fractions", "fraction_dir", "run_fractions", "CurvePoint", "Curve", "curves_from_records",
+__all__ = ["parse_fractions", "parse_shots", "fraction_dir", "run_fractions", "CurvePoint", "Curve", "curves_from_records",
            "matching_fraction", "render_efficiency", "plot_curves"]
 
 
@@ -32,17 +32,29 @@ def parse_fractions(text: str) -> list[float]:
     return sorted(values)
 
 
-def fraction_dir(results_dir: Path, fraction: float) -> Path:
-    """Where one fraction's records go: records of different fractions never share a path."""
-    return Path(results_dir) / f"fraction-{fraction:g}"
+def parse_shots(text: str) -> list[int]:
+    """``"1,4,8"`` -> sorted distinct positive ints; anything else is one clear error."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise VLBenchError(f"--k-shot {text!r}: expected positive integers like 1,4,8.") from None
+    if not values or any(v < 1 for v in values) or len(set(values)) != len(values):
+        raise VLBenchError(f"--k-shot {text!r}: give distinct positive integers, e.g. 1,4,8.")
+    return sorted(values)
 
 
-def run_fractions(request: Any, fractions: list[float], run: Callable[[Any], Any]) -> Any:
-    """Run ``request`` once per fraction (smallest first) and merge the outcomes."""
+def fraction_dir(results_dir: Path, fraction: float, rule: str = "fraction") -> Path:
+    """Where one fraction's (or k-shot's) records go: records of different sizes never share a path."""
+    name = f"fraction-{fraction:g}" if rule == "fraction" else f"k-shot-{int(fraction)}"
+    return Path(results_dir) / name
+
+
+def run_fractions(request: Any, fractions: list[float], run: Callable[[Any], Any], rule: str = "fraction") -> Any:
+    """Run ``request`` once per fraction or k (``rule``: fraction or k_shot), smallest first; merge the outcomes."""
     merged = None
     for fraction in fractions:
-        part = replace(request, results_dir=fraction_dir(request.results_dir, fraction),
-                       overrides=[*request.overrides, f"task.train_subset={{fraction: {fraction!r}}}"])
+        part = replace(request, results_dir=fraction_dir(request.results_dir, fraction, rule),
+                       overrides=[*request.overrides, f"task.train_subset={{{rule}: {fraction!r}}}"])
         outcome = run(part)
         if merged is None:
             merged = outcome
@@ -86,22 +98,24 @@ def _draw(record: dict[str, Any]) -> dict[str, Any]:
     return next(iter(draws.values()))
 
 
-def curves_from_records(records: list[dict[str, Any]], task: str, metric: Optional[str] = None) -> tuple[list[Curve], str]:
-    """Curves of ``metric`` (default: the primary metric) for every baseline with fraction records of ``task``."""
+def curves_from_records(records: list[dict[str, Any]], task: str, metric: Optional[str] = None,
+                        rule: str = "fraction") -> tuple[list[Curve], str]:
+    """Curves of ``metric`` (default: the primary metric) per baseline over the ``rule`` (fraction or k_shot) records."""
     chosen = [r for r in records if r.get("task") == task and r.get("status", "ok") == "ok"
-              and ((r["config"]["task"].get("train_subset") or {}).get("fraction") is not None)]
+              and ((r["config"]["task"].get("train_subset") or {}).get(rule) is not None)]
     if not chosen:
-        raise VLBenchError(f"no records of task {task!r} with a train fraction; run `vlbench run --task {task} "
-                           f"--train-fraction 0.1,1 ...` first.")
+        flag = "--train-fraction 0.1,1" if rule == "fraction" else "--k-shot 1,4,8"
+        raise VLBenchError(f"no records of task {task!r} with a train_subset {rule}; run `vlbench run --task {task} "
+                           f"{flag} ...` first.")
     metric = metric or chosen[0]["primary_metric"]
     groups: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
     for r in chosen:
-        groups[(r["baseline"], float(r["config"]["task"]["train_subset"]["fraction"]))].append(r)
+        groups[(r["baseline"], float(r["config"]["task"]["train_subset"][rule]))].append(r)
     curves: dict[str, Curve] = {}
     for (baseline, fraction), recs in sorted(groups.items()):
         hashes = {r["config_hash"] for r in recs}
         if len(hashes) > 1:
-            raise VLBenchError(f"baseline {baseline!r} at fraction {fraction:g} has records of {len(hashes)} different "
+            raise VLBenchError(f"baseline {baseline!r} at {rule} {fraction:g} has records of {len(hashes)} different "
                                f"configs; keep each configuration in its own results folder.")
         missing = [r["_path"] for r in recs if metric not in r["test"]["metrics"]]
         if missing:
@@ -126,9 +140,11 @@ def matching_fraction(curve: Curve, target: float) -> Optional[CurvePoint]:
     return next((p for p in sorted(curve.points, key=lambda p: p.fraction) if p.mean >= target), None)
 
 
-def render_efficiency(curves: list[Curve], metric: str, reference: Optional[str]) -> tuple[str, list[str]]:
-    """A Markdown table (one row per baseline and fraction) and the sample-efficiency lines."""
-    lines = [f"| baseline | fraction | images | labelled examples | {metric} (mean ± std) | seeds |",
+def render_efficiency(curves: list[Curve], metric: str, reference: Optional[str],
+                      rule: str = "fraction") -> tuple[str, list[str]]:
+    """A Markdown table (one row per baseline and fraction or k) and the sample-efficiency lines."""
+    lines = [f"| baseline | {'fraction' if rule == 'fraction' else 'k (per answer)'} | images | labelled examples | "
+             f"{metric} (mean ± std) | seeds |",
              "|---|---:|---:|---:|---:|---:|"]
     for curve in curves:
         for p in curve.points:
@@ -136,6 +152,8 @@ def render_efficiency(curves: list[Curve], metric: str, reference: Optional[str]
             lines.append(f"| {curve.baseline} | {p.fraction:g} | {p.images:,.0f} | {p.examples:,.0f} | "
                          f"{p.mean:.2f}{spread} | {p.n} |")
     notes: list[str] = []
+    if rule != "fraction":
+        return "\n".join(lines), notes
     ref = next((c for c in curves if c.baseline == reference), None)
     full = ref.at(1.0) if ref is not None else None
     if full is None:
