@@ -32,3 +32,5 @@ MODELS.add("coattention", "vlbench.models.coattention:CoAttentionEncoder", descr
 # research protocols: zero/few-shot prompting and relational reasoning
 MODELS.add("prompted", "vlbench.models.prompted:PromptedVLM", reads_prompt=True,
            description="an image-text-to-text model answering by generation from the task's prompt, k in-context examples")
+MODELS.add("relation-network", "vlbench.models.relation_network:RelationNetworkEncoder",
+           description="relation network over grid cells + coordinates (Santoro et al. 2017), from scratch")
