@@ -162,3 +162,30 @@ def test_bad_continual_input_is_one_error_line(extra, needle, tmp_path, capsys):
     assert main(["continual", "--results-dir", str(tmp_path), "--quiet", *STAGE_DATA, *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0]
+
+
+def test_heads_strategy_scores_each_stage_with_its_own_head_and_restores_the_current_one():
+    from vlbench.protocols.continual.strategies import StrategySettings, make_strategy
+
+    class _Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Linear(2, 2)
+            self.head = nn.Linear(2, 1)
+
+    class _Task:
+        def evaluate(self, model, split, batch_size, modalities, device):
+            return float(model.head.bias)
+
+    model = _Wrapped()
+    with torch.no_grad():
+        model.head.bias.fill_(0.0)
+    strategy = make_strategy("heads", model, [_Task(), _Task()], ("text",), torch.device("cpu"), StrategySettings(), 4, 0)
+    for stage, value in ((0, 1.0), (1, 2.0)):
+        strategy.before_stage(stage)
+        with torch.no_grad():
+            model.head.bias.fill_(value)
+            model.encoder.bias.fill_(10 * value)  # the shared encoder is never swapped
+        strategy.after_stage(stage)
+    assert strategy.evaluate(0, "test", 8) == 1.0 and strategy.evaluate(1, "test", 8) == 2.0
+    assert float(model.head.bias) == 2.0 and torch.all(model.encoder.bias == 20.0)
