@@ -52,6 +52,7 @@ def run(
     device: str = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value; repeatable."),
     force: bool = typer.Option(False, "--force", help="Run again even when a record with the same config exists."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for runs that another vlbench process is running (default: leave them to it)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache (default $VLBENCH_CACHE or ~/.cache/vlbench)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-run lines."),
@@ -80,6 +81,7 @@ def run(
         force=force,
         cache_dir=cache_dir,
         quiet=quiet,
+        wait=wait,
     )
     console = wide_console()
 
@@ -89,11 +91,11 @@ def run(
         err_console.print(f"error: {message}", markup=False)
 
     outcome = run_task(request, echo=(lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False)),
-                       on_error=on_error)
+                       on_error=on_error, warn=lambda msg: err_console.print(msg, markup=False))
     names = {b.name for b in baselines}
     records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names
                and r.get("status", "ok") == "ok"]
     if records:
         console.print(render(aggregate(records), "rich"))
-    if outcome.failed:  # each failure was reported once as it happened; the code tells scripts
+    if outcome.failed or outcome.busy:  # each was reported once as it happened; the code tells scripts
         raise typer.Exit(1)
