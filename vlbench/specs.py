@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -35,6 +36,8 @@ __all__ = [
     "resolve_run_config",
     "config_hash",
     "format_validation_error",
+    "check_name",
+    "NAME_PATTERN",
 ]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -43,6 +46,18 @@ _EXTRA_DIRS: dict[str, list[Path]] = {"tasks": [], "baselines": []}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+# names become folders of the results tree: no separators, no leading dot, nothing that could be '..'
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+_NAME_RULE = "1-100 characters: letters, digits and . _ + -, starting with a letter or digit"
+
+
+def check_name(value: Any, what: str) -> str:
+    """``value`` if it is a safe task/baseline/dataset name, else ValueError naming the rule."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise ValueError(f"{what} {value!r} is not a valid name ({_NAME_RULE})")
+    return value
 
 
 class TrainingConfig(_Strict):
@@ -77,6 +92,17 @@ class SplitNames(_Strict):
 class TaskSpec(_Strict):
     """A task: registered task type + dataset + metrics + training defaults."""
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_name(value, "task name")
+
+    @field_validator("dataset")
+    @classmethod
+    def _safe_dataset(cls, value: str) -> str:
+        check_name(value.partition(":")[0], "dataset name")
+        return value
+
     name: str
     description: str = ""
     type: str
@@ -103,6 +129,11 @@ class BaselineSpec(_Strict):
     training: dict[str, Any] = Field(default_factory=dict, description="overrides of the task's training defaults")
     peft: Optional[dict[str, Any]] = None
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_name(value, "baseline name")
+
     @field_validator("tasks")
     @classmethod
     def _non_empty(cls, value: list[str]) -> list[str]:
@@ -118,6 +149,12 @@ class RunConfig(_Strict):
     baseline: BaselineSpec
     training: TrainingConfig
     dataset: str
+
+    @field_validator("dataset")
+    @classmethod
+    def _safe_dataset(cls, value: str) -> str:
+        check_name(value.partition(":")[0], "dataset name")
+        return value
 
 
 def spec_dirs(kind: str) -> list[Path]:
