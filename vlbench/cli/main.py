@@ -50,11 +50,13 @@ def wide_console() -> Console:
 def load_plugins(plugin_files: Optional[list[str]] = None) -> None:
     """Import built-in registrations, entry-point plugins and ``--plugin`` files."""
     from vlbench import builtins  # noqa: F401  (registers the built-in types)
-    from vlbench.registry import load_entry_point_plugins, load_plugin_file
+    from vlbench.registry import load_entry_point_plugins, load_plugin_file, take_notices
 
     load_entry_point_plugins()
     for path in plugin_files or []:
         load_plugin_file(path)
+    for notice in take_notices():  # a plugin replaced a registered name on purpose (override=True): say so
+        err_console.print(f"warning: {notice}", markup=False)
 
 
 @app.callback()
