@@ -104,7 +104,9 @@ def test_prompted_baseline_runs_through_vlbench_run(checkpoint, tmp_path):
 def test_prompted_without_pretrained_is_one_error_line(tmp_path, capsys):
     spec = tmp_path / "prompted-none.yaml"
     spec.write_text("model: prompted\ntasks: [vqa]\n")
-    main(["run", "--task", "vqa", "--baseline", str(spec), "--results-dir", str(tmp_path / "r"), "--quiet", *TINY_DATA])
+    assert main(["run", "--task", "vqa", "--baseline", str(spec), "--results-dir", str(tmp_path / "r"), "--quiet",
+                 *TINY_DATA]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "needs `pretrained:`" in err[0]
-    assert not (tmp_path / "r" / "vqa" / "shapes" / "prompted-none" / "seed-0.json").exists()
+    record = json.loads((tmp_path / "r" / "vqa" / "shapes" / "prompted-none" / "seed-0.json").read_text())
+    assert record["status"] == "failed" and "needs `pretrained:`" in record["failure"]["reason"]

@@ -13,7 +13,7 @@ from tests.conftest import TINY_DATA
 from vlbench.cli.main import main
 from vlbench.protocols.efficiency import Curve, CurvePoint, matching_fraction
 from vlbench.protocols.subsets import apply_train_subset, select_rows
-from vlbench.specs import TaskSpec, TrainSubset, config_hash, load_baseline_spec, load_task_spec, resolve_run_config
+from vlbench.specs import TaskSpec, TrainingConfig, TrainSubset, config_hash, load_baseline_spec, load_task_spec, resolve_run_config
 
 TINY_OPTIONS = {"train_images": 48, "val_images": 12, "test_images": 12}
 
@@ -99,7 +99,7 @@ def test_subset_is_part_of_the_config_hash_and_absent_subset_keeps_old_hashes():
     full = resolve_run_config(base, baseline, overrides=["task.train_subset={fraction: 1.0}"])
     assert len({config_hash(plain), config_hash(half), config_hash(full)}) == 3
     payload = plain.model_dump(mode="json")
-    payload["training"] = {k: v for k, v in payload["training"].items() if k != "seeds"}
+    payload["training"] = {k: v for k, v in payload["training"].items() if k not in TrainingConfig.unhashed}
     payload["task"].pop("train_subset")
     payload["task"].pop("prompt")  # text-bert is not prompted: the template is not part of its hash
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))

@@ -51,18 +51,14 @@ def fraction_dir(results_dir: Path, fraction: float, rule: str = "fraction") -> 
 
 def run_fractions(request: Any, fractions: list[float], run: Callable[[Any], Any], rule: str = "fraction") -> Any:
     """Run ``request`` once per fraction or k (``rule``: fraction or k_shot), smallest first; merge the outcomes."""
-    merged = None
+    from vlbench.protocols.subsets import merge_outcomes
+
+    outcomes = []
     for fraction in fractions:
         part = replace(request, results_dir=fraction_dir(request.results_dir, fraction, rule),
                        overrides=[*request.overrides, f"task.train_subset={{{rule}: {fraction!r}}}"])
-        outcome = run(part)
-        if merged is None:
-            merged = outcome
-        else:
-            merged.written += outcome.written
-            merged.skipped += outcome.skipped
-            merged.failed += outcome.failed
-    return merged
+        outcomes.append(run(part))
+    return merge_outcomes(outcomes)
 
 
 @dataclass

@@ -21,7 +21,8 @@ from vlbench.errors import DataError, VLBenchError
 from vlbench.protocols.views import DatasetView
 from vlbench.specs import TaskSpec, TrainSubset
 
-__all__ = ["image_order", "select_rows", "apply_train_subset", "ids_digest", "split_request_by_seed", "ANSWER_COLUMN"]
+__all__ = ["image_order", "select_rows", "apply_train_subset", "ids_digest", "split_request_by_seed", "merge_outcomes",
+           "ANSWER_COLUMN"]
 
 ANSWER_COLUMN = "multiple_choice_answer"
 
@@ -103,12 +104,18 @@ def split_request_by_seed(request: Any, configs: list[Any], run: Callable[[Any],
     seeds = request.seeds if request.seeds is not None else sorted({s for c in configs for s in c.training.seeds})
     if len(seeds) <= 1:
         return None
-    outcomes = [run(replace(request, seeds=[seed])) for seed in seeds]
+    return merge_outcomes([run(replace(request, seeds=[seed])) for seed in seeds])
+
+
+def merge_outcomes(outcomes: list[Any]) -> Any:
+    """One outcome listing what every part wrote, skipped, failed (every list field is concatenated)."""
+    from dataclasses import fields
+
     merged = outcomes[0]
     for other in outcomes[1:]:
-        merged.written += other.written
-        merged.skipped += other.skipped
-        merged.failed += other.failed
+        for f in fields(merged):
+            if isinstance(getattr(merged, f.name), list):
+                getattr(merged, f.name).extend(getattr(other, f.name))
     return merged
 
 
