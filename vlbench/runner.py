@@ -14,7 +14,6 @@ from vlbench.io import atomic_write_json
 from vlbench.models.base import FittedModel, validate_model_config
 from vlbench.models.pretrained import (
     WORD_LEVEL,
-    choose_tokenizer_source,
     describe_pretrained,
     load_tokenizer,
     missing_requirement,
@@ -112,35 +111,46 @@ def _count_parameters(model: Any) -> tuple[int, int]:
 
 
 class _TokenizerCache:
-    """One tokenizer per comparison (see ``choose_tokenizer_source``); the task is encoded once with it."""
+    """Tokenizers by source, each loaded once; the task is encoded with the one the current run declares.
+
+    Every run reads text with the tokenizer its resolved config names (``baseline.tokenizer``), so a
+    baseline's numbers never depend on which other baselines run beside it or which packages are installed.
+    """
 
     def __init__(self, task: Any, configs: Optional[list[RunConfig]] = None) -> None:
         self.task = task
-        selected = [(c.baseline.name, c.baseline.model, c.baseline.pretrained) for c in configs or []]
-        self.source: Optional[str] = choose_tokenizer_source(selected, task.spec.name) if configs else None
-        self._tokenizer: Any = None
-        self.signature: Optional[str] = None
+        self._loaded: dict[str, Any] = {}
+        self._signatures: dict[str, str] = {}
+        self.prepared_for: Optional[str] = None
 
-    def get(self, pretrained: Optional[str] = None) -> Any:
-        """The comparison's tokenizer, with the task prepared for it (``pretrained`` only for a lone caller)."""
-        if self._tokenizer is None:
-            self.source = self.source or pretrained
-            self._tokenizer = load_tokenizer(self.source, self.task.training_texts())
-            self.signature = tokenizer_signature(self._tokenizer)
-            self.task.prepare(self._tokenizer)
-        return self._tokenizer
+    def get(self, source: Optional[str] = None) -> Any:
+        """The tokenizer ``source`` (None: word-level), with the task's splits encoded for it."""
+        source = source or WORD_LEVEL
+        if source not in self._loaded:
+            tokenizer = load_tokenizer(source, self.task.training_texts())
+            self._loaded[source] = tokenizer
+            self._signatures[source] = tokenizer_signature(tokenizer)
+        if self.prepared_for != source:
+            self.task.prepare(self._loaded[source])
+            self.prepared_for = source
+        return self._loaded[source]
 
-    def source_for(self, config: RunConfig) -> Optional[str]:
-        """The tokenizer a baseline's numbers depend on, for its config hash (None: word-level or no text)."""
+    def signature(self, source: Optional[str] = None) -> Optional[str]:
+        """The vocabulary digest of a loaded tokenizer."""
+        return self._signatures.get(source or WORD_LEVEL)
+
+    @staticmethod
+    def source_for(config: RunConfig) -> Optional[str]:
+        """The tokenizer a baseline's numbers depend on (None: the model reads no text)."""
         reads_text = "text" in MODELS.get(config.baseline.model).modalities
-        return self.source if reads_text else None
+        return (config.baseline.tokenizer or WORD_LEVEL) if reads_text else None
 
 
 def _drop_unavailable(configs: list[RunConfig], echo: Callable[[str], None]) -> list[RunConfig]:
     """Leave out baselines whose optional pretrained package is not installed (an error when none is left)."""
     kept, reasons = [], []
     for config in configs:
-        why = missing_requirement(config.baseline.pretrained)
+        why = missing_requirement(config.baseline.pretrained) or missing_requirement(config.baseline.tokenizer)
         if why:
             echo(f"skip {config.baseline.name}: {why}")
             reasons.append(f"baseline {config.baseline.name!r}: {why}")
@@ -204,8 +214,6 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
             for seed in seeds:
                 path = record_path(request.results_dir, config.task.name, dataset_name, config.baseline.name, seed)
                 extra = {"data": dataset.fingerprint}
-                if tokenizers.source_for(config):
-                    extra["tokenizer"] = tokenizers.source_for(config)  # one tokenizer per comparison changes models
                 digest = config_hash(config, extra)
                 previous = existing_config_hash(path)
                 if previous == digest and not request.force:
@@ -251,9 +259,11 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
     start = time.perf_counter()
     seed_everything(seed)
     model_cls = MODELS.get(config.baseline.model)
-    tokenizer = tokenizers.get()  # always: the task's batches need the encoded targets even without text
+    # always: the task's batches need the encoded targets even without text
+    tokenizer = tokenizers.get(config.baseline.tokenizer)
     reads_text = "text" in model_cls.modalities or issubclass(model_cls, FittedModel)
     pretrained = resolve_pretrained(config.baseline.pretrained)
+    # assemble also gives the task the encoder's image transform (its own processor for pretrained models)
     assembled = assemble(config, seed, task, tokenizer if reads_text else None, pretrained=pretrained,
                          tokenizer_source=tokenizers.source_for(config), data_fingerprint=dataset.fingerprint,
                          cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
@@ -301,8 +311,9 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         "device": describe_device(accelerator.device),
         "created": now_iso(),
         "parameters": {"trainable": trainable, "total": total},
-        "tokenizer": {"source": tokenizers.source or WORD_LEVEL, "vocab_size": len(tokenizer),
-                      "signature": tokenizers.signature, "used": "text" in model_cls.modalities},
+        "tokenizer": {"source": config.baseline.tokenizer or WORD_LEVEL, "vocab_size": len(tokenizer),
+                      "signature": tokenizers.signature(config.baseline.tokenizer), "used": "text" in model_cls.modalities},
+        "image_transform": assembled.image_transform.signature() if assembled.image_transform is not None else None,
         "pretrained": describe_pretrained(config.baseline.pretrained),
         "peft": assembled.summary.as_record() if assembled.summary is not None else None,
         "features": features,
