@@ -66,13 +66,29 @@ class RunOutcome:
     failed: list[tuple[str, int, str]] = field(default_factory=list)
 
 
-def select_baselines(task: TaskSpec, names: list[str], all_baselines: bool) -> list[BaselineSpec]:
-    """Baseline specs by name, or every spec that lists the task; refuses ones that do not support it."""
+def select_baselines(task: TaskSpec, names: list[str], all_baselines: bool, dataset: Optional[str] = None,
+                     echo: Optional[Callable[[str], None]] = None) -> list[BaselineSpec]:
+    """Baseline specs by name, or every spec that lists the task; refuses ones that do not support it.
+
+    With ``all_baselines``, a spec that names ``datasets:`` (e.g. pretrained models at full size) is
+    selected only on those datasets (``dataset``, default the task's); ``echo`` hears which were left out.
+    """
     if all_baselines:
         specs = [load_baseline_spec(name) for name in available_specs("baselines")]
-        chosen = [s for s in specs if task.name in s.tasks]
-        if not chosen:
+        supporting = [s for s in specs if task.name in s.tasks]
+        if not supporting:
             raise VLBenchError(f"no baseline supports task {task.name!r}.")
+        dataset_name = split_dataset_arg(dataset or task.dataset)[0]
+        chosen = [s for s in supporting if s.datasets is None or dataset_name in s.datasets]
+        left_out = [s.name for s in supporting if s not in chosen]
+        if left_out and echo is not None:
+            echo(f"not selected on {dataset_name}: {', '.join(left_out)} (sized for other datasets; name one with "
+                 "--baseline to run it anyway)")
+        if not chosen:
+            raise VLBenchError(
+                f"no baseline of task {task.name!r} is selected on dataset {dataset_name!r} by --all-baselines; "
+                f"name them with --baseline ({', '.join(left_out)})."
+            )
         return chosen
     if not names:
         raise VLBenchError("name at least one --baseline, or pass --all-baselines.")
