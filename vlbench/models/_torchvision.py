@@ -100,7 +100,11 @@ def resnet_trunk(arch: str, weights: Optional[str]) -> nn.Module:
     model = getattr(torchvision.models, arch)(weights=None, norm_layer=FrozenBatchNorm2d)
     if weights:
         state = _state_dict(arch, weights)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except (RuntimeError, AttributeError) as exc:  # shape mismatches, or not a state_dict at all
+            raise VLBenchError(f"{arch}: backbone weights {weights!r} do not fit a torchvision {arch}: "
+                               f"{str(exc).splitlines()[-1].strip()}") from exc
         missing = [k for k in missing if not k.startswith("fc.")]
         unexpected = [k for k in unexpected if not k.endswith("num_batches_tracked")]
         if missing or unexpected:
