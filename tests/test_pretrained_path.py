@@ -13,44 +13,8 @@ import pytest
 import torch
 
 from tests.conftest import TINY_DATA
+from tests.pretrained_fixtures import WORDS, checkpoints, tokenizer as _tokenizer  # noqa: F401
 from tests.zoo_fixtures import one_thread  # noqa: F401
-
-WORDS = ["what", "color", "is", "the", "shape", "how", "many", "are", "there", "?", "red", "blue", "circle",
-         "square", "triangle", "left", "of", "right", "a", "it"]
-
-
-def _tokenizer():
-    from transformers import BertTokenizer
-
-    from vlbench.data.text import SPECIAL_TOKENS
-
-    return BertTokenizer(vocab={t: i for i, t in enumerate(SPECIAL_TOKENS + WORDS)}, do_lower_case=True)
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """Folders like hub snapshots: tiny BERT, tiny ViLT (with its image processor), a ResNet-50 state_dict."""
-    import torchvision
-    from transformers import BertConfig, BertModel, ViltConfig, ViltImageProcessor, ViltModel
-
-    root = tmp_path_factory.mktemp("checkpoints")
-    torch.manual_seed(0)
-    tokenizer = _tokenizer()
-    bert = root / "bert"
-    tokenizer.save_pretrained(bert)
-    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(bert)
-    vilt = root / "vilt"
-    tokenizer.save_pretrained(vilt)
-    ViltModel(ViltConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, image_size=64, patch_size=16, max_position_embeddings=40,
-                         max_image_length=-1)).save_pretrained(vilt)
-    # ViLT's processor: shorter side to `shortest_edge`, longer side capped, multiples of size_divisor, padding
-    ViltImageProcessor(size={"shortest_edge": 48}, size_divisor=16).save_pretrained(vilt)
-    resnet = root / "resnet50.pth"
-    torch.save(torchvision.models.resnet50(weights=None).state_dict(), resnet)
-    return {"bert": bert, "vilt": vilt, "resnet": resnet}
-
 
 def _read(results, baseline):
     return json.loads((results / "vqa" / "shapes" / baseline / "seed-0.json").read_text())
@@ -248,3 +212,30 @@ def test_offline_hub_ids_that_are_not_cached_are_skipped_beside_others(monkeypat
     assert message and "HF_HUB_OFFLINE" in message and "--local-dir" in message and len(message.splitlines()) == 1
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     assert missing_requirement("some-org/never-downloaded-model") is None
+
+
+def test_vilt_b32_retrieval_scores_every_pair_through_its_processor(checkpoints, tmp_path, one_thread):
+    from vlbench.cli.main import main
+
+    results = tmp_path / "runs"
+    args = ["run", "--task", "retrieval", "--baseline", "vilt-b32", "--results-dir", str(results), "--max-steps", "2",
+            "--batch-size", "8", "--quiet", "--set", "task.data.train_images=24", "--set", "task.data.val_images=4",
+            "--set", "task.data.test_images=6", "--set", f"baseline.pretrained={checkpoints['vilt']}",
+            "--set", "task.options.max_text_length=40"]  # the checkpoint has 40 text positions
+    assert main(args) == 0
+    record = json.loads((results / "retrieval" / "shapes" / "vilt-b32" / "seed-0.json").read_text())
+    assert record["image_transform"].startswith("ViltImageProcessor")
+    assert record["test"]["metrics"]["pairs_scored"] == 6 * 30  # every (image, caption) pair of 6 images x 5 captions
+
+
+def test_images_padded_per_batch_are_joined_by_padding_to_the_largest():
+    from vlbench.tasks.retrieval import _cat_padded
+
+    a = torch.ones(1, 3, 4, 4)
+    b = torch.full((2, 3, 4, 6), 2.0)
+    joined = _cat_padded([a, b])
+    assert joined.shape == (3, 3, 4, 6)
+    assert torch.equal(joined[0, :, :, :4], a[0]) and joined[0, :, :, 4:].abs().sum() == 0
+    assert torch.equal(joined[1:], b)
+    masks = _cat_padded([torch.ones(1, 4, 4, dtype=torch.long), torch.ones(2, 5, 6, dtype=torch.long)])
+    assert masks.shape == (3, 5, 6) and int(masks[0].sum()) == 16 and int(masks[1:].sum()) == 60

@@ -322,13 +322,10 @@ class Seq2SeqTask(TaskType):
             batch["attention_mask"] = mask[:, :length]
             batch["token_type_ids"] = source["token_type_ids"].index_select(0, index)[:, :length]
         if "image" in modalities:
-            from vlbench.models.base import normalize_pixels
+            from vlbench.data.images import pixel_batch
 
             ids = [self._image_ids[split][i] for i in indices]
-            values = normalize_pixels(self.dataset.images.get(ids))
-            if values.shape[-1] != self.options.image_size:
-                values = F.interpolate(values, size=(self.options.image_size,) * 2, mode="bilinear", align_corners=False)
-            batch["pixel_values"] = values
+            batch.update(pixel_batch(self.dataset.images, ids, self.image_transform, self.options.image_size))
         if split == "train":
             batch.update(self._teacher_forcing(split, index))
         return batch
