@@ -226,16 +226,3 @@ def test_vilt_b32_retrieval_scores_every_pair_through_its_processor(checkpoints,
     record = json.loads((results / "retrieval" / "shapes" / "vilt-b32" / "seed-0.json").read_text())
     assert record["image_transform"].startswith("ViltImageProcessor")
     assert record["test"]["metrics"]["pairs_scored"] == 6 * 30  # every (image, caption) pair of 6 images x 5 captions
-
-
-def test_images_padded_per_batch_are_joined_by_padding_to_the_largest():
-    from vlbench.tasks.retrieval import _cat_padded
-
-    a = torch.ones(1, 3, 4, 4)
-    b = torch.full((2, 3, 4, 6), 2.0)
-    joined = _cat_padded([a, b])
-    assert joined.shape == (3, 3, 4, 6)
-    assert torch.equal(joined[0, :, :, :4], a[0]) and joined[0, :, :, 4:].abs().sum() == 0
-    assert torch.equal(joined[1:], b)
-    masks = _cat_padded([torch.ones(1, 4, 4, dtype=torch.long), torch.ones(2, 5, 6, dtype=torch.long)])
-    assert masks.shape == (3, 5, 6) and int(masks[0].sum()) == 16 and int(masks[1:].sum()) == 60

@@ -73,7 +73,7 @@ def test_recipe_runs_a_few_steps_on_an_official_layout_fixture(name, checkpoints
     root = write(tmp_path / "data")
     results = tmp_path / "runs"
     base = ["run", "--task", name, "--dataset", f"{dataset}:{root}", "--results-dir", str(results), "--max-steps", "2",
-            "--batch-size", "4", "--quiet", "--set", "task.options.image_size=64"]
+            "--batch-size", "4", "--quiet", "--set", "task.options.image_size=64", "--set", "training.num_workers=0"]
     calls: list[tuple[list[str], list[str]]] = []
     if name == "multi30k-en-de":
         calls.append((["mt-transformer-tiny", "mmt-transformer-tiny"],

@@ -325,10 +325,13 @@ class Seq2SeqTask(TaskType):
             batch["attention_mask"] = mask[:, :length]
             batch["token_type_ids"] = source["token_type_ids"].index_select(0, index)[:, :length]
         if "image" in modalities:
-            from vlbench.data.images import pixel_batch
+            from vlbench.models.base import normalize_pixels
 
             ids = [self._image_ids[split][i] for i in indices]
-            batch.update(pixel_batch(self.dataset.images, ids, self.image_transform, self.options.image_size))
+            values = normalize_pixels(self.dataset.images.get(ids))
+            if values.shape[-1] != self.options.image_size:
+                values = F.interpolate(values, size=(self.options.image_size,) * 2, mode="bilinear", align_corners=False)
+            batch["pixel_values"] = values
         if split == "train":
             batch.update(self._teacher_forcing(split, index))
         return batch

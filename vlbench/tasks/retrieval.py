@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 import vlbench.builtins  # noqa: F401  (lazy entries first, so registering the objects replaces them)
 from vlbench.errors import DataError, SpecError
-from vlbench.models.base import EncoderOutput
+from vlbench.models.base import EncoderOutput, normalize_pixels
 from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
 from vlbench.training.progress import track
@@ -165,18 +165,6 @@ def references_path(predictions: Path) -> Path:
 # --------------------------------------------------------------------------------------------------
 # task heads
 # --------------------------------------------------------------------------------------------------
-def _cat_padded(parts: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenate along the batch axis, zero-padding trailing axes (images padded per batch by a processor)."""
-    shape = [max(p.shape[d] for p in parts) for d in range(1, parts[0].dim())]
-    padded = []
-    for p in parts:
-        pad: list[int] = []
-        for d in reversed(range(1, p.dim())):
-            pad += [0, shape[d - 1] - p.shape[d]]
-        padded.append(F.pad(p, pad) if any(pad) else p)
-    return torch.cat(padded)
-
-
 def _select(states: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
     return {k: v.index_select(0, index) for k, v in states.items()}
 
@@ -303,8 +291,8 @@ class CrossRetrievalModel(nn.Module):
         self.itm_head = nn.Linear(encoder.hidden_size, 2)
 
     def image_states(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Pixels and, from processors that pad, their mask (the joint encoder reads them per pair)."""
-        return {k: batch[k] for k in ("pixel_values", "pixel_mask") if k in batch}
+        """Pixels (the joint encoder reads them per pair)."""
+        return {"pixel_values": batch["pixel_values"]}
 
     def text_states(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Token ids and masks."""
@@ -434,6 +422,12 @@ class RetrievalTask(TaskType):
         """Number of captions (image-text pairs) in a split role."""
         return len(self._data[split].texts)
 
+    def _pixels(self, image_ids: list[int]) -> torch.Tensor:
+        values = normalize_pixels(self.dataset.images.get(image_ids))
+        if values.shape[-1] != self.options.image_size:
+            values = F.interpolate(values, size=(self.options.image_size,) * 2, mode="bilinear", align_corners=False)
+        return values
+
     def _text_batch(self, split: str, index: torch.Tensor, length: Optional[int] = None) -> dict[str, torch.Tensor]:
         enc = self._encoded[split]
         mask = enc["attention_mask"].index_select(0, index)
@@ -448,9 +442,7 @@ class RetrievalTask(TaskType):
         ids = self._encoded[split]["image_ids"].index_select(0, local)
         batch = {"image_ids": ids}
         if "image" in modalities:
-            from vlbench.data.images import pixel_batch
-
-            batch.update(pixel_batch(self.dataset.images, ids.tolist(), self.image_transform, self.options.image_size))
+            batch["pixel_values"] = self._pixels(ids.tolist())
         return batch
 
     def collate(self, split: str, indices: list[int], modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -464,7 +456,7 @@ class RetrievalTask(TaskType):
     # --- evaluation --------------------------------------------------------------------------------
     def _states(self, fn: Callable, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, torch.Tensor]:
         parts = [fn({k: v.to(device) for k, v in b.items()}) for b in batches]
-        return {k: _cat_padded([p[k] for p in parts]) for k in parts[0]}
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     @torch.no_grad()
     def similarity(self, model: nn.Module, split: str, batch_size: int, modalities: tuple[str, ...],
