@@ -192,6 +192,14 @@ def _csv(table: Table) -> str:
     return out.getvalue()
 
 
+def _tex(text: str) -> str:
+    """Escaped text with the table's own symbols written the LaTeX way (works under pdflatex)."""
+    out = escape.latex_text(text)
+    for symbol, tex in (("±", "$\\pm$"), ("−", "$-$"), ("—", "---"), ("Δ", "$\\Delta$")):
+        out = out.replace(symbol, tex)
+    return out
+
+
 def _latex(table: Table) -> str:
     out = ["% requires \\usepackage{booktabs}"]
     for s in wide_sections(table):
@@ -206,12 +214,12 @@ def _latex(table: Table) -> str:
         out.append(f"% {escape.one_line(s['task'])} on {escape.one_line(s['dataset'])}")
         out.append("\\begin{tabular}{l" + "r" * (len(header) - 1) + "}")
         out.append("\\toprule")
-        out.append(" & ".join(escape.latex_text(h) for h in header) + " \\\\")
+        out.append(" & ".join(_tex(h) for h in header) + " \\\\")
         out.append("\\midrule")
         for b in s["body"]:
             cells = []
             for i, c in enumerate(b["cells"]):
-                text = escape.latex_text(c).replace("±", "$\\pm$").replace("−", "$-$").replace("Δ", "$\\Delta$")
+                text = _tex(c)
                 if i in metric_cols and b["row"]["status"] != "failed":
                     r = b["metrics"].get(header[i])
                     if r is not None and r["mean"] is not None and round(r["mean"], 2) == best.get(i):
@@ -223,8 +231,9 @@ def _latex(table: Table) -> str:
         out.append("\\bottomrule")
         out.append("\\end{tabular}")
         out.append("")
-    out += ["% " + escape.one_line(line) for line in legend(table)]
-    out.append("% best mean per metric column in bold; $^{*}$ p<0.05, $^{**}$ p<0.01 (paired test vs the reference)")
+    notes = ["best mean per metric column in bold; $^{*}$ $p<0.05$, $^{**}$ $p<0.01$ (paired test against the "
+             "reference baseline)."] + [_tex(line) for line in legend(table)]
+    out.append("\\par\\smallskip{\\footnotesize " + " \\\\\n".join(notes) + "}")
     return "\n".join(out) + "\n"
 
 
