@@ -135,6 +135,6 @@ def validate(
         if problem:
             bad += 1
             err_console.print(f"error: {path}: {problem}", markup=False)
-    typer.echo(f"{len(files) - bad} valid, {bad} invalid run records")
     if bad:
-        raise typer.Exit(2)
+        raise VLBenchError(f"{bad} of {len(files)} run records are invalid (listed above); fix or remove them.")
+    typer.echo(f"{len(files)} valid run records")
