@@ -28,7 +28,8 @@ padding:0 1rem}
 h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2.5rem;border-bottom:1px solid #ddd;padding-bottom:.3rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 th,td{padding:.3rem .55rem;border-bottom:1px solid #e5e5e5;text-align:right;white-space:nowrap}
-th{background:#f6f6f6;cursor:pointer;user-select:none;position:sticky;top:0}
+th{background:#f6f6f6;cursor:pointer;user-select:none;white-space:normal;max-width:8.5rem;vertical-align:bottom}
+.wrap{overflow-x:auto;max-width:100%}
 th:first-child,td:first-child,td.cfg{text-align:left}
 th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
 tr.failed td{color:#b00020}tr.few td{background:#fffbea}
@@ -87,7 +88,8 @@ def _table_html(section: dict[str, Any]) -> str:
             klass = ' class="cfg"' if h == "config" else ""
             cells.append(f'<td{klass} data-v="{html_text(_sort_value(h, c, row))}">{html_text(one_line(c))}</td>')
         rows.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
-    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (f'<div class="wrap"><table class="sortable"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
 def _legend_html(lines: list[str]) -> str:
@@ -127,11 +129,16 @@ def _svg(width: int, height: int, inner: str, title: str) -> str:
             f'viewBox="0 0 {width} {height}" role="img"><title>{html_text(title)}</title>{inner}</svg>')
 
 
-def bar_chart(items: list[tuple[str, float, Optional[float]]], label: str, width: int = 460) -> str:
+def _color(name: str, i: int, colors: Optional[dict[str, str]]) -> str:
+    return (colors or {}).get(name) or _PALETTE[i % len(_PALETTE)]
+
+
+def bar_chart(items: list[tuple[str, float, Optional[float]]], label: str, width: int = 460,
+              colors: Optional[dict[str, str]] = None) -> str:
     """Horizontal bars of (name, mean, std) with ±std error bars, as an inline SVG string."""
     if not items:
         return ""
-    left, right, bar, gap, top = 170, 20, 16, 6, 10
+    left, right, bar, gap, top = 180, 20, 16, 6, 10
     height = top + len(items) * (bar + gap) + 34
     lo = min(0.0, *(m - (s or 0) for _, m, s in items))
     hi = max(*(m + (s or 0) for _, m, s in items), lo + 1e-9)
@@ -149,9 +156,9 @@ def bar_chart(items: list[tuple[str, float, Optional[float]]], label: str, width
     for i, (name, mean, std) in enumerate(items):
         y = top + i * (bar + gap)
         x0, x1 = x(min(0.0, mean)), x(max(0.0, mean))
-        out.append(f'<text x="{left - 6}" y="{y + bar - 4}" text-anchor="end">{html_text(one_line(name)[:28])}</text>'
+        out.append(f'<text x="{left - 6}" y="{y + bar - 4}" text-anchor="end">{html_text(_short(name, 26))}</text>'
                    f'<rect x="{x0:.1f}" y="{y}" width="{max(x1 - x0, 0.5):.1f}" height="{bar}" '
-                   f'fill="{_PALETTE[i % len(_PALETTE)]}"><title>{html_text(one_line(name))}: {mean:.2f}'
+                   f'fill="{_color(name, i, colors)}"><title>{html_text(one_line(name))}: {mean:.2f}'
                    f'{f" ± {std:.2f}" if std is not None else ""}</title></rect>')
         if std is not None:
             cy = y + bar / 2
@@ -160,12 +167,13 @@ def bar_chart(items: list[tuple[str, float, Optional[float]]], label: str, width
     return _svg(width, height, "".join(out), label)
 
 
-def scatter_chart(points: list[tuple[str, float, float]], label: str, width: int = 460, height: int = 300) -> str:
+def scatter_chart(points: list[tuple[str, float, float]], label: str, width: int = 460, height: int = 300,
+                  colors: Optional[dict[str, str]] = None) -> str:
     """Score (y) against trainable parameters (x, log scale) for (name, params, score) points, as SVG."""
     points = [(n, p, s) for n, p, s in points if s is not None]
     if not points:
         return ""
-    left, right, top, bottom = 50, 20, 12, 36
+    left, right, top, bottom = 50, 110, 12, 36
     xs = [math.log10(max(p, 1.0)) for _, p, _ in points]
     ys = [s for _, _, s in points]
     xlo, xhi = math.floor(min(xs)), max(math.ceil(max(xs)), math.floor(min(xs)) + 1)
@@ -188,14 +196,14 @@ def scatter_chart(points: list[tuple[str, float, float]], label: str, width: int
     out.append(f'<text x="{(left + width - right) / 2}" y="{height - 4}" text-anchor="middle">trainable parameters '
                f'(log; 0 plotted at 1)</text>')
     for i, ((name, params, score), xv) in enumerate(zip(points, xs)):
-        out.append(f'<circle cx="{px(xv):.1f}" cy="{py(score):.1f}" r="5" fill="{_PALETTE[i % len(_PALETTE)]}">'
+        out.append(f'<circle cx="{px(xv):.1f}" cy="{py(score):.1f}" r="5" fill="{_color(name, i, colors)}">'
                    f'<title>{html_text(one_line(name))}: {score:.2f} with {int(params)} trainable</title></circle>'
-                   f'<text x="{px(xv) + 7:.1f}" y="{py(score) - 6:.1f}">{html_text(one_line(name)[:20])}</text>')
+                   f'<text x="{px(xv) + 7:.1f}" y="{py(score) - 6:.1f}">{html_text(_short(name, 18))}</text>')
     return _svg(width, height, "".join(out), label)
 
 
 def curve_chart(curves: list[tuple[str, list[tuple[int, float]]]], label: str, width: int = 460,
-                height: int = 300) -> str:
+                height: int = 300, colors: Optional[dict[str, str]] = None) -> str:
     """Validation score per epoch, one line per (name, [(epoch, value)]), as SVG."""
     curves = [(n, pts) for n, pts in curves if pts]
     if not curves:
@@ -220,13 +228,13 @@ def curve_chart(curves: list[tuple[str, list[tuple[int, float]]]], label: str, w
         out.append(f'<text x="{px(e):.1f}" y="{height - bottom + 14}" text-anchor="middle">{e}</text>')
     out.append(f'<text x="{(left + width - right) / 2}" y="{height - 4}" text-anchor="middle">epoch</text>')
     for i, (name, pts) in enumerate(curves):
-        color = _PALETTE[i % len(_PALETTE)]
+        color = _color(name, i, colors)
         path = " ".join(f"{'M' if j == 0 else 'L'}{px(e):.1f},{py(v):.1f}" for j, (e, v) in enumerate(pts))
         out.append(f'<path d="{path}" stroke="{color}" stroke-width="2" fill="none"><title>'
                    f'{html_text(one_line(name))}</title></path>')
         out += [f'<circle cx="{px(e):.1f}" cy="{py(v):.1f}" r="2.5" fill="{color}"/>' for e, v in pts]
         out.append(f'<rect x="{width - right + 8}" y="{top + i * 16}" width="10" height="10" fill="{color}"/>'
-                   f'<text x="{width - right + 22}" y="{top + i * 16 + 9}">{html_text(one_line(name)[:20])}</text>')
+                   f'<text x="{width - right + 22}" y="{top + i * 16 + 9}">{html_text(_short(name, 20))}</text>')
     return _svg(width, height, "".join(out), label)
 
 
@@ -239,6 +247,11 @@ def _curve(records: list[dict[str, Any]]) -> list[tuple[int, float]]:
             if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(entry.get("epoch"), int):
                 by_epoch.setdefault(entry["epoch"], []).append(float(value))
     return [(e, sum(v) / len(v)) for e, v in sorted(by_epoch.items()) if len(v) == len(records)]
+
+
+def _short(name: str, size: int) -> str:
+    name = one_line(name)
+    return name if len(name) <= size else name[: size - 1] + "…"
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -257,18 +270,20 @@ def build_page(records: Iterable[dict[str, Any]], notes: Optional[list[str]] = N
         tested = s["tested"]
         parts.append(f"<section><h2>{html_text(s['task'])} on {html_text(s['dataset'])}</h2>{_table_html(s)}")
         ok = [b for b in s["body"] if b["tested"] is not None and b["tested"]["mean"] is not None]
-        bars = bar_chart([(_label(b["row"]), b["tested"]["mean"], b["tested"]["std"]) for b in ok],
-                         f"{tested}: mean ± std over seeds")
+        colors = {_label(b["row"]): _PALETTE[i % len(_PALETTE)] for i, b in enumerate(ok)}
+        ranked = sorted(ok, key=lambda b: -b["tested"]["mean"])
+        bars = bar_chart([(_label(b["row"]), b["tested"]["mean"], b["tested"]["std"]) for b in ranked],
+                         f"{tested}: mean ± std over seeds", colors=colors)
         scatter = scatter_chart([(_label(b["row"]), float(b["row"]["trainable_params"] or 0), b["tested"]["mean"])
                                  for b in ok if b["row"]["trainable_params"] is not None],
-                                f"{tested} against trainable parameters")
+                                f"{tested} against trainable parameters", colors=colors)
         curves = []
         for b in ok:
             group = [r for r in records if r.get("status", "ok") == "ok" and r["task"] == s["task"]
                      and r["dataset"] == s["dataset"] and r["config_hash"] == b["row"]["config_hash"]
                      and r["baseline"] == b["row"]["baseline"]]
             curves.append((_label(b["row"]), _curve(group)))
-        curve = curve_chart(curves, "validation score per epoch (mean over seeds)")
+        curve = curve_chart(curves, "validation score per epoch (mean over seeds)", colors=colors)
         figures = [(bars, f"{tested} (mean ± std over seeds)"), (scatter, f"{tested} vs trainable parameters"),
                    (curve, "validation (primary metric) per epoch, mean over seeds")]
         parts.append('<div class="plots">' + "".join(
