@@ -69,7 +69,8 @@ def _version_key(record: dict[str, Any]) -> str:
     v = record.get("versions") or {}
     parts = [f"{name} {v[name]}" for name in ("vlbench", "torch", "transformers") if name in v]
     if record.get("git_commit"):
-        parts.append(f"git {str(record['git_commit'])[:12]}")
+        commit = str(record["git_commit"])
+        parts.append(f"git {commit[:12]}" + ("-dirty" if commit.endswith("-dirty") else ""))
     return ", ".join(parts) or "unknown versions"
 
 

@@ -156,7 +156,7 @@ def _markdown(table: Table) -> str:
     for s in wide_sections(table):
         out.append(f"### {escape.markdown_cell(s['task'])} on {escape.markdown_cell(s['dataset'])}\n")
         out.append("| " + " | ".join(escape.markdown_cell(h) for h in s["header"]) + " |")
-        out.append("|" + "|".join("---" if i == 0 else "---:" for i, _ in enumerate(s["header"])) + "|")
+        out.append("|" + "|".join("---" if h in ("baseline", "config") else "---:" for h in s["header"]) + "|")
         out += ["| " + " | ".join(escape.markdown_cell(c) for c in b["cells"]) + " |" for b in s["body"]]
         out.append("")
     out += [f"- {escape.markdown_cell(line)}" for line in legend(table)]
