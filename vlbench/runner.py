@@ -23,6 +23,7 @@ from vlbench.models.pretrained import (
 )
 from vlbench.registry import DATASETS, MODELS, TASK_TYPES
 from vlbench.results.ablation import ablation_block
+from vlbench.results.escape import rich_text
 from vlbench.results.records import (
     RECORD_SCHEMA,
     existing_config_hash,
@@ -271,9 +272,9 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
     else:
         model = built
         trainable, total = _count_parameters(model)
+        label = rich_text(f"{config.baseline.name} s{seed}")  # progress descriptions are rich markup
         features = warm_features(assembled, task, config.training.eval_batch_size, accelerator.device, progress,
-                                 f"{config.baseline.name} s{seed} features")
-        label = f"{config.baseline.name} s{seed}"
+                                 f"{label} features")
         with evaluation_progress(progress, label):
             fit_start = time.perf_counter()
             result = fit(model, task, config.training, accelerator=accelerator, seed=seed, modalities=modalities,
