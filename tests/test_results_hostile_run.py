@@ -1,4 +1,4 @@
-"""A baseline with a hostile name goes through `vlbench run`, `table` and `leaderboard` intact and inert."""
+"""A real run record whose names were edited to hostile ones (a record from elsewhere) stays text everywhere."""
 
 from __future__ import annotations
 
@@ -10,23 +10,26 @@ from vlbench.cli.main import main
 NAME = "[/x]<b>|=1+2"
 
 
-def test_hostile_baseline_name_end_to_end(tmp_path, capsys):
-    spec = tmp_path / "hostile.yaml"
-    spec.write_text(json.dumps({"name": NAME, "description": "image model with an unfriendly name", "model": "film",
-                                "family": "early-fusion", "tasks": ["vqa"],
+def test_hostile_names_in_a_real_record(tmp_path, capsys):
+    spec = tmp_path / "film-small.yaml"
+    spec.write_text(json.dumps({"name": "film-small", "model": "film", "family": "early-fusion", "tasks": ["vqa"],
                                 "config": {"hidden_size": 16, "stem_channels": [8, 8, 8, 8], "num_layers": 1,
                                            "embedding_size": 16}}))
     runs = tmp_path / "runs"
     assert main(["run", "--task", "vqa", "--baseline", str(spec), "--results-dir", str(runs), "--max-steps", "2",
-                 "--seeds", "0", *TINY_DATA]) == 0
+                 "--seeds", "0", "--quiet", *TINY_DATA]) == 0
+    path = next(runs.rglob("seed-0.json"))
+    record = json.loads(path.read_text())
+    assert record["ablation"]["metric"] == "accuracy" and record["status"] == "ok"
+    record["baseline"] = record["config"]["baseline"]["name"] = NAME
+    record["dataset"] = "two\nlines"
+    path.write_text(json.dumps(record))
     capsys.readouterr()
+    assert main(["validate", str(runs)]) == 0
     for fmt in ("rich", "md", "csv", "latex", "json", "html"):
         assert main(["table", str(runs), "--format", fmt]) == 0, fmt
     out = capsys.readouterr().out
     assert NAME in out  # rich and JSON print it as itself
-    assert main(["validate", str(runs)]) == 0
     assert main(["leaderboard", str(runs), "--out", str(tmp_path / "site")]) == 0
     page = (tmp_path / "site" / "index.html").read_text()
     assert "<b>" not in page and "[/x]&lt;b&gt;|=1+2" in page
-    record = json.loads(next(runs.rglob("seed-0.json")).read_text())
-    assert record["baseline"] == NAME and record["ablation"]["metric"] == "accuracy"

@@ -24,7 +24,6 @@ _COSMETIC = {
     "task": ("description", "reference_baseline", "training"),
     "baseline": ("description", "tasks", "family", "training"),
 }
-_UNHASHED_TRAINING = ("seeds", "num_workers", "checkpoint_every_steps")
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -42,7 +41,9 @@ def record_identity(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(config.get(section), dict):
             config[section] = {k: v for k, v in config[section].items() if k not in names}
     if isinstance(config.get("training"), dict):
-        config["training"] = {k: v for k, v in config["training"].items() if k not in _UNHASHED_TRAINING}
+        from vlbench.specs import TrainingConfig
+
+        config["training"] = {k: v for k, v in config["training"].items() if k not in TrainingConfig.unhashed}
     flat: dict[str, Any] = {}
     _flatten("", config, flat)
     used = (record.get("training") or {}).get("precision")
