@@ -75,3 +75,9 @@ def test_the_real_store_comes_back_and_the_block_records_both_passes():
     block = ablation_block(dataset, "accuracy", 100.0, evaluate, seed=0)
     assert block["real"] == 100.0 and block["blank"] == 0.0 and block["shuffled"] == 0.0
     assert dataset.images is real
+
+
+def test_a_task_that_bypasses_the_store_gets_no_false_zero():
+    dataset = SimpleNamespace(images=_store())
+    block = ablation_block(dataset, "accuracy", 80.0, lambda: SimpleNamespace(metrics={"accuracy": 80.0}))
+    assert block["blank"] is None and block["shuffled"] is None and "not applied" in block["note"]

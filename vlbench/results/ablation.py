@@ -32,6 +32,7 @@ class AblatedImageStore:
         if mode not in ("blank", "shuffled"):
             raise ValueError(f"unknown ablation mode {mode!r}")
         self.store, self.mode = store, mode
+        self.calls = 0  # how often the task asked for pixels: 0 means it read them some other way
         self.image_size = getattr(store, "image_size", None)
         self._map = derangement(store.ids(), seed) if mode == "shuffled" else {}
 
@@ -44,6 +45,7 @@ class AblatedImageStore:
 
     def get(self, image_ids: Sequence[int]) -> torch.Tensor:
         """Pixels (B, H, W, 3) uint8: the same shape as the real ones, blank or another image's."""
+        self.calls += 1
         if self.mode == "shuffled":
             return self.store.get(self._swap(image_ids))
         real = self.store.get(list(image_ids))
@@ -56,6 +58,7 @@ class AblatedImageStore:
         raise AttributeError(name)
 
     def _load(self, image_id: int) -> Any:
+        self.calls += 1
         if self.mode == "shuffled":
             return self.store.load(self._map.get(int(image_id), int(image_id)))
         real = np.asarray(self.store.load(int(image_id)))
@@ -63,20 +66,28 @@ class AblatedImageStore:
 
 
 @contextlib.contextmanager
-def ablated_images(dataset: Any, mode: str, seed: int = 0) -> Iterator[None]:
-    """Within the block, ``dataset.images`` answers with blank or shuffled images."""
+def ablated_images(dataset: Any, mode: str, seed: int = 0) -> Iterator[AblatedImageStore]:
+    """Within the block, ``dataset.images`` answers with blank or shuffled images (the store is yielded)."""
     real = dataset.images
-    dataset.images = AblatedImageStore(real, mode, seed)
+    store = AblatedImageStore(real, mode, seed)
+    dataset.images = store
     try:
-        yield
+        yield store
     finally:
         dataset.images = real
 
 
 def ablation_block(dataset: Any, metric: str, real: float, evaluate: Callable[[], Any], seed: int = 0) -> dict[str, Any]:
-    """The record's ``ablation`` block: ``evaluate()`` (an EvalResult) rerun with blank and shuffled images."""
+    """The record's ``ablation`` block: ``evaluate()`` (an EvalResult) rerun with blank and shuffled images.
+
+    A pass in which the task never asked the store for pixels (it cached them elsewhere) would score the
+    real images again; its value is recorded as null with a note rather than as a false "no reliance".
+    """
     block: dict[str, Any] = {"metric": metric, "real": real, "seed": seed, "blank_value": BLANK_VALUE}
     for mode in ("blank", "shuffled"):
-        with ablated_images(dataset, mode, seed):
-            block[mode] = float(evaluate().metrics[metric])
+        with ablated_images(dataset, mode, seed) as store:
+            value = float(evaluate().metrics[metric])
+        block[mode] = value if store.calls else None
+        if not store.calls:
+            block["note"] = "the task did not read images through dataset.images; ablation not applied"
     return block
