@@ -227,7 +227,7 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
                     row["delta_vs_reference"] = summary.mean - ref_summary.mean
                 if name == tested:
                     row["test"] = _compare(group, ref_group, name, rounds, row)
-            elif reference and reference != group.baseline:
+            elif reference and reference != group.baseline and name == tested:
                 row["test"] = f"no {reference} runs on the same data to compare with"
             rows.append(row)
     return Table(rows, dict(versions), notes)

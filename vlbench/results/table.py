@@ -76,8 +76,9 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
     out = []
     for (task, dataset), rows in sections.items():
         metrics = list(dict.fromkeys(r["metric"] for r in rows if r["status"] != "failed"))
-        tested = next((r["metric"] for r in rows if r["test"] and r["test"] != "failed run"),
-                      next((r["metric"] for r in rows if r["primary"]), metrics[0] if metrics else ""))
+        # the tested metric: the primary one, or the only one left by --metric
+        tested = next((m for m in metrics if any(r["primary"] and r["metric"] == m for r in rows)),
+                      metrics[0] if metrics else "")
         reference = next((r["reference"] for r in rows if r["reference"]), None)
         has_config = any(r["config"] for r in rows)
         has_gpu = any(r["gpu_memory_mb"] is not None for r in rows)
