@@ -126,3 +126,20 @@ def test_config_hash_ignores_cosmetics_and_hashes_the_precision_used():
     # "auto" that resolved to fp32 on this device is the same run as an explicit fp32
     assert config_hash(auto, {"precision": "fp32"}) == config_hash(fp32, {"precision": "fp32"})
     assert config_hash(resolve_run_config(task, base, overrides=["training.lr=0.05"])) != config_hash(plain)
+
+
+def test_precision_used_and_many_differences_are_named(tmp_path, capsys):
+    bf16 = make_record("vilt", 0, ITEMS, config_hash="1" * 16)
+    bf16["training"]["precision"] = "bf16"  # "auto" in the config, bf16 on the machine that ran it
+    write_record(tmp_path, bf16)
+    write_record(tmp_path, make_record("vilt", 0, ITEMS, config_hash="2" * 16), name="vilt-fp32")
+    rows = _rows(aggregate(read_records([tmp_path]).records))
+    assert sorted(r["config"] for r in rows) == ["training.precision=bf16", "training.precision=fp32"]
+    other = make_record("vilt", 0, ITEMS, config_hash="3" * 16, lr=0.3)
+    other["config"]["training"].update(epochs=9, batch_size=4)
+    other["config"]["baseline"]["config"]["hidden_size"] = 8
+    write_record(tmp_path, other, name="vilt-other")
+    assert main(["table", str(tmp_path), "--format", "md"]) == 0
+    assert "(+2 more)" in capsys.readouterr().out  # five differing fields: three named, the rest counted
+    rows = _rows(aggregate(read_records([tmp_path]).records))
+    assert any(len(r["config_fields"]) == 5 for r in rows)

@@ -59,11 +59,11 @@ def _fmt(value: Any) -> str:
     return value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
 
 
-def _differences(identities: list[dict[str, Any]]) -> list[str]:
+def _differences(identities: list[dict[str, Any]]) -> list[list[str]]:
     """For each identity, ``key=value`` of the fields that are not the same in all of them."""
     keys = sorted(set().union(*identities))
     varying = [k for k in keys if len({_fmt(i.get(k)) for i in identities}) > 1]
-    return [", ".join(f"{k}={_fmt(i.get(k))}" for k in varying) for i in identities]
+    return [[f"{k}={_fmt(i.get(k))}" for k in varying] for i in identities]
 
 
 def _version_key(record: dict[str, Any]) -> str:
@@ -84,6 +84,7 @@ class _Group:
     ok: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
     config: str = ""
+    config_fields: list[str] = field(default_factory=list)
 
     @property
     def first(self) -> dict[str, Any]:
@@ -147,7 +148,8 @@ def _groups(records: Iterable[dict[str, Any]]) -> list[_Group]:
     for same in by_baseline.values():
         if len(same) > 1:
             for group, diff in zip(same, _differences([record_identity(g.first) for g in same])):
-                group.config = diff or f"config {group.config_hash}"
+                group.config_fields = diff or [f"config_hash={group.config_hash}"]
+                group.config = ", ".join(group.config_fields)
     return sorted(groups.values(), key=lambda g: (g.task, g.dataset, g.baseline, g.config))
 
 
@@ -190,7 +192,7 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
             metrics = [m for m in metrics if m == metric]
         base = {
             "task": group.task, "dataset": group.dataset, "baseline": group.baseline,
-            "config": group.config, "config_hash": group.config_hash,
+            "config": group.config, "config_fields": group.config_fields, "config_hash": group.config_hash,
             "family": ((rec0.get("config") or {}).get("baseline") or {}).get("family", ""),
             "status": "ok" if group.ok and not group.failed else "partial" if group.ok else "failed",
             "seeds": [r["seed"] for r in group.ok],

@@ -16,7 +16,7 @@ __all__ = ["aggregate", "render", "FORMATS", "LONG_FIELDS", "significance_mark",
 
 FORMATS = ("rich", "md", "csv", "latex", "json", "html")
 
-LONG_FIELDS = ["task", "dataset", "baseline", "config", "config_hash", "family", "metric", "primary", "status", "n",
+LONG_FIELDS = ["task", "dataset", "baseline", "config", "config_fields", "config_hash", "family", "metric", "primary", "status", "n",
                "seeds", "failed_seeds", "failure", "mean", "std", "ci_low", "ci_high", "reference",
                "delta_vs_reference", "delta_ci_low", "delta_ci_high", "p_value", "test", "image_reliance_blank",
                "image_reliance_shuffled", "trainable_params", "total_params", "train_seconds", "eval_seconds",
@@ -101,7 +101,9 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
         body = []
         for line in lines.values():
             r, t = line["row"], line["tested"]
-            cells = [r["baseline"]] + ([r["config"]] if has_config else []) + [
+            fields = r["config_fields"]
+            short = ", ".join(fields[:3]) + (f" (+{len(fields) - 3} more)" if len(fields) > 3 else "")
+            cells = [r["baseline"]] + ([short] if has_config else []) + [
                 _params(r), _n(r), _num(r["train_seconds"], 1), _num(r["eval_seconds"], 1)]
             cells += [_num(r["gpu_memory_mb"], 0)] if has_gpu else []
             if r["status"] == "failed":
