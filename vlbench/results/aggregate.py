@@ -85,6 +85,7 @@ class _Group:
     failed: list[dict[str, Any]] = field(default_factory=list)
     config: str = ""
     config_fields: list[str] = field(default_factory=list)
+    averaged: dict[str, Any] = field(default_factory=dict)  # metric -> seed-averaged per-item values
 
     @property
     def first(self) -> dict[str, Any]:
@@ -111,7 +112,13 @@ def _mean(values: Iterable[Optional[float]]) -> Optional[float]:
 
 
 def _seed_averaged(group: _Group, metric: str) -> tuple[Optional[dict[str, dict[str, float]]], str]:
-    """Per-item values averaged over the group's seeds (every seed must cover the same items)."""
+    """Per-item values averaged over the group's seeds (every seed must cover the same items), computed once."""
+    if metric not in group.averaged:
+        group.averaged[metric] = _average_items(group, metric)
+    return group.averaged[metric]
+
+
+def _average_items(group: _Group, metric: str) -> tuple[Optional[dict[str, dict[str, float]]], str]:
     per_seed = []
     for record in group.ok:
         values, why = item_values(record, metric)
