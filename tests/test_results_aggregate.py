@@ -143,3 +143,42 @@ def test_precision_used_and_many_differences_are_named(tmp_path, capsys):
     assert "(+2 more)" in capsys.readouterr().out  # five differing fields: three named, the rest counted
     rows = _rows(aggregate(read_records([tmp_path]).records))
     assert any(len(r["config_fields"]) == 5 for r in rows)
+
+
+def _vmt_record(folder, baseline, seed, hyps, refs, config_hash):
+    from sacrebleu.metrics import BLEU, CHRF
+
+    record = make_record(baseline, seed, {"1": 1.0}, config_hash=config_hash)
+    record["primary_metric"] = "BLEU"
+    record["test"]["metrics"] = {"BLEU": BLEU().corpus_score(hyps, [refs]).score,
+                                 "chrF": CHRF().corpus_score(hyps, [refs]).score}
+    record["per_example"]["test"] = {str(100 + i): BLEU(effective_order=True).sentence_score(h, [r]).score
+                                     for i, (h, r) in enumerate(zip(hyps, refs))}
+    record["predictions_file"] = f"seed-{seed}.predictions.txt"
+    path = write_record(folder, record, name=baseline)
+    (path.parent / record["predictions_file"]).write_text("".join(h + "\n" for h in hyps))
+    (path.parent / f"seed-{seed}.predictions.ref.txt").write_text("".join(r + "\n" for r in refs))
+    return record
+
+
+def test_corpus_bleu_is_tested_by_recomputing_it_on_resampled_sentences(tmp_path):
+    import random
+
+    rnd = random.Random(0)
+    words = "a red blue green circle square triangle left of right above below big small the".split()
+    refs = [" ".join(rnd.choice(words) for _ in range(8)) for _ in range(60)]
+    good = [r if i % 4 else " ".join(r.split()[:5]) for i, r in enumerate(refs)]  # mostly right
+    bad = [" ".join(rnd.choice(words) for _ in range(8)) for _ in refs]  # unrelated words
+    for seed in (0, 1):
+        _vmt_record(tmp_path, "vilt", seed, good, refs, "1" * 16)
+        _vmt_record(tmp_path, "text-bert", seed, bad, refs, "2" * 16)
+    rows = {(r["baseline"], r["metric"]): r for r in aggregate(read_records([tmp_path]).records).rows}
+    vilt, bert = rows[("vilt", "BLEU")], rows[("text-bert", "BLEU")]
+    assert vilt["delta_vs_reference"] == pytest.approx(vilt["mean"] - bert["mean"])
+    assert vilt["p_value"] < 0.01 and vilt["delta_ci_low"] > 0 and "recomputed" in vilt["test"]
+    # the same outputs on both sides: no difference, nothing significant
+    same = tmp_path / "same"
+    _vmt_record(same, "vilt", 0, good, refs, "3" * 16)
+    _vmt_record(same, "text-bert", 0, good, refs, "4" * 16)
+    row = next(r for r in aggregate(read_records([same]).records).rows if r["baseline"] == "vilt")
+    assert row["delta_vs_reference"] == 0.0 and row["p_value"] == 1.0

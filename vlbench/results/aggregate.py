@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
+from vlbench.results.corpus import CORPUS_METRICS, CorpusItems, corpus_items, paired_corpus_test
 from vlbench.results.items import item_values
 from vlbench.results.stats import paired_test, summarize
 
@@ -118,7 +119,9 @@ def _seed_averaged(group: _Group, metric: str) -> tuple[Optional[dict[str, dict[
     return group.averaged[metric]
 
 
-def _average_items(group: _Group, metric: str) -> tuple[Optional[dict[str, dict[str, float]]], str]:
+def _average_items(group: _Group, metric: str) -> tuple[Any, str]:
+    if metric in CORPUS_METRICS:
+        return _average_corpus(group, metric)
     per_seed = []
     for record in group.ok:
         values, why = item_values(record, metric)
@@ -131,6 +134,22 @@ def _average_items(group: _Group, metric: str) -> tuple[Optional[dict[str, dict[
     if any({g: set(v) for g, v in s.items()} != shape for s in per_seed[1:]):
         return None, "seeds were scored on different test items"
     return {g: {i: sum(s[g][i] for s in per_seed) / len(per_seed) for i in items} for g, items in shape.items()}, ""
+
+
+def _average_corpus(group: _Group, metric: str) -> tuple[Optional[CorpusItems], str]:
+    """Each sentence's sufficient statistics averaged over seeds (the pooled corpus metric)."""
+    per_seed = []
+    for record in group.ok:
+        items, why = corpus_items(record, metric)
+        if items is None:
+            return None, why
+        per_seed.append(items)
+    if not per_seed:
+        return None, "no finished runs"
+    if any(s.ids != per_seed[0].ids for s in per_seed[1:]):
+        return None, "seeds were scored on different test items"
+    mean = sum(s.stats for s in per_seed) / len(per_seed)
+    return CorpusItems(per_seed[0].ids, mean, per_seed[0].score), ""
 
 
 def _memory_mb(records: list[dict[str, Any]]) -> Optional[float]:
@@ -247,6 +266,15 @@ def _compare(group: _Group, ref: _Group, metric: str, rounds: int, row: dict[str
     theirs, why_ref = _seed_averaged(ref, metric)
     if mine is None or theirs is None:
         return f"not tested: {why or why_ref}"
+    if isinstance(mine, CorpusItems):
+        corpus_rounds = min(rounds, 1000)  # every round recomputes the corpus metric twice
+        outcome = paired_corpus_test(mine, theirs, rounds=corpus_rounds, bootstrap_rounds=corpus_rounds)
+        if outcome is None:
+            return "not tested: the two baselines were scored on different test items"
+        _, p, low, high, n = outcome
+        row.update(p_value=p, delta_ci_low=low, delta_ci_high=high)
+        return (f"paired approximate randomization + paired bootstrap ({corpus_rounds} rounds each) with corpus "
+                f"{metric} recomputed from sentence statistics, over {n} items, statistics averaged over seeds")
     result = paired_test(mine, theirs, rounds=rounds)
     if result is None:
         return "not tested: the two baselines were scored on different test items"

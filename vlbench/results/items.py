@@ -5,8 +5,8 @@ A metric is testable when it is recomputed exactly from per-item values as a sum
   frequencies): one group, each item's score in the metric's unit;
 * retrieval recalls and rsum from 1-based ranks (``i2t/<id>``, ``t2i/<id>``): R@K is 100 x the share of
   ranks <= K in its direction; rsum sums six recalls.
-Anything else (corpus BLEU and chrF, which are not means of sentence scores) is not testable here,
-and says why. Each recomputation is checked against the record's own metric value before use.
+Anything else is not testable from per-example scores and says why (corpus BLEU and chrF are tested
+by recomputing them from sentence statistics instead: :mod:`vlbench.results.corpus`). Each recomputation is checked against the record's own metric value before use.
 """
 
 from __future__ import annotations
