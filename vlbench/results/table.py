@@ -138,7 +138,8 @@ def legend(table: Table) -> list[str]:
     lines = [
         "mean ± sample std over seeds; 95% CI: Student t over seeds. Rows aggregate one config hash each.",
         "Δ: difference of means from the task's reference baseline on the same test items; p: two-sided paired "
-        "approximate randomization over test items (per-item scores averaged over seeds); * p<0.05, ** p<0.01.",
+        "approximate randomization over test items (per-item scores, or a corpus metric's sentence statistics, "
+        "averaged over seeds); * p<0.05, ** p<0.01.",
         f"n<3: fewer than {MIN_SEEDS} seeds; the spread is not estimated well and a Δ is not a finding.",
         "image reliance: the trained model's score with real images minus its score with blank images / with "
         "images shuffled across test examples.",
