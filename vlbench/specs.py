@@ -456,10 +456,26 @@ def resolve_run_config(
         raise SpecError(format_validation_error(f"resolved config of {task.name}/{baseline.name}", exc)) from exc
 
 
+# fields that cannot change a run's numbers; they stay in the record but out of the hash
+_COSMETIC = {
+    "task": ("description", "reference_baseline", "training"),  # task.training is resolved into `training`
+    "baseline": ("description", "tasks", "family", "training"),  # so is baseline.training
+}
+
+
 def config_hash(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
-    """Stable short hash of a resolved config (plus e.g. the data fingerprint); seeds and unhashed settings excluded."""
+    """Stable short hash of everything that can change a run's numbers, and nothing cosmetic; seeds excluded.
+
+    ``extra`` adds facts decided outside the config (data fingerprint, tokenizer); its ``precision``
+    replaces ``training.precision`` so that ``auto`` is hashed as the precision the device actually used.
+    """
     payload = config.model_dump(mode="json")
+    for section, names in _COSMETIC.items():
+        payload[section] = {k: v for k, v in payload[section].items() if k not in names}
     payload["training"] = {k: v for k, v in payload["training"].items() if k not in TrainingConfig.unhashed}
+    extra = dict(extra or {})
+    if "precision" in extra:
+        payload["training"]["precision"] = extra.pop("precision")
     if extra:
         payload["extra"] = extra
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
