@@ -31,7 +31,8 @@ from torch.nn import functional as F
 
 import vlbench.builtins  # noqa: F401  (lazy entries first, so registering the objects replaces them)
 from vlbench.errors import DataError, SpecError
-from vlbench.models.base import EncoderOutput, normalize_pixels
+from vlbench.data.pipeline import encode_texts, image_inputs, split_roles, trim_tokens
+from vlbench.models.base import EncoderOutput
 from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
 from vlbench.training.progress import track
@@ -292,7 +293,7 @@ class CrossRetrievalModel(nn.Module):
 
     def image_states(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Pixels (the joint encoder reads them per pair)."""
-        return {"pixel_values": batch["pixel_values"]}
+        return {k: batch[k] for k in ("pixel_values", "pixel_mask") if k in batch}
 
     def text_states(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Token ids and masks."""
@@ -346,7 +347,7 @@ class RetrievalTask(TaskType):
     def __init__(self, spec, dataset) -> None:
         super().__init__(spec, dataset)
         self.table = self.options.table
-        self.split_names = {"train": spec.splits.train, "validation": spec.splits.validation, "test": spec.splits.test}
+        self.split_names = split_roles(spec)
         self._data = {role: self._read_split(name) for role, name in self.split_names.items()}
         self._encoded: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -367,9 +368,12 @@ class RetrievalTask(TaskType):
             ids = list(range(len(texts)))
         else:
             raise DataError(
-                f"table {self.table!r} split {name!r} has no {column!r} or {plural!r} column "
-                f"(columns: {', '.join(rows.column_names)}); set options.caption_column."
+                f"dataset {self.dataset.name!r}, table {self.table!r}, split {name!r} has no column {column!r} or "
+                f"{plural!r} (it has: {', '.join(rows.column_names)}). Set options.caption_column."
             )
+        if "image_id" not in rows.column_names:
+            raise DataError(f"dataset {self.dataset.name!r}, table {self.table!r}, split {name!r} has no column image_id "
+                            f"(it has: {', '.join(rows.column_names)}).")
         if not texts:
             raise DataError(f"table {self.table!r} split {name!r} has no captions.")
         image_ids = list(dict.fromkeys(owners))
@@ -385,12 +389,8 @@ class RetrievalTask(TaskType):
         """Tokenize every split's captions."""
         self._encoded = {}
         for role, data in self._data.items():
-            enc = tokenizer(data.texts, padding="max_length", truncation=True, max_length=self.options.max_text_length,
-                            return_tensors="pt")
             self._encoded[role] = {
-                "input_ids": enc["input_ids"],
-                "attention_mask": enc["attention_mask"],
-                "token_type_ids": enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])),
+                **encode_texts(tokenizer, data.texts, self.options.max_text_length),
                 "image_keys": torch.tensor(data.text_image, dtype=torch.long),
                 "image_ids": torch.tensor(data.image_ids, dtype=torch.long),
             }
@@ -422,27 +422,14 @@ class RetrievalTask(TaskType):
         """Number of captions (image-text pairs) in a split role."""
         return len(self._data[split].texts)
 
-    def _pixels(self, image_ids: list[int]) -> torch.Tensor:
-        values = normalize_pixels(self.dataset.images.get(image_ids))
-        if values.shape[-1] != self.options.image_size:
-            values = F.interpolate(values, size=(self.options.image_size,) * 2, mode="bilinear", align_corners=False)
-        return values
-
     def _text_batch(self, split: str, index: torch.Tensor, length: Optional[int] = None) -> dict[str, torch.Tensor]:
-        enc = self._encoded[split]
-        mask = enc["attention_mask"].index_select(0, index)
-        length = length or max(int(mask.sum(1).max()), 1)
-        return {
-            "input_ids": enc["input_ids"].index_select(0, index)[:, :length],
-            "attention_mask": mask[:, :length],
-            "token_type_ids": enc["token_type_ids"].index_select(0, index)[:, :length],
-        }
+        return trim_tokens(self._encoded[split], index, length)
 
     def _image_batch(self, split: str, local: torch.Tensor, modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
         ids = self._encoded[split]["image_ids"].index_select(0, local)
         batch = {"image_ids": ids}
         if "image" in modalities:
-            batch["pixel_values"] = self._pixels(ids.tolist())
+            batch.update(image_inputs(self, ids.tolist()))
         return batch
 
     def collate(self, split: str, indices: list[int], modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
