@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from datasets import Dataset
+from datasets import Dataset, Features, Value
 
-__all__ = ["to_coco_captions", "write_coco_captions"]
+__all__ = ["CAPTION_FEATURES", "to_coco_captions", "write_coco_captions"]
+
+# one row per caption, as in the COCO captions annotation file
+CAPTION_FEATURES = Features({"caption_id": Value("int64"), "image_id": Value("int64"), "caption": Value("string")})
 
 
 def to_coco_captions(table: Dataset, image_ids: Sequence[int] | None = None) -> dict[str, Any]:

@@ -38,7 +38,7 @@ __all__ = [
 CAPTIONS_PER_IMAGE = 5
 # caption ids are image_id * CAPTION_ID_STRIDE + rank, as unique as image ids are
 CAPTION_ID_STRIDE = 10
-CAPTION_FEATURES = Features({"caption_id": Value("int64"), "image_id": Value("int64"), "caption": Value("string")})
+from vlbench.data.coco_format import CAPTION_FEATURES  # noqa: E402
 
 _NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six")
 _SIZE_WORDS = {"small": ("small", "small", "little"), "large": ("large", "large", "big")}
