@@ -74,8 +74,8 @@ class _CachedView:
         except KeyError:
             raise DataError(f"image id {image_id} is not in the decoded cache {str(self.folder)!r}") from None
         if self.fixed:
-            return np.asarray(row["pixels"], dtype=np.uint8)
-        return np.frombuffer(row["pixels"], dtype=np.uint8).reshape(int(row["height"]), int(row["width"]), 3)
+            return np.array(row["pixels"], dtype=np.uint8)
+        return np.frombuffer(row["pixels"], dtype=np.uint8).reshape(int(row["height"]), int(row["width"]), 3).copy()
 
     def ids(self) -> list[int]:
         """Every cached image id."""

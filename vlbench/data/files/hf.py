@@ -66,7 +66,7 @@ def _decode(data: bytes, where: str) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+            return np.array(img.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"cannot decode image {where} ({type(exc).__name__}: {exc}).") from None
 

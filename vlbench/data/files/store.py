@@ -72,7 +72,7 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+            return np.array(img.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, SyntaxError) as exc:
         raise DataError(
             f"cannot decode image {str(path)!r} ({type(exc).__name__}: {exc}); it passed the build-time check, so the "
