@@ -143,7 +143,7 @@ def make_multi30k(root: Path, images_dir: Path | None = None) -> Path:
     return root
 
 
-def make_hf_vqa(root: Path) -> Path:
+def make_hf_vqa(root: Path, truncated: int | None = None) -> Path:
     """A ``save_to_disk`` DatasetDict with an ``Image()`` column, questions and VQA-style answer records."""
     import io
 
@@ -162,7 +162,8 @@ def make_hf_vqa(root: Path) -> Path:
         rows = {"img": [], "img_id": [], "q": [], "ans": []}
         for image_id in ids:
             for question in ("what color?", "what colour is it?"):
-                rows["img"].append({"bytes": encoded(color_of(image_id)), "path": None})
+                data = encoded(color_of(image_id))
+                rows["img"].append({"bytes": data[: len(data) - 20] if image_id == truncated else data, "path": None})
                 rows["img_id"].append(image_id)
                 rows["q"].append(question)
                 rows["ans"].append([color_of(image_id)] * 10)

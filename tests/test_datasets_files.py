@@ -139,6 +139,15 @@ def test_hf_from_save_to_disk_folder(roots, tmp_path):
         build("hf", roots["hf"], {"columns": {**HF_COLUMNS, "question": "question_text"}}, tmp_path)
 
 
+def test_hf_truncated_image_is_skipped_or_refused(tmp_path):
+    root = fx.make_hf_vqa(tmp_path / "hf", truncated=11)
+    ds = build("hf", root, {"columns": HF_COLUMNS}, tmp_path / "c")
+    assert ds.info["skipped_images"]["count"] == 1 and "row 2" in ds.info["skipped_images"]["first"][0]
+    assert ds.tables["vqa"]["validation"].num_rows == 6 and 11 not in ds.tables["vqa"]["validation"]["image_id"]
+    with pytest.raises(DataError, match="1 unreadable or truncated"):
+        build("hf", root, {"columns": HF_COLUMNS, "strict_images": True}, tmp_path / "c")
+
+
 def test_cache_reused_and_same_length_edit_detected(roots, tmp_path, monkeypatch):
     first = build("flickr30k", roots["flickr30k"], {}, tmp_path)
     import PIL.Image
@@ -219,3 +228,36 @@ def test_task_checks_columns_before_training(roots, tmp_path):
     with pytest.raises(DataError) as info:
         VMTTask(load_task_spec("vmt-masked"), m)
     assert "'multi30k', table 'vmt', split 'train' has no column(s) source_masked" in str(info.value)
+
+
+def test_retrieval_states_of_different_image_sizes_are_padded_with_a_mask():
+    from vlbench.tasks.retrieval import _concat_states
+
+    a = {"pixel_values": torch.ones(2, 3, 4, 6)}
+    b = {"pixel_values": torch.full((1, 3, 5, 3), 2.0), "pixel_mask": torch.ones(1, 5, 3, dtype=torch.long)}
+    out = _concat_states([a, b])
+    assert out["pixel_values"].shape == (3, 3, 5, 6) and out["pixel_mask"].shape == (3, 5, 6)
+    assert out["pixel_mask"][0].sum() == 24 and out["pixel_mask"][2].sum() == 15
+    assert torch.equal(out["pixel_values"][0, :, :4, :], torch.ones(3, 4, 6)) and out["pixel_values"][0, :, 4].abs().sum() == 0
+
+
+def test_dataloader_workers_give_the_same_batches(roots, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from vlbench.data.text import build_word_vocab, word_level_tokenizer
+    from vlbench.specs import load_task_spec
+    from vlbench.tasks.vqa import VQATask
+
+    ds = build("vqav2", roots["vqav2"], {}, tmp_path)
+    task = VQATask(load_task_spec("vqa"), ds)
+    task.prepare(word_level_tokenizer(build_word_vocab(task.training_texts())))
+    collate = partial(task.collate, "test", modalities=("text", "image"))
+
+    def batches(workers):
+        loader = DataLoader(range(task.num_examples("test")), batch_size=5, collate_fn=collate, num_workers=workers)
+        return list(loader)
+
+    serial, parallel = batches(0), batches(2)
+    assert len(serial) == len(parallel) == 3
+    for a, b in zip(serial, parallel):
+        assert all(torch.equal(a[k], b[k]) for k in a)

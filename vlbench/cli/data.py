@@ -81,7 +81,9 @@ def build(
     seconds = time.perf_counter() - start
     if quiet:
         return
-    table = Table(title=f"{dataset.name} ({dataset.fingerprint})")
+    key = dataset.info.get("key")
+    cache = f", cache {key}" if key and key != dataset.fingerprint else ""
+    table = Table(title=f"{dataset.name} (fingerprint {dataset.fingerprint}{cache})")
     table.add_column("split")
     kinds = sorted(dataset.tables)
     for kind in kinds:

@@ -158,6 +158,22 @@ def contrastive_loss(text_emb: torch.Tensor, image_emb: torch.Tensor, logit_scal
     return (t2i + i2t) / 2
 
 
+def _concat_states(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Concatenate per-batch states; pixels of different sizes (processors that pad per batch) are padded to the
+    largest, with a pixel mask marking the real pixels."""
+    if "pixel_values" in parts[0] and len({tuple(p["pixel_values"].shape[-2:]) for p in parts}) > 1:
+        height = max(p["pixel_values"].shape[-2] for p in parts)
+        width = max(p["pixel_values"].shape[-1] for p in parts)
+        padded = []
+        for p in parts:
+            values = p["pixel_values"]
+            mask = p.get("pixel_mask", torch.ones(values.shape[0], *values.shape[-2:], dtype=torch.long, device=values.device))
+            pad = (0, width - values.shape[-1], 0, height - values.shape[-2])
+            padded.append({**p, "pixel_values": F.pad(values, pad), "pixel_mask": F.pad(mask, pad)})
+        parts = padded
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
 def references_path(predictions: Path) -> Path:
     """The references JSON written beside a predictions file (``<stem>.references.json``, as captioning does)."""
     return predictions.with_name(predictions.stem + ".references.json")
@@ -443,7 +459,7 @@ class RetrievalTask(TaskType):
     # --- evaluation --------------------------------------------------------------------------------
     def _states(self, fn: Callable, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, torch.Tensor]:
         parts = [fn({k: v.to(device) for k, v in b.items()}) for b in batches]
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return _concat_states(parts)
 
     @torch.no_grad()
     def similarity(self, model: nn.Module, split: str, batch_size: int, modalities: tuple[str, ...],

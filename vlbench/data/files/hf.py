@@ -205,14 +205,13 @@ def build_hf(path: str | None, options: Mapping[str, Any] | None, cache_dir: str
             rows.setdefault(image_id, (theirs, r))
         for kind, table in _tables(ours, index, ds, cols, image_ids).items():
             tables.setdefault(kind, {})[ours] = table
+    content = {s: [loaded[t]._fingerprint, [(Path(f["filename"]).name, os.path.getsize(f["filename"]))
+                                           for f in loaded[t].cache_files]] for s, t in wanted.items()}
+    fingerprint = source_fingerprint({"builder": "hf", "splits": content, "options": opts.table_options()})
     store: Any = None
     if "image" in cols:
         store = ArrowImageStore({theirs: loaded[theirs] for theirs in wanted.values()}, cols["image"], rows, path)
-        for image_id in rows:
-            data, _ = store._bytes(image_id)
-            reason = check_image_bytes(data or b"")
-            if reason:
-                bad[image_id] = reason
+        bad = _checked_images(store, rows, Path(cache_dir) / "hf" / f"{fingerprint}.images.json", quiet)
         if bad:
             drop = set(bad)
             tables = {k: {s: t.filter(lambda b: [int(i) not in drop for i in b["image_id"]], batched=True)
@@ -223,10 +222,6 @@ def build_hf(path: str | None, options: Mapping[str, Any] | None, cache_dir: str
     if bad and not quiet:
         print(f"warning: hf: skipped {len(bad)} unreadable or truncated image(s) and their examples; first: "
               f"{'; '.join(first)}", file=sys.stderr)
-    content = {s: [loaded[t]._fingerprint, [(Path(f["filename"]).name, os.path.getsize(f["filename"]))
-                                           for f in loaded[t].cache_files]] for s, t in wanted.items()}
-    fingerprint = source_fingerprint({"builder": "hf", "splits": content,
-                                      "options": opts.table_options()})
     if store is not None and opts.decoded_cache:
         from vlbench.data.files.decoded import DecodedCacheStore
 
@@ -238,6 +233,28 @@ def build_hf(path: str | None, options: Mapping[str, Any] | None, cache_dir: str
             "skipped_images": {"count": len(bad), "first": first}}
     return VLDataset(name="hf", fingerprint=fingerprint, images=store,
                      tables={k: DatasetDict(v) for k, v in tables.items()}, info=info)
+
+
+def _checked_images(store: "ArrowImageStore", rows: Mapping[int, tuple[str, int]], record: Path, quiet: bool) -> dict[int, str]:
+    """{image id: reason} of images failing the fast check; computed once per dataset fingerprint, then read back."""
+    import json
+
+    from rich.progress import track
+
+    from vlbench.data.integrity import build_lock
+    from vlbench.io import atomic_write_json
+
+    with build_lock(record):
+        if record.is_file():
+            return {int(k): v for k, v in json.loads(record.read_text()).items()}
+        bad: dict[int, str] = {}
+        for image_id in track(list(rows), description="checking hf images", disable=quiet, transient=True):
+            data, _ = store._bytes(image_id)
+            reason = check_image_bytes(data or b"")
+            if reason:
+                bad[image_id] = reason
+        atomic_write_json(record, {str(k): v for k, v in bad.items()})
+        return bad
 
 
 class _NoImages:
