@@ -27,9 +27,9 @@ def jpeg(path: Path, color: str, size: tuple[int, int] = (40, 30)) -> Path:
 
 
 def truncate(path: Path) -> Path:
-    """Cut a file to half its bytes (as an interrupted download would)."""
+    """Cut the last bytes of a file (as an interrupted download would; the header stays readable)."""
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[:-30])
     return path
 
 

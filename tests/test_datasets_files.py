@@ -55,7 +55,7 @@ def test_vqav2_splits_columns_and_skipped_image(roots, tmp_path, capsys):
                                          "answer_confidence", "multiple_choice_answer"]
     # image 3 of train2014 is truncated: its two questions are dropped, the rest stay
     assert ds.info["skipped_images"]["count"] == 1
-    assert "COCO_train2014_000000000003.jpg" in ds.info["skipped_images"]["first"][0]
+    assert "COCO_train2014_000000000003.jpg (truncated (no JPEG end marker))" in ds.info["skipped_images"]["first"][0]
     assert "skipped 1 unreadable" in capsys.readouterr().err
     train_ids, val_ids = set(vqa["train"]["image_id"]), set(vqa["val"]["image_id"])
     assert 3 not in train_ids | val_ids and not train_ids & val_ids
@@ -261,3 +261,13 @@ def test_dataloader_workers_give_the_same_batches(roots, tmp_path):
     assert len(serial) == len(parallel) == 3
     for a, b in zip(serial, parallel):
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_image_damaged_after_the_build_is_a_clear_error_at_load(tmp_path):
+    root = fx.make_flickr30k(tmp_path / "f")
+    ds = build("flickr30k", root, {}, tmp_path / "c")
+    victim = root / "flickr30k-images" / "1000000.jpg"
+    victim.write_bytes(b"\xff\xd8" + b"\x00" * 50 + b"\xff\xd9")
+    with pytest.raises(DataError) as info:
+        ds.images.load(1000000)
+    assert str(victim) in str(info.value) and "\n" not in str(info.value)

@@ -212,13 +212,11 @@ def build_hf(path: str | None, options: Mapping[str, Any] | None, cache_dir: str
     if "image" in cols:
         store = ArrowImageStore({theirs: loaded[theirs] for theirs in wanted.values()}, cols["image"], rows, path)
         bad = _checked_images(store, rows, Path(cache_dir) / "hf" / f"{fingerprint}.images.json", quiet)
-        if bad:
-            drop = set(bad)
-            tables = {k: {s: t.filter(lambda b: [int(i) not in drop for i in b["image_id"]], batched=True)
-                          for s, t in v.items()} for k, v in tables.items()}
     first = [f"{path} split {rows[i][0]!r} row {rows[i][1]} ({bad[i]})" for i in sorted(bad)[:SKIPPED_SHOWN]]
     if bad and opts.strict_images:
         raise DataError(f"hf: {len(bad)} unreadable or truncated image(s), e.g. {'; '.join(first)}.")
+    if bad:
+        tables = {k: {s: _without(t, set(bad)) for s, t in v.items()} for k, v in tables.items()}
     if bad and not quiet:
         print(f"warning: hf: skipped {len(bad)} unreadable or truncated image(s) and their examples; first: "
               f"{'; '.join(first)}", file=sys.stderr)
@@ -233,6 +231,11 @@ def build_hf(path: str | None, options: Mapping[str, Any] | None, cache_dir: str
             "skipped_images": {"count": len(bad), "first": first}}
     return VLDataset(name="hf", fingerprint=fingerprint, images=store,
                      tables={k: DatasetDict(v) for k, v in tables.items()}, info=info)
+
+
+def _without(table: Dataset, drop: set[int]) -> Dataset:
+    keep = [i for i, image_id in enumerate(table["image_id"]) if int(image_id) not in drop]
+    return table if len(keep) == table.num_rows else table.select(keep)
 
 
 def _checked_images(store: "ArrowImageStore", rows: Mapping[int, tuple[str, int]], record: Path, quiet: bool) -> dict[int, str]:
