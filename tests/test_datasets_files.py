@@ -271,3 +271,22 @@ def test_image_damaged_after_the_build_is_a_clear_error_at_load(tmp_path):
     with pytest.raises(DataError) as info:
         ds.images.load(1000000)
     assert str(victim) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_decoded_cache_with_an_hf_image_processor(roots, tmp_path):
+    from transformers import ViltImageProcessor
+
+    from vlbench.data.images import ProcessorTransform, pixel_batch
+
+    transform = ProcessorTransform(ViltImageProcessor(size={"shortest_edge": 32}, size_divisor=32))
+    cached = build("flickr30k", roots["flickr30k"], {"decoded_cache": True}, tmp_path)
+    plain = build("flickr30k", roots["flickr30k"], {}, tmp_path)
+    ids = cached.images.ids()[:3]
+    a, b = pixel_batch(cached.images, ids, transform, 32), pixel_batch(plain.images, ids, transform, 32)
+    assert set(a) == set(b) == {"pixel_values", "pixel_mask"}
+    # the processor's resize of an already-resized image is the identity: same tensors up to uint8 rounding
+    assert a["pixel_values"].shape == b["pixel_values"].shape and (a["pixel_values"] - b["pixel_values"]).abs().max() < 0.02
+    from datasets import Dataset
+
+    stored = Dataset.from_file(str(cached.images.folder(transform) / "pixels.arrow"))
+    assert stored.column_names == ["image_id", "height", "width", "pixels"] and stored.num_rows == len(cached.images.ids())
