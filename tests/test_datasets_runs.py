@@ -141,3 +141,16 @@ def test_out_of_vocabulary_questions_stay_in_the_denominator():
     assert task.answers == ["cat"]
     result = task.score("test", ["cat"] * 4)
     assert result.primary == pytest.approx(50.0) and len(result.per_example) == 4
+
+
+def test_workers_give_the_same_metrics_on_disk_images(data, tmp_path):
+    args = ["run", "--task", "vqa", "--dataset", f"vqav2:{data['vqa']}", "--baseline", "vilt", *SMALL_MODEL, *TINY,
+            "--max-steps", "2"]
+    metrics = []
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        assert main([*args, "--num-workers", str(workers), "--results-dir", str(out)]) == 0
+        (record_file,) = out.rglob("seed-0.json")
+        record = json.loads(record_file.read_text())
+        metrics.append((record["test"]["metrics"], record["per_example"]["test"], record["training"]["history"][0]["train_loss"]))
+    assert metrics[0] == metrics[1]
