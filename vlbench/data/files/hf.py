@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
-from datasets import Dataset, DatasetDict, Features, Value
+from datasets import Dataset, DatasetDict
 from pydantic import Field, field_validator
 
 from vlbench.data.base import VLDataset

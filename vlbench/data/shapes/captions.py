@@ -13,11 +13,10 @@ writes a split as the official COCO captions annotation JSON that ``vlbench scor
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-from datasets import Dataset, Features, Value
+from datasets import Dataset
 
 from vlbench.data.shapes.tables import SplitScenes, register_table
 from vlbench.data.shapes.world import Scene, ShapeObject
