@@ -435,8 +435,12 @@ def resolve_run_config(
     """Merge task defaults, baseline overrides, ``--set`` and CLI flags into a validated RunConfig."""
     training = task.training.model_dump()
     training.update(baseline.training)
+    task_raw = task.model_dump()
+    if dataset is not None and dataset.partition(":")[0] != task.dataset.partition(":")[0]:
+        # a spec's data options belong to its own dataset (e.g. shapes sizes); another dataset starts from none
+        task_raw["data"] = {}
     raw = {
-        "task": task.model_dump(),
+        "task": task_raw,
         "baseline": baseline.model_dump(),
         "training": training,
         "dataset": dataset or task.dataset,
