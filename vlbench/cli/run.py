@@ -115,7 +115,8 @@ def run(
 
         sizes, rule = parse_shots(k_shot), "k_shot"
     task_spec = load_task_spec(task)
-    baselines = select_baselines(task_spec, list(baseline or []), all_baselines)
+    baselines = select_baselines(task_spec, list(baseline or []), all_baselines, dataset=dataset,
+                                 echo=None if quiet else (lambda msg: wide_console().print(msg, markup=False)))
     results_dir = ensure_writable(results_dir)
     request = RunRequest(
         task=task_spec,
