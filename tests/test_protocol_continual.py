@@ -150,6 +150,7 @@ def test_continual_command_writes_stage_records_summaries_and_heat_maps(tmp_path
         assert (folder / f"heatmap-text-bert-{strategy}.png").read_bytes()[:4] == b"\x89PNG"
         assert f"| text-bert | {strategy} |" in out
     assert (folder / "continual-table.md").is_file()
+    assert main(["validate", str(folder)]) == 0  # the stage records are ordinary, schema-valid run records
     assert main(args) == 0 and "| text-bert | naive |" in capsys.readouterr().out  # second call: skipped, same table
 
 

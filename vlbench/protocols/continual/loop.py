@@ -63,7 +63,7 @@ def _share_label_space(union: Any, stage: Any) -> None:
 def run_continual(request: ContinualRequest, *, echo: Callable[[str], None] = print) -> list[Path]:
     """Train and score every (baseline, strategy, seed) on the sequence; returns the summary files."""
     from vlbench.models.base import FittedModel
-    from vlbench.models.pretrained import choose_tokenizer_source, load_tokenizer
+    from vlbench.models.pretrained import WORD_LEVEL, load_tokenizer
     from vlbench.registry import MODELS, TASK_TYPES
     from vlbench.runner import RunRequest, _drop_unavailable, _resolve_all, load_dataset
     from vlbench.specs import load_baseline_spec, load_task_spec
@@ -90,13 +90,8 @@ def run_continual(request: ContinualRequest, *, echo: Callable[[str], None] = pr
     task_type = TASK_TYPES.get(first.task.type)
     union = task_type(first.task, stage_view(dataset, sequence.stages, splits, "all stages"))
     stage_tasks = [task_type(first.task, stage_view(dataset, [s], splits, s.name)) for s in sequence.stages]
-    source = choose_tokenizer_source([(c.baseline.name, c.baseline.model, c.baseline.pretrained) for c in configs],
-                                     first.task.name)
-    tokenizer = load_tokenizer(source, union.training_texts())
-    union.prepare(tokenizer)
     for task in stage_tasks:
         _share_label_space(union, task)
-        task.prepare(tokenizer)
     accelerator = get_accelerator(request.device)
     for config in configs:
         resolve_precision(config.training.precision, accelerator.device)
@@ -106,10 +101,19 @@ def run_continual(request: ContinualRequest, *, echo: Callable[[str], None] = pr
     from vlbench.protocols.continual.stage_run import SequenceContext, run_one_sequence
 
     context = SequenceContext(sequence=sequence, dataset=dataset, union=union, stage_tasks=stage_tasks,
-                              tokenizer=tokenizer, tokenizer_source=source, accelerator=accelerator,
+                              tokenizer=None, tokenizer_source=None, accelerator=accelerator,
                               results_dir=Path(request.results_dir), cache_dir=request.cache_dir, quiet=request.quiet)
+    tokenizers: dict[str, Any] = {}
     written = []
     for config in configs:
+        # each baseline reads text with the tokenizer its config names; the stages are encoded for it
+        source = config.baseline.tokenizer or WORD_LEVEL
+        if source not in tokenizers:
+            tokenizers[source] = load_tokenizer(source, union.training_texts())
+        if context.tokenizer_source != source:
+            for task in (union, *stage_tasks):
+                task.prepare(tokenizers[source])
+            context.tokenizer, context.tokenizer_source = tokenizers[source], source
         seeds = request.seeds if request.seeds is not None else config.training.seeds
         for strategy in request.strategies:
             for seed in seeds:
