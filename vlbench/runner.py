@@ -56,6 +56,9 @@ class RunRequest:
     force: bool = False
     cache_dir: Optional[Path] = None
     quiet: bool = False
+    # (name, model, pretrained) of every baseline of the comparison this request belongs to, when an
+    # executor splits one comparison into single-run jobs: the shared tokenizer is chosen from all of them
+    comparison: Optional[list[tuple[str, str, Optional[str]]]] = None
 
 
 @dataclass
@@ -114,10 +117,11 @@ def _count_parameters(model: Any) -> tuple[int, int]:
 class _TokenizerCache:
     """One tokenizer per comparison (see ``choose_tokenizer_source``); the task is encoded once with it."""
 
-    def __init__(self, task: Any, configs: Optional[list[RunConfig]] = None) -> None:
+    def __init__(self, task: Any, configs: Optional[list[RunConfig]] = None,
+                 comparison: Optional[list[tuple[str, str, Optional[str]]]] = None) -> None:
         self.task = task
-        selected = [(c.baseline.name, c.baseline.model, c.baseline.pretrained) for c in configs or []]
-        self.source: Optional[str] = choose_tokenizer_source(selected, task.spec.name) if configs else None
+        selected = comparison or [(c.baseline.name, c.baseline.model, c.baseline.pretrained) for c in configs or []]
+        self.source: Optional[str] = choose_tokenizer_source(selected, task.spec.name) if selected else None
         self._tokenizer: Any = None
         self.signature: Optional[str] = None
 
@@ -189,7 +193,7 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
     task_config = configs[0]
     dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir, request.quiet)
     task = TASK_TYPES.get(task_config.task.type)(task_config.task, dataset)
-    tokenizers = _TokenizerCache(task, configs)
+    tokenizers = _TokenizerCache(task, configs, request.comparison)
     accelerator = get_accelerator(request.device)
     for config in configs:  # a precision the device cannot run fails before any baseline trains
         resolve_precision(config.training.precision, accelerator.device)

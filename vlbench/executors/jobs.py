@@ -1,0 +1,110 @@
+"""One job per (task, baseline, seed): what it carries, how a worker runs it, what it reports back.
+
+A job is an ordinary ``RunRequest`` narrowed to one baseline and one seed, run by ``runner.run_task`` in
+the worker, so it writes the same record (same config hash, same tokenizer, same resume) into the same
+results folder as the in-process loop would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from vlbench.errors import VLBenchError
+
+__all__ = ["RunJob", "JobReport", "plan_jobs", "run_job", "merge_reports"]
+
+
+@dataclass
+class RunJob:
+    """A picklable single-run request plus what the worker must load first."""
+
+    request: Any  # vlbench.runner.RunRequest with one baseline and one seed
+    plugins: list[str] = field(default_factory=list)
+    threads: Optional[int] = None
+
+    @property
+    def label(self) -> str:
+        """``baseline seed N``, as the in-process loop names a run."""
+        return f"{self.request.baselines[0].name} seed {self.request.seeds[0]}"
+
+
+@dataclass
+class JobReport:
+    """What one job did (paths as strings so the report pickles across machines)."""
+
+    label: str
+    written: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, int, str]] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def plan_jobs(request: Any, plugins: Optional[list[str]] = None, threads: Optional[int] = None,
+              echo: Callable[[str], None] = print) -> list[RunJob]:
+    """Split a request into one job per (baseline, seed), after the shared work the jobs reuse.
+
+    The parent resolves every config first (bad input fails here, before any submission), drops
+    baselines whose optional package is missing, builds the dataset cache once so that jobs only read
+    it, and records the comparison's baselines so each job picks the same shared tokenizer.
+    """
+    from vlbench.data.base import default_cache_dir
+    from vlbench.runner import _drop_unavailable, _resolve_all, load_dataset
+
+    configs = _drop_unavailable(_resolve_all(request), echo)
+    cache_dir = Path(request.cache_dir).resolve() if request.cache_dir else default_cache_dir().resolve()
+    load_dataset(configs[0].dataset, configs[0].task.data, cache_dir, request.quiet)
+    comparison = [(c.baseline.name, c.baseline.model, c.baseline.pretrained) for c in configs]
+    by_name = {spec.name: spec for spec in request.baselines}
+    plugin_paths = [str(Path(p).resolve()) for p in plugins or []]
+    jobs = []
+    for config in configs:
+        seeds = request.seeds if request.seeds is not None else config.training.seeds
+        for seed in seeds:
+            single = dataclasses.replace(
+                request, baselines=[by_name[config.baseline.name]], seeds=[seed], comparison=comparison,
+                results_dir=Path(request.results_dir).resolve(), cache_dir=cache_dir, quiet=True,
+            )
+            jobs.append(RunJob(single, plugin_paths, threads))
+    return jobs
+
+
+def run_job(job: RunJob) -> JobReport:
+    """Worker entry point: run one (baseline, seed) through ``run_task``; its record lands in the shared folder.
+
+    A bad-input or training error is reported, not raised: running it again would fail the same way.
+    Anything else (a crash, a lost node) propagates so the executor retries the job.
+    """
+    from vlbench.cli.main import load_plugins
+    from vlbench.runner import run_task
+
+    if job.threads:
+        import torch
+
+        torch.set_num_threads(job.threads)  # one job per reserved CPU set, not every core of the node
+    load_plugins(job.plugins)
+    report = JobReport(job.label)
+    try:
+        outcome = run_task(job.request, echo=report.messages.append)
+    except VLBenchError as exc:
+        request = job.request
+        report.failed.append((request.baselines[0].name, request.seeds[0], str(exc)))
+        return report
+    report.written = [str(p) for p in outcome.written]
+    report.skipped = [str(p) for p in outcome.skipped]
+    report.failed = list(outcome.failed)
+    return report
+
+
+def merge_reports(reports: list[JobReport]) -> Any:
+    """The ``RunOutcome`` of a whole sweep from its jobs' reports."""
+    from vlbench.runner import RunOutcome
+
+    outcome = RunOutcome()
+    for report in reports:
+        outcome.written.extend(Path(p) for p in report.written)
+        outcome.skipped.extend(Path(p) for p in report.skipped)
+        outcome.failed.extend(report.failed)
+    return outcome
