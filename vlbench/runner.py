@@ -185,22 +185,48 @@ def _resolve_all(request: RunRequest) -> list[RunConfig]:
     return configs
 
 
+def _silent(message: str) -> None:
+    """Echo of the processes other than the main one."""
+
+
+def _distributed_info(config: RunConfig) -> dict[str, Any]:
+    """How many processes trained the run and the batch that one optimizer step saw across them."""
+    from vlbench import distributed
+
+    world = distributed.world_size()
+    return {"world_size": world, "global_batch_size": config.training.batch_size,
+            "per_process_batch_size": config.training.batch_size // world}
+
+
 def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> RunOutcome:
     """Train/fit and score every selected baseline under every seed; write one record per run."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from vlbench import distributed
+
     configs = _drop_unavailable(_resolve_all(request), echo)
     task_config = configs[0]
-    dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir, request.quiet)
+    accelerator = get_accelerator(request.device)  # joins the process group under accelerate launch / torchrun
+    world = distributed.world_size()
+    for config in configs:  # every process takes an equal part of each global batch
+        if config.training.batch_size % world:
+            raise SpecError(f"baseline {config.baseline.name!r}: training.batch_size {config.training.batch_size} is the "
+                            f"global batch and must divide evenly over the {world} processes; pass --batch-size "
+                            f"{max(world, config.training.batch_size // world * world)}.")
+    if not distributed.is_main():
+        echo = _silent  # one process reports, the others only compute
+    with distributed.main_process_first():  # the main process builds the cache, the others then read it
+        dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir,
+                               request.quiet or not distributed.is_main())
     task = TASK_TYPES.get(task_config.task.type)(task_config.task, dataset)
     tokenizers = _TokenizerCache(task, configs, request.comparison)
-    accelerator = get_accelerator(request.device)
     for config in configs:  # a precision the device cannot run fails before any baseline trains
         resolve_precision(config.training.precision, accelerator.device)
     outcome = RunOutcome()
     dataset_name = task_config.dataset.partition(":")[0]
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=request.quiet
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        disable=request.quiet or not distributed.is_main(),
     )
     with progress:
         for config in configs:
@@ -211,7 +237,7 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
                 if tokenizers.source_for(config):
                     extra["tokenizer"] = tokenizers.source_for(config)  # one tokenizer per comparison changes models
                 digest = config_hash(config, extra)
-                previous = existing_config_hash(path)
+                previous = distributed.broadcast(existing_config_hash(path))  # every process decides alike
                 if previous == digest and not request.force:
                     echo(f"skip {config.baseline.name} seed {seed}: {path} exists with the same config (use --force)")
                     outcome.skipped.append(path)
@@ -226,6 +252,8 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
                 except VLBenchError as exc:
                     outcome.failed.append((config.baseline.name, seed, str(exc)))
                     echo(f"error: {config.baseline.name} seed {seed}: {exc}")
+                    continue
+                if not distributed.is_main():  # only the main process writes predictions, weights and records
                     continue
                 pred_path = predictions_path(path, task.predictions_suffix)
                 task.write_predictions(record.pop("_predictions"), pred_path)
@@ -264,7 +292,9 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
     built, modalities = assembled.model, assembled.modalities
     weights = features = None
     if isinstance(built, FittedModel):
-        results = task.fit_and_evaluate(built, ["validation", "test"])
+        from vlbench.distributed import on_main
+
+        results = on_main(lambda: task.fit_and_evaluate(built, ["validation", "test"]))
         validation, test = results["validation"], results["test"]
         fit_info: dict[str, Any] = {"history": [], "best_epoch": 0, "best_validation": validation.primary, "steps": 0,
                                     "stopped_early": False, "precision": None}
@@ -303,6 +333,7 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         "versions": package_versions(),
         "git_commit": git_commit(),
         "device": describe_device(accelerator.device),
+        "distributed": _distributed_info(config),
         "created": now_iso(),
         "parameters": {"trainable": trainable, "total": total},
         "tokenizer": {"source": tokenizers.source or WORD_LEVEL, "vocab_size": len(tokenizer),

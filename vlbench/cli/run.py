@@ -93,7 +93,9 @@ def run(
     outcome = execute(request, executor_options, plugins=list(plugin or []), echo=echo)
     names = {b.name for b in baselines}
     records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names]
-    if records:
+    from vlbench.distributed import is_main
+
+    if records and is_main():  # under accelerate launch / torchrun one process prints the table
         console.print(render(aggregate(records), "rich"))
     if outcome.failed:
         for name, seed, message in outcome.failed:

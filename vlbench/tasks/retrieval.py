@@ -409,10 +409,13 @@ class RetrievalTask(TaskType):
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Symmetric InfoNCE when there are embeddings, plus weighted matching cross-entropy when there are pairs."""
+        from vlbench.distributed import gather_with_grad
+
         total = torch.zeros((), device=batch["image_keys"].device)
         if "text_emb" in outputs:
-            total = total + contrastive_loss(outputs["text_emb"], outputs["image_emb"], outputs["logit_scale"],
-                                             batch["image_keys"])
+            # negatives from every process's part of the global batch (one process: the batch itself)
+            total = total + contrastive_loss(gather_with_grad(outputs["text_emb"]), gather_with_grad(outputs["image_emb"]),
+                                             outputs["logit_scale"], gather_with_grad(batch["image_keys"]))
         if "itm_logits" in outputs:
             total = total + self.options.itm_weight * F.cross_entropy(outputs["itm_logits"].float(), outputs["itm_labels"])
         return total
@@ -455,14 +458,23 @@ class RetrievalTask(TaskType):
 
     # --- evaluation --------------------------------------------------------------------------------
     def _states(self, fn: Callable, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, torch.Tensor]:
-        parts = [fn({k: v.to(device) for k, v in b.items()}) for b in batches]
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        from vlbench.distributed import gather_list, shard_range, world_size
+
+        if world_size() == 1:
+            parts = [fn({k: v.to(device) for k, v in b.items()}) for b in batches]
+            return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        # each process encodes its block of batches; the blocks meet in order on every process
+        mine = [fn({k: v.to(device) for k, v in batches[i].items()}) for i in shard_range(len(batches))]
+        parts = gather_list([{k: v.cpu() for k, v in p.items()} for p in mine])
+        return {k: torch.cat([p[k] for p in parts]).to(device) for k in parts[0]}
 
     @torch.no_grad()
     def similarity(self, model: nn.Module, split: str, batch_size: int, modalities: tuple[str, ...],
                    device: torch.device, scoring: Optional[str] = None) -> tuple[np.ndarray, int]:
         """The (images x texts) score matrix of a split (the model's scoring unless given), and the joint passes it took."""
-        model = getattr(model, "module", model)
+        from vlbench.distributed import unwrap
+
+        model = unwrap(model)
         scoring = scoring or model.scoring
         if scoring not in ("dual", "cross", "two-stage"):
             raise SpecError(f"retrieval scoring {scoring!r}: use dual, cross or two-stage.")
