@@ -34,6 +34,7 @@ from vlbench.results.records import (
 from vlbench.specs import BaselineSpec, RunConfig, TaskSpec, available_specs, config_hash, load_baseline_spec, resolve_run_config
 from vlbench.training.device import describe_device, get_accelerator, resolve_precision
 from vlbench.training.progress import evaluation_progress
+from vlbench.training.checkpoint import checkpoint_dir_for, remove_checkpoints
 from vlbench.training.memory import PeakMemory
 from vlbench.training.seeding import seed_everything
 from vlbench.training.trainer import fit
@@ -247,7 +248,7 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
                 try:
                     with PeakMemory(accelerator.device) as memory:
                         record = _run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest,
-                                          cache_dir=request.cache_dir)
+                                          cache_dir=request.cache_dir, checkpoint_dir=checkpoint_dir_for(path))
                     record["memory"] = {"peak_bytes": memory.peak, "kind": memory.kind}
                 except VLBenchError as exc:
                     outcome.failed.append((config.baseline.name, seed, str(exc)))
@@ -265,6 +266,7 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
                     meta = {"baseline": config.baseline.name, "seed": seed, "config_hash": digest}
                     record["weights_file"] = save_trained_weights(weights, weights_path(path), meta).name
                 atomic_write_json(path, record)
+                remove_checkpoints(path)  # the record holds everything now
                 outcome.written.append(path)
                 primary = record["test"]["metrics"].get(config.task.primary_metric)
                 echo(
@@ -275,7 +277,8 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
 
 
 def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: _TokenizerCache, accelerator: Any,
-             progress: Any, digest: str, cache_dir: Optional[Path] = None) -> dict[str, Any]:
+             progress: Any, digest: str, cache_dir: Optional[Path] = None,
+             checkpoint_dir: Optional[Path] = None) -> dict[str, Any]:
     from vlbench.data.base import default_cache_dir
     from vlbench.peft.apply import trained_state
     from vlbench.peft.assemble import assemble, warm_features
@@ -307,11 +310,12 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         label = f"{config.baseline.name} s{seed}"
         with evaluation_progress(progress, label):
             result = fit(model, task, config.training, accelerator=accelerator, seed=seed, modalities=modalities,
-                         progress=progress, label=label)
+                         progress=progress, label=label, checkpoint_dir=checkpoint_dir, run_id=digest)
             test = task.evaluate(model, "test", config.training.eval_batch_size, modalities, accelerator.device)
         validation_best = result.best_validation
         fit_info = {"history": result.history, "best_epoch": result.best_epoch, "best_validation": validation_best,
-                    "steps": result.steps, "stopped_early": result.stopped_early, "precision": result.precision}
+                    "steps": result.steps, "stopped_early": result.stopped_early, "precision": result.precision,
+                    **result.settings()}
         validation = None
         train_seconds, examples = result.train_seconds, result.train_examples
         if features is not None:
