@@ -9,6 +9,29 @@ from vlbench import distributed
 from vlbench.tasks.retrieval import contrastive_loss
 
 WORLD = 2
+TINY = ["task.data.train_images=48", "task.data.val_images=12", "task.data.test_images=13",
+        "baseline.config.hidden_size=32", "baseline.config.num_layers=1", "baseline.config.num_heads=2",
+        "baseline.config.intermediate_size=64"]
+
+
+def _vqa(cache_dir: str):
+    """The tiny VQA task and a freshly initialised ViLT, exactly as the runner builds them (seed 0)."""
+    from vlbench import builtins  # noqa: F401
+    from vlbench.peft.assemble import assemble
+    from vlbench.registry import TASK_TYPES
+    from vlbench.runner import _TokenizerCache, load_dataset
+    from vlbench.specs import load_baseline_spec, load_task_spec, resolve_run_config
+
+    config = resolve_run_config(load_task_spec("vqa"), load_baseline_spec("vilt"), overrides=TINY)
+    task = TASK_TYPES.get("vqa")(config.task, load_dataset(config.dataset, config.task.data, cache_dir, quiet=True))
+    tokenizer = _TokenizerCache(task, [config]).get()
+    built = assemble(config, 0, task, tokenizer, pretrained=None)
+    return task, built.model, built.modalities
+
+
+def _evaluate(task, model, modalities):
+    # batches of one: each example's forward is then the same computation whichever process runs it
+    return task.evaluate(model, "test", 1, modalities, torch.device("cpu"))
 
 
 def _pairs():
@@ -34,7 +57,7 @@ class Towers(torch.nn.Module):
         return n(self.text(text), dim=-1), n(self.image(image), dim=-1), self.scale.exp()
 
 
-def _worker(rank: int, init: str, out: str) -> None:
+def _worker(rank: int, init: str, out: str, cache_dir: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -54,17 +77,30 @@ def _worker(rank: int, init: str, out: str) -> None:
         loss.backward()
         grads = {name: p.grad.clone() for name, p in model.module.named_parameters()}
         broadcast = distributed.broadcast("from-main" if rank == 0 else "ignored")
+        # evaluation of the same weights: each process predicts its block, the main one scores all of them
+        task, vqa_model, modalities = _vqa(cache_dir)
+        result = _evaluate(task, DDP(vqa_model), modalities)
         if rank == 0:
             torch.save({"blocks": blocks, "rows": tensor_rows, "loss": loss.detach(), "grads": grads,
-                        "main": distributed.is_main(), "world": distributed.world_size(), "broadcast": broadcast}, out)
+                        "main": distributed.is_main(), "world": distributed.world_size(), "broadcast": broadcast,
+                        "vqa": (result.metrics, result.predictions, result.per_example)}, out)
     finally:
         dist.destroy_process_group()
 
 
-def test_gloo_blocks_and_infonce_negatives_match_one_process(tmp_path):
+def test_gloo_evaluation_and_infonce_negatives_match_one_process(tmp_path, cache_dir):
+    task, model, modalities = _vqa(str(cache_dir))  # builds the tiny dataset once, before the processes start
+    single = _evaluate(task, model, modalities)
     out = tmp_path / "rank0.pt"
-    mp.spawn(_worker, args=(f"file://{tmp_path / 'rendezvous'}", str(out)), nprocs=WORLD, join=True)
-    got = torch.load(out)
+    # fork: the workers start with everything already imported (spawn would import torch and transformers again)
+    mp.start_processes(_worker, args=(f"file://{tmp_path / 'rendezvous'}", str(out), str(cache_dir)), nprocs=WORLD,
+                       join=True, start_method="fork")
+    got = torch.load(out, weights_only=False)
+    metrics, predictions, per_example = got["vqa"]
+    # same test set (odd-sized, so the blocks are unequal), same predictions in the same order, same scores
+    assert len(predictions) == len(single.predictions) == task.num_examples("test")
+    assert predictions == single.predictions and metrics == single.metrics and per_example == single.per_example
+
     assert got["main"] and got["world"] == WORLD and got["broadcast"] == "from-main"
     for n, gathered in got["blocks"].items():
         assert gathered == list(range(n))  # no example dropped, none twice, original order

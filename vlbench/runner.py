@@ -195,8 +195,9 @@ def _distributed_info(config: RunConfig) -> dict[str, Any]:
     from vlbench import distributed
 
     world = distributed.world_size()
-    return {"world_size": world, "global_batch_size": config.training.batch_size,
-            "per_process_batch_size": config.training.batch_size // world}
+    cfg = config.training
+    return {"world_size": world, "per_process_batch_size": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps,
+            "global_batch_size": cfg.batch_size * cfg.grad_accum_steps * world}
 
 
 def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> RunOutcome:
@@ -208,12 +209,6 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
     configs = _drop_unavailable(_resolve_all(request), echo)
     task_config = configs[0]
     accelerator = get_accelerator(request.device)  # joins the process group under accelerate launch / torchrun
-    world = distributed.world_size()
-    for config in configs:  # every process takes an equal part of each global batch
-        if config.training.batch_size % world:
-            raise SpecError(f"baseline {config.baseline.name!r}: training.batch_size {config.training.batch_size} is the "
-                            f"global batch and must divide evenly over the {world} processes; pass --batch-size "
-                            f"{max(world, config.training.batch_size // world * world)}.")
     if not distributed.is_main():
         echo = _silent  # one process reports, the others only compute
     with distributed.main_process_first():  # the main process builds the cache, the others then read it
@@ -237,6 +232,8 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
                 extra = {"data": dataset.fingerprint}
                 if tokenizers.source_for(config):
                     extra["tokenizer"] = tokenizers.source_for(config)  # one tokenizer per comparison changes models
+                if distributed.world_size() > 1:  # more processes, a larger global batch: other numbers
+                    extra["world_size"] = distributed.world_size()
                 digest = config_hash(config, extra)
                 previous = distributed.broadcast(existing_config_hash(path))  # every process decides alike
                 if previous == digest and not request.force:

@@ -172,7 +172,8 @@ class _Trainer:
             history=s.history, best_epoch=s.best_epoch,
             best_validation=s.best_validation if s.best_validation is not None else float("-inf"),
             steps=s.step, stopped_early=s.stopped_early, train_seconds=s.train_seconds,
-            train_examples=s.train_examples, eval_seconds=s.eval_seconds, precision=self.precision,
+            train_examples=int(self._global_sums(s.train_examples)[0]), eval_seconds=s.eval_seconds,
+            precision=self.precision,
             grad_accum_steps=self.accum, tf32=self.cfg.tf32 and self.device.type == "cuda",
             compiled=self.cfg.compile, deterministic=self.cfg.deterministic, resumed_from_step=self.resumed_from,
         )
@@ -255,7 +256,10 @@ class _Trainer:
     def _look(self, window: list[torch.Tensor], epoch: int, loss_sum: torch.Tensor, loss_count: int) -> None:
         """Bring the recent losses to the host (one sync): stop on a non-finite one, update the bar."""
         s = self.state
-        values = torch.stack([*window, loss_sum.to(self.loss_dtype)]).tolist() if window else [float(loss_sum)]
+        stacked = torch.stack([*window, loss_sum.to(self.loss_dtype)])
+        if self.accelerator.num_processes > 1:  # every process stops at the same step, on any process's bad loss
+            stacked = self.accelerator.reduce(stacked, reduction="mean")
+        values = stacked.tolist()
         first = s.step - len(window) + 1
         for offset, value in enumerate(values[:-1]):
             if not math.isfinite(value):
@@ -272,7 +276,8 @@ class _Trainer:
 
     def _end_epoch(self, epoch: int, seconds: float) -> None:
         s, cfg = self.state, self.cfg
-        entry: dict[str, Any] = {"epoch": epoch, "train_loss": s.loss_sum / max(s.loss_count, 1), "steps": s.step}
+        loss_sum, loss_count = self._global_sums(s.loss_sum, s.loss_count)
+        entry: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / max(loss_count, 1), "steps": s.step}
         last = s.step >= self.total_steps or epoch == self.epochs
         if epoch % cfg.eval_every_epochs == 0 or last:
             eval_start = time.perf_counter()
@@ -295,6 +300,13 @@ class _Trainer:
         s.finished = last or stop_early
         s.epoch, s.skip_batches, s.loss_sum, s.loss_count = epoch + 1, 0, 0.0, 0
         self._save(mid_epoch=False)
+
+    def _global_sums(self, *values: float) -> list[float]:
+        """Sums over every process (the values themselves with one process)."""
+        if self.accelerator.num_processes == 1:
+            return list(values)
+        total = torch.tensor(values, dtype=self.loss_dtype, device=self.device)
+        return self.accelerator.reduce(total, reduction="sum").tolist()
 
     # --- checkpoints -----------------------------------------------------------------------------------
     def _save(self, mid_epoch: bool) -> None:
