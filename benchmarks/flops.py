@@ -56,7 +56,7 @@ def main() -> None:
         per_example = flops / (sum(int(b["index"].shape[0]) for b in counted) / len(counted))
         bare_loop(setup, model, batches, min(10, args.steps), config.training.lr)  # warm up
         model, _ = fresh_model(setup, name)
-        vlbench_eps, _ = vlbench_loop(setup, name, model, modalities)
+        vlbench_eps, _, _ = vlbench_loop(setup, name, model, modalities)
         model, _ = fresh_model(setup, name)
         bare_eps = bare_loop(setup, model, batches, args.steps, config.training.lr, config.training.grad_clip)
         ours, bare = vlbench_eps * per_example, bare_eps * per_example
