@@ -62,13 +62,14 @@ def test_a_failed_job_is_resubmitted_until_it_succeeds_or_runs_out_of_retries():
     lines: list[str] = []
     ok = JobReport("vilt seed 3", written=["x.json"], messages=["vilt seed 3: test accuracy = 50.00"])
     executor = _Executor([RuntimeError("node lost"), ok])
-    report = _wait(executor, None, _Job(), _Handle(RuntimeError("preempted"), "1"), make_options("slurm", {}), lines.append)
+    report = _wait(executor, None, _Job(), _Handle(RuntimeError("preempted"), "1"), make_options("slurm", {}),
+                   lines.append, lines.append)
     assert report is ok and executor.submitted == 2  # defaults: two retries; the second one succeeded
     assert any("resubmitting (1/2)" in line for line in lines) and lines[-1].startswith("vilt seed 3: test")
 
     lines.clear()
     executor = _Executor([RuntimeError("again")])
     options = make_options("slurm", {"max_retries": 1})
-    report = _wait(executor, None, _Job(), _Handle(RuntimeError("first"), "7"), options, lines.append)
+    report = _wait(executor, None, _Job(), _Handle(RuntimeError("first"), "7"), options, lines.append, lines.append)
     assert executor.submitted == 1 and report.written == []
     assert report.failed == [("vilt", 3, "job retry-1 failed after 2 attempt(s): again")]

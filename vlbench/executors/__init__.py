@@ -16,12 +16,18 @@ __all__ = ["EXECUTOR_NAMES", "ExecutorOptions", "make_options", "split_executor_
 
 
 def execute(request: Any, options: ExecutorOptions, *, plugins: Optional[list[str]] = None,
-            echo: Callable[[str], None] = print) -> Any:
-    """Run every (baseline, seed) of ``request`` with the chosen executor; returns a ``RunOutcome``."""
+            echo: Callable[[str], None] = print, on_error: Optional[Callable[[str, BaseException], None]] = None,
+            warn: Optional[Callable[[str], None]] = None) -> Any:
+    """Run every (baseline, seed) of ``request`` with the chosen executor; returns a ``RunOutcome``.
+
+    ``echo`` hears progress lines, ``warn`` notes and (for remote jobs) failures, ``on_error`` the
+    failures of in-process runs with their exception (see ``runner.run_task``).
+    """
     if options.name == "local":
         from vlbench.executors.local import run_locally
 
-        return run_locally(request, echo)
+        return run_locally(request, echo, on_error, warn)
+    warn = warn or echo
     from vlbench.executors.jobs import merge_reports, plan_jobs
 
     if options.name == "ray":  # a missing engine is bad input: say so before building anything
@@ -34,9 +40,9 @@ def execute(request: Any, options: ExecutorOptions, *, plugins: Optional[list[st
     if options.name == "ray":
         from vlbench.executors.ray_executor import run_on_ray
 
-        reports = run_on_ray(jobs, options, echo)
+        reports = run_on_ray(jobs, options, echo, warn)
     else:
         from vlbench.executors.slurm_executor import run_on_slurm
 
-        reports = run_on_slurm(jobs, options, echo, Path(request.results_dir))
+        reports = run_on_slurm(jobs, options, echo, warn, Path(request.results_dir))
     return merge_reports(reports)

@@ -39,7 +39,16 @@ class JobReport:
     written: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, int, str]] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)  # progress lines, for the parent's echo
+    notes: list[str] = field(default_factory=list)  # warnings and failures, for the parent's stderr
+
+    def replay(self, echo: Callable[[str], None], warn: Callable[[str], None]) -> None:
+        """Say in the parent what the job said in its worker."""
+        for line in self.messages:
+            echo(line)
+        for line in self.notes:
+            warn(line)
 
 
 def plan_jobs(request: Any, plugins: Optional[list[str]] = None, threads: Optional[int] = None,
@@ -74,8 +83,9 @@ def plan_jobs(request: Any, plugins: Optional[list[str]] = None, threads: Option
 def run_job(job: RunJob) -> JobReport:
     """Worker entry point: run one (baseline, seed) through ``run_task``; its record lands in the shared folder.
 
-    A bad-input or training error is reported, not raised: running it again would fail the same way.
-    Anything else (a crash, a lost node) propagates so the executor retries the job.
+    A failed run is reported (``run_task`` has written its failed record), not raised: running it again
+    would fail the same way. What escapes ``run_task`` (a crash, a lost node) propagates so that the
+    executor retries the job.
     """
     from vlbench.cli.main import load_plugins
     from vlbench.runner import run_task
@@ -87,14 +97,18 @@ def run_job(job: RunJob) -> JobReport:
     load_plugins(job.plugins)
     report = JobReport(job.label)
     try:
-        outcome = run_task(job.request, echo=report.messages.append)
-    except VLBenchError as exc:
+        outcome = run_task(job.request, echo=report.messages.append,
+                           on_error=lambda message, exc: report.notes.append(f"error: {message}"),
+                           warn=report.notes.append)
+    except VLBenchError as exc:  # bad input found in the worker (e.g. a spec that only resolves there)
+        report.notes.append(f"error: {job.label}: {exc}")
         request = job.request
         report.failed.append((request.baselines[0].name, request.seeds[0], str(exc)))
         return report
     report.written = [str(p) for p in outcome.written]
     report.skipped = [str(p) for p in outcome.skipped]
     report.failed = list(outcome.failed)
+    report.busy = [str(p) for p in getattr(outcome, "busy", [])]
     return report
 
 
@@ -107,4 +121,5 @@ def merge_reports(reports: list[JobReport]) -> Any:
         outcome.written.extend(Path(p) for p in report.written)
         outcome.skipped.extend(Path(p) for p in report.skipped)
         outcome.failed.extend(report.failed)
+        outcome.busy.extend(Path(p) for p in report.busy)
     return outcome

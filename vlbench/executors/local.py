@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 __all__ = ["run_locally"]
 
 
-def run_locally(request: Any, echo: Callable[[str], None]) -> Any:
-    """Today's loop: ``run_task`` over the whole request (data and tokenizer shared by every run)."""
+def run_locally(request: Any, echo: Callable[[str], None], on_error: Optional[Callable[[str, BaseException], None]] = None,
+                warn: Optional[Callable[[str], None]] = None) -> Any:
+    """``run_task`` over the whole request (data and tokenizer shared by every run)."""
     from vlbench.runner import run_task
 
-    return run_task(request, echo=echo)
+    return run_task(request, echo=echo, on_error=on_error, warn=warn)

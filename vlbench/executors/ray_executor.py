@@ -19,7 +19,8 @@ def _import_ray():
     return ray
 
 
-def run_on_ray(jobs: list[RunJob], options: ExecutorOptions, echo: Callable[[str], None]) -> list[JobReport]:
+def run_on_ray(jobs: list[RunJob], options: ExecutorOptions, echo: Callable[[str], None],
+               warn: Callable[[str], None]) -> list[JobReport]:
     """Submit every job, wait for all, return their reports in submission order.
 
     Connects to ``executor.address`` (or $RAY_ADDRESS, else starts a local Ray) unless Ray is already
@@ -41,7 +42,7 @@ def run_on_ray(jobs: list[RunJob], options: ExecutorOptions, echo: Callable[[str
         reports: list[JobReport] = []
         try:
             for job, ref in zip(jobs, refs):
-                reports.append(_collect(ray, job, ref, options, echo))
+                reports.append(_collect(ray, job, ref, options, echo, warn))
         except KeyboardInterrupt:
             for ref in refs:
                 ray.cancel(ref, force=True)
@@ -52,15 +53,15 @@ def run_on_ray(jobs: list[RunJob], options: ExecutorOptions, echo: Callable[[str
             ray.shutdown()
 
 
-def _collect(ray, job: RunJob, ref, options: ExecutorOptions, echo: Callable[[str], None]) -> JobReport:
+def _collect(ray, job: RunJob, ref, options: ExecutorOptions, echo: Callable[[str], None],
+             warn: Callable[[str], None]) -> JobReport:
     try:
         report = ray.get(ref)
     except ray.exceptions.RayError as exc:  # retries exhausted: a failed run, the others are kept
         cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         request = job.request
         message = f"Ray task failed after {options.max_retries + 1} attempt(s): {cause}"
-        echo(f"error: {job.label}: {message}")
+        warn(f"error: {job.label}: {message}")
         return JobReport(job.label, failed=[(request.baselines[0].name, request.seeds[0], message)])
-    for line in report.messages:
-        echo(line)
+    report.replay(echo, warn)
     return report

@@ -55,7 +55,7 @@ def submitit_parameters(options: ExecutorOptions) -> dict[str, Any]:
 
 
 def run_on_slurm(jobs: list[RunJob], options: ExecutorOptions, echo: Callable[[str], None],
-                 results_dir: Path) -> list[JobReport]:
+                 warn: Callable[[str], None], results_dir: Path) -> list[JobReport]:
     """Submit every job as one array, wait, resubmit failed jobs up to ``max_retries`` times."""
     submitit = _import_submitit()
     folder = Path(options.folder) if options.folder else Path(results_dir) / ".submitit"
@@ -71,7 +71,7 @@ def run_on_slurm(jobs: list[RunJob], options: ExecutorOptions, echo: Callable[[s
     reports: list[JobReport] = []
     try:
         for job, handle in zip(jobs, submitted):
-            reports.append(_wait(executor, runner, job, handle, options, echo))
+            reports.append(_wait(executor, runner, job, handle, options, echo, warn))
     except KeyboardInterrupt:
         for handle in submitted:
             handle.cancel(check=False)
@@ -80,7 +80,7 @@ def run_on_slurm(jobs: list[RunJob], options: ExecutorOptions, echo: Callable[[s
 
 
 def _wait(executor: Any, runner: Any, job: RunJob, handle: Any, options: ExecutorOptions,
-          echo: Callable[[str], None]) -> JobReport:
+          echo: Callable[[str], None], warn: Callable[[str], None]) -> JobReport:
     attempt = 1
     while True:
         try:
@@ -90,12 +90,11 @@ def _wait(executor: Any, runner: Any, job: RunJob, handle: Any, options: Executo
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             if attempt > options.max_retries:
                 message = f"job {handle.job_id} failed after {attempt} attempt(s): {reason}"
-                echo(f"error: {job.label}: {message}")
+                warn(f"error: {job.label}: {message}")
                 request = job.request
                 return JobReport(job.label, failed=[(request.baselines[0].name, request.seeds[0], message)])
-            echo(f"{job.label}: job {handle.job_id} failed ({reason}); resubmitting ({attempt}/{options.max_retries})")
+            warn(f"{job.label}: job {handle.job_id} failed ({reason}); resubmitting ({attempt}/{options.max_retries})")
             attempt += 1
             handle = executor.submit(runner, job)
-    for line in report.messages:
-        echo(line)
+    report.replay(echo, warn)
     return report

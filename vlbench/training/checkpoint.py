@@ -127,7 +127,7 @@ class CheckpointStore:
             best = None
             if state.get("best"):
                 best = load_file(str(self.folder / state["best"] / _MODEL))
-        except (OSError, ValueError, KeyError, RuntimeError, EOFError) as exc:
+        except Exception as exc:  # noqa: BLE001  whatever a torn or foreign file raises, it is not resumed from
             self.ignored = f"the checkpoint in {where} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
             return None
         return Checkpoint(name, state, model, training, best)

@@ -22,6 +22,7 @@ __all__ = [
     "tf32_matmuls",
     "set_deterministic",
     "release",
+    "free_device_memory",
 ]
 
 # cuBLAS needs a fixed workspace to be deterministic; torch refuses deterministic matmuls without it
@@ -137,14 +138,18 @@ def set_deterministic(enabled: bool) -> None:
 
 
 def release(accelerator: Any, *objects: Any) -> None:
-    """Drop the accelerator's references to what one run prepared, then free cached device memory."""
+    """Drop the accelerator's references to what one run prepared (models, optimizers, loaders)."""
     ids = {id(obj) for obj in objects if obj is not None}
     for name in ("_models", "_optimizers", "_schedulers", "_dataloaders"):
         held = getattr(accelerator, name, None)
         if isinstance(held, list):
             held[:] = [obj for obj in held if id(obj) not in ids]
-    gc.collect()
-    if torch.cuda.is_available():
+
+
+def free_device_memory(device: torch.device) -> None:
+    """On CUDA, collect garbage and hand cached blocks of freed tensors back, so the next run starts clean."""
+    if device.type == "cuda":
+        gc.collect()
         torch.cuda.empty_cache()
 
 

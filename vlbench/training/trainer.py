@@ -22,11 +22,21 @@ from vlbench.errors import TrainingError
 from vlbench.specs import TrainingConfig
 from vlbench.tasks.base import EvalResult, TaskType
 from vlbench.training.checkpoint import CheckpointStore, trainable_state
-from vlbench.training.device import autocast, grad_scaler, release, resolve_precision, set_deterministic, tf32_matmuls
+from vlbench.training.device import (
+    autocast,
+    free_device_memory,
+    grad_scaler,
+    release,
+    resolve_precision,
+    set_deterministic,
+    tf32_matmuls,
+)
 from vlbench.training.optim import make_optimizer, make_scheduler
 from vlbench.training.seeding import data_generator, rng_state, set_rng_state
 
 __all__ = ["FitResult", "fit", "CHECK_EVERY"]
+
+_PLAIN = frozenset({"NO", "MULTI_CPU", "MULTI_GPU"})
 
 # optimizer steps between looks at the loss from the host: each look waits for the device to catch up
 CHECK_EVERY = 10
@@ -141,6 +151,8 @@ class _Trainer:
         self.store = CheckpointStore(checkpoint_dir, run_id, seed) if checkpoint_dir is not None else None
         self.bar: Optional[Any] = None
         self.loss_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        # one process or plain DDP: step torch directly (accelerate's wrappers add per-step host work there)
+        self.plain = getattr(accelerator.distributed_type, "name", "") in _PLAIN
 
     # --- the run ---------------------------------------------------------------------------------------
     def run(self) -> FitResult:
@@ -207,7 +219,8 @@ class _Trainer:
                         loss = self.task.loss(self.train_model(batch), batch)
                     # each micro-batch counts by its examples: the group's gradient is the mean over its examples
                     scaled = loss if self.accum == 1 else loss * (n / nominal)
-                    self.accelerator.backward(self.scaler.scale(scaled) if self.scaler is not None else scaled)
+                    scaled = self.scaler.scale(scaled) if self.scaler is not None else scaled
+                    scaled.backward() if self.plain else self.accelerator.backward(scaled)
                 group_loss = group_loss + loss.detach().to(self.loss_dtype) * n
                 group_n += n
                 if not ends_group:
@@ -236,22 +249,26 @@ class _Trainer:
         s.loss_sum, s.loss_count = float(loss_sum), loss_count
 
     def _optimizer_step(self, group_n: int, nominal: int) -> None:
+        optimizer = self.optimizer.optimizer if self.plain else self.optimizer
         correct = self.accum > 1 and group_n != nominal  # a short last group: rescale to its true mean
         if self.scaler is not None and (correct or self.cfg.grad_clip):
-            self.scaler.unscale_(self.optimizer)
+            self.scaler.unscale_(optimizer)
         if correct:
             grads = [p.grad for p in self.module.parameters() if p.grad is not None]
             if grads:
                 torch._foreach_mul_(grads, nominal / group_n)
         if self.cfg.grad_clip:
-            self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            if self.plain:
+                torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
+            else:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         if self.scaler is not None:
-            self.scaler.step(self.optimizer)
+            self.scaler.step(optimizer)
             self.scaler.update()
         else:
-            self.optimizer.step()
+            optimizer.step()
         self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
 
     def _look(self, window: list[torch.Tensor], epoch: int, loss_sum: torch.Tensor, loss_count: int) -> None:
         """Bring the recent losses to the host (one sync): stop on a non-finite one, update the bar."""
@@ -372,14 +389,16 @@ class _Trainer:
         return exc
 
     def close(self) -> None:
-        """Hand back what the accelerator holds for this run and free cached device memory."""
+        """Hand back what the accelerator holds for this run, drop this run's training objects, free device memory."""
         if self.bar is not None:
             self.progress.remove_task(self.bar)
             self.bar = None
         if self.cfg.compile:
             torch._dynamo.reset()  # compiled graphs hold the model's parameters
         release(self.accelerator, self.model, self.optimizer, *self.loaders)
-        self.loaders = []
+        self.model = self.train_model = self.optimizer = self.scheduler = self.scaler = None
+        self.loaders, self.best_state = [], None
+        free_device_memory(self.device)
 
 
 def fit(
