@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+import json
+from pathlib import Path
+
+from tests.conftest import TINY_DATA
 from vlbench.errors import VLBenchError
-from vlbench.executors.jobs import JobReport
+from vlbench.executors.jobs import JobReport, plan_jobs, record_lost
 from vlbench.executors.options import make_options, split_executor_overrides
 from vlbench.executors.slurm_executor import _wait, submitit_parameters
 
@@ -52,6 +56,7 @@ class _Executor:
 
 class _Job:
     label = "vilt seed 3"
+    path = config = None  # no record to write for this stand-in
 
     class request:  # noqa: N801  (the attributes a RunRequest has that the report needs)
         baselines = [type("Spec", (), {"name": "vilt"})()]
@@ -73,3 +78,26 @@ def test_a_failed_job_is_resubmitted_until_it_succeeds_or_runs_out_of_retries():
     report = _wait(executor, None, _Job(), _Handle(RuntimeError("first"), "7"), options, lines.append, lines.append)
     assert executor.submitted == 1 and report.written == []
     assert report.failed == [("vilt", 3, "job retry-1 failed after 2 attempt(s): again")]
+
+
+def test_a_lost_job_leaves_a_failed_record_that_its_rerun_replaces(tmp_path):
+    from vlbench import builtins  # noqa: F401
+    from vlbench.runner import RunRequest, run_task
+    from vlbench.specs import load_baseline_spec, load_task_spec
+
+    request = RunRequest(task=load_task_spec("vqa"), baselines=[load_baseline_spec("prior")], results_dir=tmp_path,
+                         seeds=[0], overrides=TINY_DATA[1::2], quiet=True)
+    [job] = plan_jobs(request, echo=lambda line: None)
+    line = record_lost(job, "the worker died 3 times", "ray")
+    assert line.startswith("error: prior seed 0: the worker died 3 times -> ")
+    failed = json.loads(Path(job.path).read_text())
+    assert failed["status"] == "failed" and failed["failure"]["type"] == "JobLost" and "test" not in failed
+    assert failed["config_hash"] == job.digest and failed["device"] == "ray job (lost)"
+    # the job's own run computes the same config hash, so rerunning it replaces the failed record
+    outcome = run_task(job.request, echo=lambda line: None)
+    assert outcome.written == [Path(job.path)]
+    finished = json.loads(Path(job.path).read_text())
+    assert finished["status"] == "ok" and finished["config_hash"] == job.digest
+    # and a lost job never overwrites a finished record
+    assert "the finished record" in record_lost(job, "lost again", "slurm")
+    assert json.loads(Path(job.path).read_text())["status"] == "ok"

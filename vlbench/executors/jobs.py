@@ -14,16 +14,23 @@ from typing import Any, Callable, Optional
 
 from vlbench.errors import VLBenchError
 
-__all__ = ["RunJob", "JobReport", "plan_jobs", "run_job", "merge_reports"]
+__all__ = ["JobLost", "RunJob", "JobReport", "plan_jobs", "run_job", "merge_reports", "record_lost"]
+
+
+class JobLost(Exception):
+    """A job whose process died (pre-emption, lost node, killed) on every attempt it was given."""
 
 
 @dataclass
 class RunJob:
-    """A picklable single-run request plus what the worker must load first."""
+    """A picklable single-run request plus what the worker must load first, and the record it will write."""
 
     request: Any  # vlbench.runner.RunRequest with one baseline and one seed
     plugins: list[str] = field(default_factory=list)
     threads: Optional[int] = None
+    config: Any = None  # the run's resolved RunConfig
+    path: Optional[str] = None  # its record
+    digest: Optional[str] = None  # its config hash, as the worker computes it
 
     @property
     def label(self) -> str:
@@ -60,24 +67,61 @@ def plan_jobs(request: Any, plugins: Optional[list[str]] = None, threads: Option
     it, and records the comparison's baselines so each job picks the same shared tokenizer.
     """
     from vlbench.data.base import default_cache_dir
-    from vlbench.runner import _drop_unavailable, _resolve_all, load_dataset
+    from vlbench.registry import TASK_TYPES
+    from vlbench.results.records import record_path
+    from vlbench.runner import _drop_unavailable, _resolve_all, _TokenizerCache, load_dataset
+    from vlbench.specs import config_hash
 
     configs = _drop_unavailable(_resolve_all(request), echo)
     cache_dir = Path(request.cache_dir).resolve() if request.cache_dir else default_cache_dir().resolve()
-    load_dataset(configs[0].dataset, configs[0].task.data, cache_dir, request.quiet)
+    dataset = load_dataset(configs[0].dataset, configs[0].task.data, cache_dir, request.quiet)
+    task = TASK_TYPES.get(configs[0].task.type)(configs[0].task, dataset)
+    tokenizers = _TokenizerCache(task, configs)  # chooses the source only; nothing is tokenized here
     comparison = [(c.baseline.name, c.baseline.model, c.baseline.pretrained) for c in configs]
+    results_dir = Path(request.results_dir).resolve()
+    dataset_name = configs[0].dataset.partition(":")[0]
     by_name = {spec.name: spec for spec in request.baselines}
     plugin_paths = [str(Path(p).resolve()) for p in plugins or []]
     jobs = []
     for config in configs:
+        extra = {"data": dataset.fingerprint}
+        if tokenizers.source_for(config):  # as runner.run_task computes a run's hash
+            extra["tokenizer"] = tokenizers.source_for(config)
+        digest = config_hash(config, extra)
         seeds = request.seeds if request.seeds is not None else config.training.seeds
         for seed in seeds:
             single = dataclasses.replace(
                 request, baselines=[by_name[config.baseline.name]], seeds=[seed], comparison=comparison,
-                results_dir=Path(request.results_dir).resolve(), cache_dir=cache_dir, quiet=True,
+                results_dir=results_dir, cache_dir=cache_dir, quiet=True,
             )
-            jobs.append(RunJob(single, plugin_paths, threads))
+            path = record_path(results_dir, config.task.name, dataset_name, config.baseline.name, seed)
+            jobs.append(RunJob(single, plugin_paths, threads, config, str(path), digest))
     return jobs
+
+
+def record_lost(job: RunJob, message: str, engine: str) -> str:
+    """Write the failed record of a job that never came back (never over a finished one); the line to show."""
+    from vlbench.failures import describe_failure
+    from vlbench.io import atomic_write_json
+    from vlbench.runner import _failed_record, _previous_record
+
+    line = f"error: {job.label}: {message}"
+    if job.path is None or job.config is None:
+        return line
+    path = Path(job.path)
+    _, status = _previous_record(path)
+    if status == "ok":
+        return f"{line}; the finished record at {path} is kept"
+    import torch
+
+    record = _failed_record(job.config, job.request.seeds[0], job.digest, torch.device("cpu"), JobLost(message))
+    record["device"] = f"{engine} job (lost)"  # the worker's device is unknown here
+    record["failure"] = describe_failure(JobLost(message))
+    try:
+        atomic_write_json(path, record)
+    except (OSError, ValueError) as exc:
+        return f"{line}; the failed record could not be written to {path}: {exc}"
+    return f"{line} -> {path}"
 
 
 def run_job(job: RunJob) -> JobReport:

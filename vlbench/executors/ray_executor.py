@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from vlbench.errors import VLBenchError
-from vlbench.executors.jobs import JobReport, RunJob, run_job
+from vlbench.executors.jobs import JobReport, RunJob, record_lost, run_job
 from vlbench.executors.options import ExecutorOptions
 
 __all__ = ["run_on_ray"]
@@ -61,7 +61,7 @@ def _collect(ray, job: RunJob, ref, options: ExecutorOptions, echo: Callable[[st
         cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         request = job.request
         message = f"Ray task failed after {options.max_retries + 1} attempt(s): {cause}"
-        warn(f"error: {job.label}: {message}")
+        warn(record_lost(job, message, "ray"))
         return JobReport(job.label, failed=[(request.baselines[0].name, request.seeds[0], message)])
     report.replay(echo, warn)
     return report

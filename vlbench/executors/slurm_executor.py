@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vlbench.errors import VLBenchError
-from vlbench.executors.jobs import JobReport, RunJob, run_job
+from vlbench.executors.jobs import JobReport, RunJob, record_lost, run_job
 from vlbench.executors.options import ExecutorOptions
 
 __all__ = ["CheckpointableRun", "run_on_slurm", "submitit_parameters"]
@@ -90,7 +90,7 @@ def _wait(executor: Any, runner: Any, job: RunJob, handle: Any, options: Executo
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             if attempt > options.max_retries:
                 message = f"job {handle.job_id} failed after {attempt} attempt(s): {reason}"
-                warn(f"error: {job.label}: {message}")
+                warn(record_lost(job, message, "slurm"))
                 request = job.request
                 return JobReport(job.label, failed=[(request.baselines[0].name, request.seeds[0], message)])
             warn(f"{job.label}: job {handle.job_id} failed ({reason}); resubmitting ({attempt}/{options.max_retries})")
