@@ -144,6 +144,10 @@ def main() -> int:
     for key, value in sums.items():
         present = sum(1 for t in timing if key in t)
         print(f"  {key:<16} {value:9.2f} s  ({present}/{len(records)} records have it)")
+    loop = sums["train_seconds"] - sum((r.get("features") or {}).get("seconds", 0.0) for r in records)
+    if stages.calls["training"]:
+        print(f"  fit outside its training loop (setup, checkpoints, release): "
+              f"{stages.seconds['training'] - loop:.2f} s over {stages.calls['training']} run(s)")
     if records:
         created = sorted(r["created"] for r in records)
         print(f"  first record written {created[0]}, last {created[-1]}")
