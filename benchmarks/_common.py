@@ -56,7 +56,7 @@ def trainable_baselines(task_name: str = "vqa") -> list[str]:
 
 @dataclass
 class Setup:
-    """The task, one comparison tokenizer, the device and precision shared by every loop of a script."""
+    """The task, its tokenizers (each baseline reads with its own), the device and precision every loop shares."""
 
     task: Any
     tokenizers: Any
@@ -77,7 +77,7 @@ class Setup:
 
 
 def make_setup(args: argparse.Namespace, baselines: list[str]) -> Setup:
-    """Build the VQA data once and the comparison's tokenizer, as ``vlbench run`` does."""
+    """Build the VQA data once, as ``vlbench run`` does; tokenizers load when a baseline first needs one."""
     torch.set_num_threads(args.threads)
     task_spec = load_task_spec("vqa")
     task_overrides = [o for o in args.overrides if not o.startswith("baseline.")]
@@ -86,7 +86,6 @@ def make_setup(args: argparse.Namespace, baselines: list[str]) -> Setup:
     task = TASK_TYPES.get(first.task.type)(first.task, dataset)
     configs = [resolve_run_config(task_spec, load_baseline_spec(b), overrides=task_overrides) for b in baselines]
     tokenizers = _TokenizerCache(task, configs)
-    tokenizers.get()
     accelerator = get_accelerator(args.device)
     precision = resolve_precision(args.precision, accelerator.device)
     return Setup(task, tokenizers, accelerator, accelerator.device, precision, list(args.overrides), args.batch_size,
@@ -98,7 +97,7 @@ def fresh_model(setup: Setup, baseline: str, seed: int = 0) -> tuple[torch.nn.Mo
     from vlbench.peft.assemble import assemble, warm_features
 
     config = setup.config(baseline)
-    tokenizer = setup.tokenizers.get()
+    tokenizer = setup.tokenizers.get(config.baseline.tokenizer)  # also encodes the task for it
     assembled = assemble(config, seed, setup.task, tokenizer, pretrained=resolve_pretrained(config.baseline.pretrained),
                          tokenizer_source=setup.tokenizers.source_for(config))
     warm_features(assembled, setup.task, config.training.eval_batch_size, setup.device)

@@ -63,35 +63,30 @@ def plan_jobs(request: Any, plugins: Optional[list[str]] = None, threads: Option
     """Split a request into one job per (baseline, seed), after the shared work the jobs reuse.
 
     The parent resolves every config first (bad input fails here, before any submission), drops
-    baselines whose optional package is missing, builds the dataset cache once so that jobs only read
-    it, and records the comparison's baselines so each job picks the same shared tokenizer.
+    baselines whose optional package is missing, and builds the dataset cache once so that jobs only
+    read it. Each job carries its record's path and config hash, for the failed record of a job that
+    never comes back (the hash assumes the worker's device runs the precision this machine's would).
     """
     from vlbench.data.base import default_cache_dir
-    from vlbench.registry import TASK_TYPES
     from vlbench.results.records import record_path
-    from vlbench.runner import _drop_unavailable, _resolve_all, _TokenizerCache, load_dataset
-    from vlbench.specs import config_hash
+    from vlbench.runner import _drop_unavailable, _resolve_all, _run_digest, load_dataset
+    from vlbench.training.device import get_accelerator
 
     configs = _drop_unavailable(_resolve_all(request), echo)
     cache_dir = Path(request.cache_dir).resolve() if request.cache_dir else default_cache_dir().resolve()
     dataset = load_dataset(configs[0].dataset, configs[0].task.data, cache_dir, request.quiet)
-    task = TASK_TYPES.get(configs[0].task.type)(configs[0].task, dataset)
-    tokenizers = _TokenizerCache(task, configs)  # chooses the source only; nothing is tokenized here
-    comparison = [(c.baseline.name, c.baseline.model, c.baseline.pretrained) for c in configs]
+    device = get_accelerator(request.device).device
     results_dir = Path(request.results_dir).resolve()
     dataset_name = configs[0].dataset.partition(":")[0]
     by_name = {spec.name: spec for spec in request.baselines}
     plugin_paths = [str(Path(p).resolve()) for p in plugins or []]
     jobs = []
     for config in configs:
-        extra = {"data": dataset.fingerprint}
-        if tokenizers.source_for(config):  # as runner.run_task computes a run's hash
-            extra["tokenizer"] = tokenizers.source_for(config)
-        digest = config_hash(config, extra)
+        digest = _run_digest(config, dataset, device)
         seeds = request.seeds if request.seeds is not None else config.training.seeds
         for seed in seeds:
             single = dataclasses.replace(
-                request, baselines=[by_name[config.baseline.name]], seeds=[seed], comparison=comparison,
+                request, baselines=[by_name[config.baseline.name]], seeds=[seed],
                 results_dir=results_dir, cache_dir=cache_dir, quiet=True,
             )
             path = record_path(results_dir, config.task.name, dataset_name, config.baseline.name, seed)
