@@ -51,8 +51,12 @@ def test_lazy_entry_imports_on_first_use_and_yields_to_the_decorator():
     assert reg.get("ordered") is OrderedDict
     reg2: Registry = Registry("thing")
     reg2.add("x", "json:dumps")
-    reg2.add("x", len)  # the real registration replaces the lazy pointer
-    assert reg2.get("x") is len and reg2.entry("x").description == ""
+    with pytest.raises(VLBenchError, match="already registered"):
+        reg2.add("x", len)  # an object from elsewhere may not take over the lazy pointer's name
+    from json import dumps
+
+    reg2.add("x", dumps)  # the real registration (its module registering it) replaces the lazy pointer
+    assert reg2.get("x") is dumps and reg2.entry("x").description == ""
 
 
 def test_plugin_file_registers_a_model(tmp_path):

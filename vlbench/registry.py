@@ -32,6 +32,7 @@ __all__ = [
     "load_entry_point_plugins",
     "load_plugin_file",
     "PLUGIN_GROUP",
+    "take_notices",
 ]
 
 T = TypeVar("T")
@@ -87,14 +88,23 @@ class Registry(Generic[T]):
         return decorator
 
     def add(self, name: str, target: T | str, *, description: str = "", override: bool = False, **metadata: Any) -> None:
-        """Register ``target`` (an object or a lazy ``"module:attr"`` string) under ``name``."""
+        """Register ``target`` (an object or a lazy ``"module:attr"`` string) under ``name``.
+
+        Replacing a registered name needs ``override=True`` and is announced (see ``take_notices``),
+        so that a plugin never silently changes what a built-in name means.
+        """
         existing = self._entries.get(name)
         if existing is not None and isinstance(target, str) and not isinstance(existing.target, str):
             return  # the real object registered first; a later lazy pointer to it adds nothing
-        # a lazy "module:attr" entry is replaced by the object once its module registers it
-        lazy = existing is not None and isinstance(existing.target, str) and not isinstance(target, str)
-        if existing is not None and not override and not lazy and existing.target is not target:
-            raise VLBenchError(f"{self.kind} {name!r} is already registered; pass override=True to replace it.")
+        # a lazy "module:attr" entry is replaced by the object its module registers, and by nothing else
+        lazy = existing is not None and isinstance(existing.target, str) and _is_lazy_target(existing.target, target)
+        if existing is not None and not lazy and existing.target is not target:
+            if not override:
+                raise VLBenchError(
+                    f"{self.kind} {name!r} is already registered ({_describe(existing.target)}); "
+                    "choose another name, or pass override=True to replace it."
+                )
+            _NOTICES.append(f"{self.kind} {name!r} ({_describe(existing.target)}) is replaced by {_describe(target)}")
         if lazy and existing is not None:
             description = description or existing.description
             metadata = {**existing.metadata, **metadata}
@@ -132,6 +142,32 @@ class Registry(Generic[T]):
         return len(self._entries)
 
 
+def _describe(target: Any) -> str:
+    if isinstance(target, str):
+        return target
+    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', type(target).__name__)}"
+
+
+def _is_lazy_target(pointer: str, target: Any) -> bool:
+    """Whether ``target`` is the object the lazy ``"module:attr"`` pointer names (its module registering it)."""
+    if isinstance(target, str):
+        return target == pointer
+    module_name = pointer.partition(":")[0]
+    actual = getattr(target, "__module__", None) or ""
+    # a package's pointer may name an object that one of its submodules defines and registers
+    return actual == module_name or actual.startswith(module_name + ".")
+
+
+_NOTICES: list[str] = []
+
+
+def take_notices() -> list[str]:
+    """Messages about replaced registrations since the last call (the CLI prints them)."""
+    notices = list(_NOTICES)
+    _NOTICES.clear()
+    return notices
+
+
 TASK_TYPES: Registry[Any] = Registry("task type")
 MODELS: Registry[Any] = Registry("model type")
 DATASETS: Registry[Any] = Registry("dataset")
@@ -145,6 +181,12 @@ register_metric = METRICS.register
 _loaded_plugins: set[str] = set()
 
 
+def _plugin_failure(what: str, exc: BaseException) -> VLBenchError:
+    if isinstance(exc, SystemExit):
+        return VLBenchError(f"{what} called sys.exit({exc.code!r}) while loading; a plugin must only register types.")
+    return VLBenchError(f"{what} failed to load: {type(exc).__name__}: {exc}")
+
+
 def load_entry_point_plugins() -> list[str]:
     """Import every module advertised in the ``vlbench.plugins`` entry-point group; returns their names."""
     loaded = []
@@ -154,10 +196,12 @@ def load_entry_point_plugins() -> list[str]:
             continue
         try:
             obj = ep.load()
-        except Exception as exc:  # a broken third-party plugin must not hide which one it was
-            raise VLBenchError(f"Plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}") from exc
-        if callable(obj) and not isinstance(obj, type):
-            obj()
+            if callable(obj) and not isinstance(obj, type):
+                obj()
+        except VLBenchError:
+            raise
+        except (Exception, SystemExit) as exc:  # a broken third-party plugin must not hide which one it was
+            raise _plugin_failure(f"Plugin {ep.name!r} ({ep.value})", exc) from exc
         _loaded_plugins.add(key)
         loaded.append(ep.name)
     return loaded
@@ -180,9 +224,10 @@ def load_plugin_file(path: str | Path) -> str:
     try:
         spec.loader.exec_module(module)
     except VLBenchError:
-        raise
-    except Exception as exc:
         sys.modules.pop(module_name, None)
-        raise VLBenchError(f"Plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}") from exc
+        raise
+    except (Exception, SystemExit) as exc:  # SystemExit too: a plugin must not end the command with its own code
+        sys.modules.pop(module_name, None)
+        raise _plugin_failure(f"Plugin file {str(path)!r}", exc) from exc
     _loaded_plugins.add(key)
     return module_name

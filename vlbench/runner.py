@@ -10,7 +10,9 @@ from typing import Any, Callable, Optional
 import torch
 
 from vlbench.errors import SpecError, VLBenchError
-from vlbench.io import atomic_write_json
+from vlbench.failures import describe_failure, is_out_of_memory, release_memory
+from vlbench.io import atomic_write_json, read_json
+from vlbench.locks import LockBusy, RunLock, describe_holder
 from vlbench.models.base import FittedModel, validate_model_config
 from vlbench.models.pretrained import (
     WORD_LEVEL,
@@ -24,7 +26,6 @@ from vlbench.models.pretrained import (
 from vlbench.registry import DATASETS, MODELS, TASK_TYPES
 from vlbench.results.records import (
     RECORD_SCHEMA,
-    existing_config_hash,
     git_commit,
     now_iso,
     package_versions,
@@ -57,15 +58,17 @@ class RunRequest:
     force: bool = False
     cache_dir: Optional[Path] = None
     quiet: bool = False
+    wait: bool = False
 
 
 @dataclass
 class RunOutcome:
-    """What happened to each (baseline, seed): written, skipped or failed, with record paths."""
+    """What happened to each (baseline, seed): written, skipped, failed, or busy in another process."""
 
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[str, int, str]] = field(default_factory=list)
+    busy: list[Path] = field(default_factory=list)
 
 
 def select_baselines(task: TaskSpec, names: list[str], all_baselines: bool) -> list[BaselineSpec]:
@@ -182,10 +185,123 @@ def _resolve_all(request: RunRequest) -> list[RunConfig]:
     return configs
 
 
-def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> RunOutcome:
-    """Train/fit and score every selected baseline under every seed; write one record per run."""
+def _previous_record(path: Path) -> tuple[Optional[str], Optional[str]]:
+    """(config hash, status) of the record already at ``path``; (None, None) when absent or unreadable."""
+    try:
+        record = read_json(path)
+    except (OSError, ValueError, RecursionError):
+        return None, None
+    if not isinstance(record, dict):
+        return None, None
+    digest = record.get("config_hash")
+    return (digest if isinstance(digest, str) else None), (record.get("status") or "ok")
+
+
+def _failed_record(config: RunConfig, seed: int, digest: str, device: Any, exc: BaseException) -> dict[str, Any]:
+    """A record for a run that did not finish: the run's identity plus what went wrong (no test block)."""
+    return {
+        "schema": RECORD_SCHEMA,
+        "status": "failed",
+        "task": config.task.name,
+        "dataset": config.dataset.partition(":")[0],
+        "baseline": config.baseline.name,
+        "seed": seed,
+        "config_hash": digest,
+        "config": config.model_dump(mode="json"),
+        "primary_metric": config.task.primary_metric,
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "device": describe_device(device),
+        "created": now_iso(),
+        "failure": describe_failure(exc),
+    }
+
+
+def _report_failure(path: Path, config: RunConfig, seed: int, digest: str, device: Any, exc: BaseException,
+                    previous_status: Optional[str]) -> str:
+    """Write the failed record (never over a finished one); returns the one line that tells the user."""
+    failure = describe_failure(exc)
+    what = f"{config.baseline.name} seed {seed} failed: {failure['type']}: {failure['reason']}"
+    if failure["hint"] and failure["hint"] not in failure["reason"]:
+        what += f" (try {failure['hint']})"
+    if previous_status == "ok":  # a finished result from an earlier config or run is worth more than the failure
+        return f"{what}; the finished record at {path} is kept"
+    try:
+        atomic_write_json(path, _failed_record(config, seed, digest, device, exc))
+    except (OSError, ValueError) as write_error:
+        return f"{what}; the failed record could not be written to {path}: {write_error}"
+    return f"{what} -> {path}"
+
+
+def _already_done(path: Path, digest: str, request: RunRequest, config: RunConfig, seed: int,
+                  echo: Callable[[str], None], outcome: RunOutcome, quiet: bool = False) -> bool:
+    """True (and noted as skipped) when a finished record with this config exists and --force is off."""
+    previous, status = _previous_record(path)
+    if previous == digest and status == "ok" and not request.force:
+        echo(f"skip {config.baseline.name} seed {seed}: {path} exists with the same config (use --force)")
+        outcome.skipped.append(path)
+        return True
+    if quiet:
+        return False
+    if previous == digest and status != "ok":
+        echo(f"{config.baseline.name} seed {seed} failed last time ({path}); running again")
+    elif previous is not None and previous != digest:
+        echo(f"config of {config.baseline.name} seed {seed} changed since {path}; running again")
+    return False
+
+
+def _attempt(path: Path, digest: str, config: RunConfig, seed: int, task: Any, dataset: Any,
+             tokenizers: "_TokenizerCache", accelerator: Any, progress: Any, request: RunRequest,
+             outcome: RunOutcome, echo: Callable[[str], None],
+             report: Callable[[str, BaseException], None]) -> None:
+    """Run one (baseline, seed) under its lock: a finished record, or a failed one and a report."""
+    try:
+        with PeakMemory(accelerator.device) as memory:
+            record = _run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest,
+                              cache_dir=request.cache_dir, checkpoint_dir=checkpoint_dir_for(path))
+        record["memory"] = {"peak_bytes": memory.peak, "kind": memory.kind}
+        record.setdefault("status", "ok")
+        pred_path = predictions_path(path, task.predictions_suffix)
+        task.write_predictions(record.pop("_predictions"), pred_path)
+        record["predictions_file"] = pred_path.name
+        weights = record.pop("_weights", None)
+        if weights is not None:  # PEFT runs keep only their trained weights
+            from vlbench.peft.checkpoint import save_trained_weights, weights_path
+
+            meta = {"baseline": config.baseline.name, "seed": seed, "config_hash": digest}
+            record["weights_file"] = save_trained_weights(weights, weights_path(path), meta).name
+        atomic_write_json(path, record)
+        remove_checkpoints(path)  # the record holds everything now
+    except Exception as exc:  # noqa: BLE001  one run's failure, whatever it is, must not end the sweep
+        if is_out_of_memory(exc):
+            release_memory()
+        _, status = _previous_record(path)
+        outcome.failed.append((config.baseline.name, seed, describe_failure(exc)["reason"]))
+        report(_report_failure(path, config, seed, digest, accelerator.device, exc, status), exc)
+        return
+    outcome.written.append(path)
+    primary = record["test"]["metrics"].get(config.task.primary_metric)
+    shown = f"{primary:.2f}" if isinstance(primary, (int, float)) else str(primary)
+    echo(
+        f"{config.baseline.name} seed {seed}: test {config.task.primary_metric} = {shown} "
+        f"({record['timing']['wall_seconds']:.0f} s) -> {path}"
+    )
+
+
+def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
+             on_error: Optional[Callable[[str, BaseException], None]] = None,
+             warn: Optional[Callable[[str], None]] = None) -> RunOutcome:
+    """Train/fit and score every selected baseline under every seed; write one record per run.
+
+    A run that raises becomes a failed record and the sweep goes on; ``on_error`` (default: ``echo``)
+    hears of each failure once, with the exception. Ctrl-C (KeyboardInterrupt) still stops the sweep.
+    Each run holds its lock while it trains; a run locked by another live process is left to it
+    (``warn``, default ``echo``, says so) unless ``request.wait``.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    report = on_error or (lambda message, exc: echo(f"error: {message}"))
+    notify = warn or echo
     configs = _drop_unavailable(_resolve_all(request), echo)
     task_config = configs[0]
     dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir, request.quiet)
@@ -208,39 +324,24 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print) -> Run
                 if tokenizers.source_for(config):
                     extra["tokenizer"] = tokenizers.source_for(config)  # one tokenizer per comparison changes models
                 digest = config_hash(config, extra)
-                previous = existing_config_hash(path)
-                if previous == digest and not request.force:
-                    echo(f"skip {config.baseline.name} seed {seed}: {path} exists with the same config (use --force)")
-                    outcome.skipped.append(path)
+                if _already_done(path, digest, request, config, seed, echo, outcome):
                     continue
-                if previous is not None and previous != digest:
-                    echo(f"config of {config.baseline.name} seed {seed} changed since {path}; running again")
+                lock = RunLock(path, wait=request.wait, note=notify)
                 try:
-                    with PeakMemory(accelerator.device) as memory:
-                        record = _run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest,
-                                          cache_dir=request.cache_dir, checkpoint_dir=checkpoint_dir_for(path))
-                    record["memory"] = {"peak_bytes": memory.peak, "kind": memory.kind}
-                except VLBenchError as exc:
-                    outcome.failed.append((config.baseline.name, seed, str(exc)))
-                    echo(f"error: {config.baseline.name} seed {seed}: {exc}")
+                    lock.acquire()
+                except LockBusy as busy:
+                    notify(f"skip {config.baseline.name} seed {seed}: {describe_holder(busy.holder)} is running it "
+                           f"(lock {busy.path}); rerun later, or pass --wait to wait for it")
+                    outcome.busy.append(path)
                     continue
-                pred_path = predictions_path(path, task.predictions_suffix)
-                task.write_predictions(record.pop("_predictions"), pred_path)
-                record["predictions_file"] = pred_path.name
-                weights = record.pop("_weights", None)
-                if weights is not None:  # PEFT runs keep only their trained weights
-                    from vlbench.peft.checkpoint import save_trained_weights, weights_path
-
-                    meta = {"baseline": config.baseline.name, "seed": seed, "config_hash": digest}
-                    record["weights_file"] = save_trained_weights(weights, weights_path(path), meta).name
-                atomic_write_json(path, record)
-                remove_checkpoints(path)  # the record holds everything now
-                outcome.written.append(path)
-                primary = record["test"]["metrics"].get(config.task.primary_metric)
-                echo(
-                    f"{config.baseline.name} seed {seed}: test {config.task.primary_metric} = {primary:.2f} "
-                    f"({record['timing']['wall_seconds']:.0f} s) -> {path}"
-                )
+                try:
+                    # while this process waited, the holder may have finished the same run
+                    if _already_done(path, digest, request, config, seed, echo, outcome, quiet=True):
+                        continue
+                    _attempt(path, digest, config, seed, task, dataset, tokenizers, accelerator, progress, request,
+                             outcome, echo, report)
+                finally:
+                    lock.release()
     return outcome
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vlbench.errors import SpecError, UnknownNameError
 from vlbench.registry import did_you_mean
@@ -35,6 +36,9 @@ __all__ = [
     "resolve_run_config",
     "config_hash",
     "format_validation_error",
+    "load_yaml",
+    "check_name",
+    "NAME_PATTERN",
 ]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -45,28 +49,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+# names become folders of the results tree: no separators, no leading dot, nothing that could be '..'
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+_NAME_RULE = "1-100 characters: letters, digits and . _ + -, starting with a letter or digit"
+
+
+def check_name(value: Any, what: str) -> str:
+    """``value`` if it is a safe task/baseline/dataset name, else ValueError naming the rule."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise ValueError(f"{what} {value!r} is not a valid name ({_NAME_RULE})")
+    return value
+
+
+MAX_SEED = 2**32 - 1  # numpy's seed range
+MAX_SEEDS = 1000
+MAX_LR = 10.0  # no AdamW learning rate above this trains anything; larger values are typos (1e300, inf)
+
+
 class TrainingConfig(_Strict):
     """Optimisation and evaluation settings shared by every trainable baseline."""
 
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
     # settings that cannot change a run's numbers: left out of the config hash (see ``config_hash``)
     unhashed: ClassVar[frozenset[str]] = frozenset({"seeds", "num_workers", "checkpoint_every_steps"})
 
-    epochs: int = Field(10, ge=0)
-    max_steps: Optional[int] = Field(None, ge=1, description="cap on optimizer steps (overrides epochs)")
-    batch_size: int = Field(64, ge=1, description="examples per micro-batch (per process)")
+    epochs: int = Field(10, ge=0, le=1_000_000, description="0 only together with max_steps: train exactly max_steps")
+    max_steps: Optional[int] = Field(None, ge=1, le=10**12, description="cap on optimizer steps (overrides epochs)")
+    batch_size: int = Field(64, ge=1, le=2**20, description="examples per micro-batch (per process)")
     grad_accum_steps: int = Field(
         1, ge=1, le=4096, description="micro-batches per optimizer step; the effective batch is batch_size x this"
     )
-    eval_batch_size: int = Field(256, ge=1)
-    lr: float = Field(5e-4, gt=0)
+    eval_batch_size: int = Field(256, ge=1, le=2**20)
+    lr: float = Field(5e-4, gt=0, le=MAX_LR)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     grad_clip: Optional[float] = Field(1.0, gt=0)
-    patience: int = Field(3, ge=0, description="epochs without validation improvement before stopping; 0 disables")
+    patience: int = Field(3, ge=0, le=1_000_000, description="epochs without validation improvement before stopping; 0 disables")
     min_delta: float = Field(0.0, ge=0)
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
     num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes (0: load in the main process)")
-    eval_every_epochs: int = Field(1, ge=1)
+    eval_every_epochs: int = Field(1, ge=1, le=1_000_000)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="training compute precision; auto: bf16 autocast where the device computes bf16 natively, "
@@ -77,8 +99,23 @@ class TrainingConfig(_Strict):
     compile_backend: str = Field("inductor", min_length=1, description="torch.compile backend when compile is on")
     deterministic: bool = Field(False, description="torch deterministic algorithms (errors on ops that have none)")
     checkpoint_every_steps: int = Field(
-        500, ge=0, description="checkpoint every N optimizer steps besides each epoch end; 0: epoch ends only"
+        500, ge=0, le=10**12, description="checkpoint every N optimizer steps besides each epoch end; 0: epoch ends only"
     )
+
+    @field_validator("seeds")
+    @classmethod
+    def _seed_range(cls, value: list[int]) -> list[int]:
+        bad = [s for s in value if not 0 <= s <= MAX_SEED]
+        if bad:
+            raise ValueError(f"seed {bad[0]} is outside 0..{MAX_SEED}")
+        return value
+
+    @model_validator(mode="after")
+    def _epochs_zero_needs_steps(self) -> "TrainingConfig":
+        if self.epochs == 0 and self.max_steps is None:
+            raise ValueError("epochs=0 trains nothing; give epochs >= 1, or epochs=0 with max_steps=N "
+                             "(--max-steps N) to train exactly N steps")
+        return self
 
 
 class SplitNames(_Strict):
@@ -91,6 +128,17 @@ class SplitNames(_Strict):
 
 class TaskSpec(_Strict):
     """A task: registered task type + dataset + metrics + training defaults."""
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_name(value, "task name")
+
+    @field_validator("dataset")
+    @classmethod
+    def _safe_dataset(cls, value: str) -> str:
+        check_name(value.partition(":")[0], "dataset name")
+        return value
 
     name: str
     description: str = ""
@@ -118,6 +166,11 @@ class BaselineSpec(_Strict):
     training: dict[str, Any] = Field(default_factory=dict, description="overrides of the task's training defaults")
     peft: Optional[dict[str, Any]] = None
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return check_name(value, "baseline name")
+
     @field_validator("tasks")
     @classmethod
     def _non_empty(cls, value: list[str]) -> list[str]:
@@ -133,6 +186,12 @@ class RunConfig(_Strict):
     baseline: BaselineSpec
     training: TrainingConfig
     dataset: str
+
+    @field_validator("dataset")
+    @classmethod
+    def _safe_dataset(cls, value: str) -> str:
+        check_name(value.partition(":")[0], "dataset name")
+        return value
 
 
 def spec_dirs(kind: str) -> list[Path]:
@@ -172,18 +231,82 @@ def format_validation_error(source: str, error: ValidationError) -> str:
     return f"{source}: field {loc!r}: {first.get('msg', 'invalid')}{more}"
 
 
+MAX_SPEC_BYTES = 1_000_000
+MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 100_000  # after aliases are expanded: a spec is a few hundred nodes
+
+
+class _Unbounded(yaml.YAMLError):
+    """YAML that is valid but would take unbounded work to expand."""
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with bounded aliases (no 'billion laughs') and no duplicate keys."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _Unbounded(f"more than {MAX_YAML_ALIASES} aliases (*name); write the values out")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # noqa: D102
+        seen = set()
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key is not None and key in seen and key != "<<":
+                raise yaml.YAMLError(f"key {key!r} appears twice in one mapping (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(value: Any, limit: int) -> int:
+    """Number of nodes once aliases are expanded, counting no further than ``limit``."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return count
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML safely: aliases bounded, expansion bounded, nesting bounded; errors are SpecError lines."""
+    try:
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506  (_SpecLoader is a SafeLoader)
+    except RecursionError:
+        raise SpecError(f"{source}: YAML nested too deeply to read; flatten it.") from None
+    except _Unbounded as exc:
+        raise SpecError(f"{source}: YAML with {exc}.") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{source}:{where} broken YAML: {problem}") from None
+    if _expanded_size(data, MAX_YAML_NODES) > MAX_YAML_NODES:
+        raise SpecError(f"{source}: YAML expands to more than {MAX_YAML_NODES} values (aliases?); write it out plainly.")
+    return data
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: {size} bytes is too large for a spec (limit {MAX_SPEC_BYTES}).")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{path}: cannot read spec: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{path}:{where}: broken YAML: {problem}") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: a spec must be UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    data = load_yaml(text, str(path))
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a spec must be a YAML mapping, got {type(data).__name__}.")
     return data
@@ -233,11 +356,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not sep or not key:
         raise SpecError(f"--set {text!r}: expected key.path=value, e.g. --set baseline.config.hidden_size=64.")
+    path = key.split(".")
+    if any(not part.strip() for part in path):
+        raise SpecError(f"--set {text!r}: the key {key!r} has an empty part; write it like training.epochs.")
+    if len(raw) > 100_000:
+        raise SpecError(f"--set {key}=...: the value is {len(raw)} characters long; put large settings in a spec file.")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = load_yaml(raw, f"--set {key}") if raw.strip() else ""
+    except SpecError as exc:
+        if "broken YAML" not in str(exc):
+            raise  # an alias bomb or deep nesting is refused, not read as a string
         value = raw
-    return key.split("."), value
+    return path, value
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any, original: str) -> None:
@@ -267,6 +397,12 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
                 f"Keys start with one of: {', '.join(roots)}."
             )
         if len(path) == 1:
+            if isinstance(result[path[0]], dict) and not isinstance(value, dict):
+                example = next(iter(result[path[0]]), "KEY")
+                raise SpecError(
+                    f"--set {text}: {path[0]!r} is a group of settings, not a value; set one of them, "
+                    f"e.g. --set {path[0]}.{example}=..."
+                )
             result[path[0]] = value
         else:
             _set_path(result, path, value, text)

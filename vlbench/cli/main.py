@@ -24,7 +24,7 @@ _EXIT = _classes(click.exceptions.Exit, getattr(typer, "Exit", None))
 _ABORT = _classes(click.exceptions.Abort, getattr(typer, "Abort", None))
 _CLICK_ERROR = _classes(click.ClickException, getattr(_typer_click_exc, "ClickException", None))
 
-__all__ = ["app", "data_app", "main", "cli", "load_plugins", "err_console", "wide_console"]
+__all__ = ["app", "data_app", "main", "cli", "load_plugins", "err_console", "wide_console", "INTERRUPTED", "debug_enabled"]
 
 app = typer.Typer(
     name="vlbench",
@@ -36,6 +36,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Build and inspect datasets.", no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(data_app, name="data")
 
+OPTIONS: dict[str, object] = {"debug": False}
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -49,11 +50,13 @@ def wide_console() -> Console:
 def load_plugins(plugin_files: Optional[list[str]] = None) -> None:
     """Import built-in registrations, entry-point plugins and ``--plugin`` files."""
     from vlbench import builtins  # noqa: F401  (registers the built-in types)
-    from vlbench.registry import load_entry_point_plugins, load_plugin_file
+    from vlbench.registry import load_entry_point_plugins, load_plugin_file, take_notices
 
     load_entry_point_plugins()
     for path in plugin_files or []:
         load_plugin_file(path)
+    for notice in take_notices():  # a plugin replaced a registered name on purpose (override=True): say so
+        err_console.print(f"warning: {notice}", markup=False)
 
 
 @app.callback()
@@ -61,10 +64,19 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
 ) -> None:
     """Benchmark joint image+text fine-tuning against text-only baselines."""
+    OPTIONS["debug"] = debug
+
+
+def debug_enabled() -> bool:
+    """Whether ``--debug`` was given (commands print tracebacks of the errors they handle themselves)."""
+    return bool(OPTIONS.get("debug"))
 
 
 def _register_commands() -> None:
     from vlbench.cli import commands  # noqa: F401  (attaches run, list, table, score, data ...)
+
+
+INTERRUPTED = "interrupted; finished results are kept"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -73,12 +85,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     debug = "--debug" in args
     try:
         _register_commands()
-        typer.main.get_command(app).main(args=args, prog_name="vlbench", standalone_mode=False)
+        # without standalone mode click returns the command's value, or the code of a typer.Exit it raised
+        code = typer.main.get_command(app).main(args=args, prog_name="vlbench", standalone_mode=False)
     except _EXIT as exc:
-        return int(exc.exit_code or 0)
+        code = exc.exit_code
     except _ABORT:
-        err_console.print("aborted")
-        return 130
+        code = 130
     except _CLICK_ERROR as exc:
         # one line, like every other user error, instead of click's three-line usage block
         ctx = getattr(exc, "ctx", None)
@@ -91,8 +103,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         err_console.print(f"error: {exc}", markup=False)
         return exc.exit_code
     except KeyboardInterrupt:
-        err_console.print("interrupted; finished results are kept")
-        return 130
+        code = 130
     except Exception as exc:  # noqa: BLE001  an unexpected bug still deserves a readable line
         if debug:
             traceback.print_exc()
@@ -100,7 +111,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", markup=False
         )
         return 1
-    return 0
+    code = code if isinstance(code, int) and not isinstance(code, bool) else 0
+    if code == 130:  # typer turns Ctrl-C inside a command into Exit(130); say what survived
+        err_console.print(INTERRUPTED, markup=False)
+    return code
 
 
 def cli() -> None:

@@ -2,35 +2,51 @@
 
 from __future__ import annotations
 
+import math
+import traceback
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from vlbench.cli.main import app, err_console, load_plugins, wide_console
+from vlbench.cli.main import app, debug_enabled, err_console, load_plugins, wide_console
 from vlbench.errors import VLBenchError
 
 __all__ = ["run", "parse_seeds"]
 
 
 def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
-    """``"0,1,2"`` or ``"0-4"`` -> a list of ints; anything else is one clear error."""
+    """``"0,1,2"`` or ``"0-4"`` -> a list of ints within numpy's seed range; anything else is one clear error."""
+    from vlbench.specs import MAX_SEED, MAX_SEEDS
+
     if text is None:
         return None
+    usage = f"--seeds {text[:40]!r}: expected integers like 0,1,2 or a range like 0-4"
     seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
-                seeds.extend(range(int(lo), int(hi) + 1))
-            else:
-                seeds.append(int(part))
-    except ValueError:
-        raise VLBenchError(f"--seeds {text!r}: expected integers like 0,1,2 or a range like 0-4.") from None
+    for part in text.split(","):
+        part = part.strip()
+        lo_text, dash, hi_text = part.partition("-")
+        if not all(t.strip().isdigit() and len(t.strip()) <= 20 for t in ((lo_text, hi_text) if dash else (part,))):
+            raise VLBenchError(f"{usage} (seeds are whole numbers 0..{MAX_SEED}).")
+        lo = int(lo_text)
+        hi = int(hi_text) if dash else lo
+        if lo > MAX_SEED or hi > MAX_SEED:
+            raise VLBenchError(f"{usage}: seed {max(lo, hi)} is above {MAX_SEED}, the largest seed numpy accepts.")
+        if hi < lo:
+            raise VLBenchError(f"{usage}: the range {part} runs backwards; write {hi}-{lo}.")
+        if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+            raise VLBenchError(f"{usage}: that is more than {MAX_SEEDS} seeds in one command.")
+        seeds.extend(range(lo, hi + 1))
     if not seeds or len(set(seeds)) != len(seeds):
-        raise VLBenchError(f"--seeds {text!r}: give at least one seed and no seed twice.")
+        raise VLBenchError(f"{usage}: give at least one seed and no seed twice.")
     return seeds
+
+
+def _check_lr(lr: Optional[float]) -> None:
+    from vlbench.specs import MAX_LR
+
+    if lr is not None and not (math.isfinite(lr) and 0 < lr <= MAX_LR):
+        raise VLBenchError(f"--lr {lr:g}: give a finite learning rate above 0 and at most {MAX_LR:g}, e.g. --lr 5e-4.")
 
 
 @app.command("run")
@@ -65,6 +81,7 @@ def run(
     device: str = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value; repeatable."),
     force: bool = typer.Option(False, "--force", help="Run again even when a record with the same config exists."),
+    wait: bool = typer.Option(False, "--wait", help="Wait for runs that another vlbench process is running (default: leave them to it)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache (default $VLBENCH_CACHE or ~/.cache/vlbench)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-run lines."),
@@ -77,6 +94,7 @@ def run(
     from vlbench.specs import load_task_spec
 
     seed_list = parse_seeds(seeds)
+    _check_lr(lr)
     task_spec = load_task_spec(task)
     baselines = select_baselines(task_spec, list(baseline or []), all_baselines)
     results_dir = ensure_writable(results_dir)
@@ -95,14 +113,21 @@ def run(
         force=force,
         cache_dir=cache_dir,
         quiet=quiet,
+        wait=wait,
     )
     console = wide_console()
-    outcome = run_task(request, echo=(lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False)))
+
+    def on_error(message: str, exc: BaseException) -> None:
+        if debug_enabled():
+            traceback.print_exception(exc)
+        err_console.print(f"error: {message}", markup=False)
+
+    outcome = run_task(request, echo=(lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False)),
+                       on_error=on_error, warn=lambda msg: err_console.print(msg, markup=False))
     names = {b.name for b in baselines}
-    records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names]
+    records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names
+               and r.get("status", "ok") == "ok"]
     if records:
         console.print(render(aggregate(records), "rich"))
-    if outcome.failed:
-        for name, seed, message in outcome.failed:
-            err_console.print(f"error: {name} seed {seed}: {message}", markup=False)
-        raise typer.Exit(2)
+    if outcome.failed or outcome.busy:  # each was reported once as it happened; the code tells scripts
+        raise typer.Exit(1)

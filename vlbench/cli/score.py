@@ -171,6 +171,8 @@ def score(
         raise VLBenchError(f"--format {output_format!r}: choose rich or json.")
     if task not in TASKS:
         raise UnknownNameError(f"Unknown task {task!r} for scoring.{did_you_mean(task, list(TASKS))} Known: {', '.join(TASKS)}.")
+    if output is not None and output.is_dir():  # before scoring, which can take minutes
+        raise VLBenchError(f"--output {str(output)!r} is a folder; give the path of a JSON file to write.")
 
     def warn(message: str) -> None:
         err_console.print(f"warning: {message}", markup=False)

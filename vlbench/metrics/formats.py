@@ -7,6 +7,7 @@ offending record, so that a bad file never reaches a metric (or a traceback).
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -34,19 +35,43 @@ def _require_file(path: Path, what: str) -> None:
         raise DataError(f"{what} file {str(path)!r} is not a regular file.")
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def read_json_file(path: Path, what: str) -> Any:
-    """Parse a JSON file, turning a missing, empty or malformed file into one DataError line."""
+    """Parse a JSON file, turning a missing, empty or malformed file into one DataError line.
+
+    Strict JSON only: NaN/Infinity are refused, and so are documents nested too deeply for the parser
+    and integers longer than Python converts (4300 digits by default).
+    """
     _require_file(path, what)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{what} file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    except OSError as exc:
+        raise DataError(f"{what} file {str(path)!r} cannot be read: {exc.strerror or exc}.") from None
     if not text.strip():
         raise DataError(f"{what} file {str(path)!r} is empty.")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise DataError(f"{what} file {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}.") from None
+    except RecursionError:
+        raise DataError(f"{what} file {str(path)!r} is nested too deeply to read; official formats are a few levels deep.") from None
+    except ValueError as exc:  # e.g. an integer longer than int() converts, or NaN
+        reason = str(exc).split(";")[0]
+        raise DataError(f"{what} file {str(path)!r} is not valid input: {reason}.") from None
+
+
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxlevel, _PREVIEW.maxstring, _PREVIEW.maxother, _PREVIEW.maxlong = 3, 40, 40, 40
+
+
+def _preview(value: Any) -> str:
+    """A short, depth-bounded rendering of a bad entry for an error message."""
+    return _PREVIEW.repr(value)[:80]
 
 
 def _is_id(value: Any) -> bool:
@@ -62,7 +87,7 @@ def _records(obj: Any, path: Path, what: str, fields: tuple[str, ...], example: 
         if not isinstance(rec, dict) or any(f not in rec for f in fields):
             raise DataError(
                 f"{what} file {str(path)!r}: entry #{k} must be an object with {', '.join(fields)} "
-                f"(like {example}), got {json.dumps(rec)[:80]}."
+                f"(like {example}), got {_preview(rec)}."
             )
     return obj
 
@@ -87,6 +112,14 @@ def read_vqa_annotations(path: Path) -> list[dict[str, Any]]:
     for k, ann in enumerate(obj["annotations"]):
         if not isinstance(ann, dict) or not _is_id(ann.get("question_id")):
             raise DataError(f"references file {str(path)!r}: annotation #{k} needs an integer question_id.")
+        for name in ("question_type", "answer_type", "multiple_choice_answer"):
+            if name in ann and not isinstance(ann[name], str):
+                raise DataError(f"references file {str(path)!r}: annotation #{k} (question_id {_preview(ann['question_id'])}) "
+                                f"has a {type(ann[name]).__name__} {name}; it must be a string.")
+        answers = ann.get("answers")
+        if isinstance(answers, list) and not all(isinstance(a, dict) and isinstance(a.get("answer"), str) for a in answers):
+            raise DataError(f"references file {str(path)!r}: annotation #{k} has an answer that is not "
+                            '{"answer": "..."} with a string answer.')
     return obj["annotations"]
 
 
@@ -134,18 +167,48 @@ def read_coco_references(path: Path) -> dict[Hashable, list[str]]:
     return refs
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _npy_header(path: Path, handle: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header, checked against the file size before any data is read."""
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(handle)
+        shape, _fortran, dtype = (npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0)(handle)
+    except (ValueError, OSError, SyntaxError, TypeError) as exc:
+        raise DataError(f"predictions file {str(path)!r} has a broken .npy header: {exc}.") from None
+    if dtype.hasobject or dtype.kind not in "fiu":
+        raise DataError(f"predictions file {str(path)!r} must hold a 2-D numeric array (images x texts), got {dtype} values.")
+    if len(shape) != 2:
+        raise DataError(f"predictions file {str(path)!r} must hold a 2-D numeric array (images x texts), got shape {shape}.")
+    needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    present = path.stat().st_size - handle.tell()
+    if needed != present:
+        raise DataError(f"predictions file {str(path)!r}: its header says shape {shape} ({needed} bytes of data) but the "
+                        f"file holds {present} bytes; it is truncated or not what np.save wrote.")
+    return shape, dtype
+
+
 def read_similarity_matrix(path: Path) -> np.ndarray:
-    """A 2-D float ``.npy`` similarity matrix (images x texts)."""
+    """A 2-D numeric ``.npy`` similarity matrix (images x texts), its header checked before loading."""
     _require_file(path, "predictions")
     if path.stat().st_size == 0:
         raise DataError(f"predictions file {str(path)!r} is empty.")
+    with open(path, "rb") as handle:
+        magic = handle.read(len(_NPY_MAGIC))
+        if magic.startswith(_ZIP_MAGIC[:2]):
+            raise DataError(f"predictions file {str(path)!r} is a zip (.npz) archive; save the matrix alone with np.save.")
+        if magic != _NPY_MAGIC:
+            raise DataError(f"predictions file {str(path)!r} is not a .npy array (no NUMPY magic); save it with np.save.")
+        handle.seek(0)
+        _npy_header(path, handle)
     try:
         matrix = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"predictions file {str(path)!r} is not a .npy array: {exc}.") from None
-    if not isinstance(matrix, np.ndarray) or matrix.ndim != 2 or matrix.dtype.kind not in "fiu":
-        shape = getattr(matrix, "shape", None)
-        raise DataError(f"predictions file {str(path)!r} must hold a 2-D numeric array (images x texts), got shape {shape}.")
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"predictions file {str(path)!r} is not a readable .npy array: {exc}.") from None
     return matrix
 
 

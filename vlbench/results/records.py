@@ -28,11 +28,15 @@ RECORD_SCHEMA = 1
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.+") else "_" for c in str(name))
+    # '', '.', '..' and hidden names must never become path components
+    return cleaned if cleaned and not cleaned.startswith(".") else "_" + cleaned
 
 
 def record_path(results_dir: Path, task: str, dataset: str, baseline: str, seed: int) -> Path:
-    """Where the record of one run lives."""
+    """Where the record of one run lives (always inside ``results_dir``, whatever the names)."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise VLBenchError(f"seed {seed!r} is not an integer.")
     return Path(results_dir) / _safe(task) / _safe(dataset) / _safe(baseline) / f"seed-{seed}.json"
 
 

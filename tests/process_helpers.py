@@ -1,0 +1,35 @@
+"""Run ``python -m vlbench`` as a real child process with this checkout on the path and a private cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import TINY_DATA
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_MODEL = ["--set", "baseline.config.hidden_size=32", "--set", "baseline.config.num_layers=1",
+               "--set", "baseline.config.num_heads=2", "--set", "baseline.config.intermediate_size=64"]
+TINY_RUN = ["run", "--task", "vqa", "--quiet", *TINY_DATA, *SMALL_MODEL]
+
+
+def child_env(cache_dir: Path) -> dict[str, str]:
+    """The environment of a vlbench child: this checkout first on the path, one thread, a private cache."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update({"VLBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+def start(args: list[str], cache_dir: Path, **kwargs) -> subprocess.Popen:
+    """Start ``python -m vlbench ARGS`` without waiting."""
+    return subprocess.Popen([sys.executable, "-m", "vlbench", *args], env=child_env(cache_dir), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def run(args: list[str], cache_dir: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run ``python -m vlbench ARGS`` to completion."""
+    return subprocess.run([sys.executable, "-m", "vlbench", *args], env=child_env(cache_dir), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,249 @@
+"""Every kind of bad input: exit code 2, one `error:` line, no traceback, and finished records untouched."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_DATA
+from vlbench.cli.main import main
+from vlbench.registry import TASK_TYPES
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, cache_dir):
+    """A results folder holding one finished record (the prior baseline trains nothing: fast)."""
+    import os
+
+    os.environ["VLBENCH_CACHE"] = str(cache_dir)
+    results = tmp_path_factory.mktemp("finished")
+    assert main(["run", "--task", "vqa", "--baseline", "prior", "--results-dir", str(results), "--quiet", *TINY_DATA]) == 0
+    record = results / "vqa" / "shapes" / "prior" / "seed-0.json"
+    return results, record
+
+
+def _one_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    assert len(err.splitlines()) == 1 and err.startswith("error:"), err
+    return err
+
+
+def _plugin(tmp_path, name, body):
+    path = tmp_path / f"{name}.py"
+    path.write_text(body)
+    return str(path)
+
+
+RUN_CASES = [
+    (["--set", "training=5"], "group of settings"),
+    (["--set", "task=null"], "group of settings"),
+    (["--set", "training..epochs=1"], "empty part"),
+    (["--lr", "1e300"], "--lr"),
+    (["--lr", "inf"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "0"], "--lr"),
+    (["--seeds", "99999999999999999999"], "--seeds"),
+    (["--seeds", "0-100000000000"], "above 4294967295"),
+    (["--seeds", "0-5000"], "more than 1000 seeds"),
+    (["--seeds", "-1"], "--seeds"),
+    (["--seeds", "4-2"], "backwards"),
+    (["--set", "training.seeds=[99999999999999999999]"], "training.seeds"),
+    (["--epochs", "0"], "epochs=0 trains nothing"),
+    (["--batch-size", "100000000000000000000"], "training.batch_size"),
+    (["--set", "training.weight_decay=.inf"], "training.weight_decay"),
+    (["--set", "training.lr=[1, 2]"], "training.lr"),
+]
+
+
+@pytest.mark.parametrize("extra, message", RUN_CASES, ids=[" ".join(c[0]) for c in RUN_CASES])
+def test_bad_run_input(finished, capsys, extra, message):
+    results, record = finished
+    before, stamp = record.read_bytes(), record.stat().st_mtime_ns
+    assert main(["run", "--task", "vqa", "--baseline", "prior", "--results-dir", str(results), "--quiet",
+                 "--force", *TINY_DATA, *extra]) == 2
+    assert message in _one_error(capsys)
+    assert record.read_bytes() == before and record.stat().st_mtime_ns == stamp
+
+
+def test_epochs_0_with_max_steps_trains_exactly_those_steps(tmp_path):
+    small = ["--set", "baseline.config.hidden_size=32", "--set", "baseline.config.num_layers=1",
+             "--set", "baseline.config.num_heads=2", "--set", "baseline.config.intermediate_size=64"]
+    assert main(["run", "--task", "vqa", "--baseline", "text-bert", "--results-dir", str(tmp_path), "--quiet",
+                 "--epochs", "0", "--max-steps", "3", *TINY_DATA, *small]) == 0
+    record = json.loads((tmp_path / "vqa" / "shapes" / "text-bert" / "seed-0.json").read_text())
+    assert record["training"]["steps"] == 3
+
+
+PLUGINS = [
+    ("exits", "import sys\nsys.exit(3)\n", "sys.exit(3)"),
+    ("raises", "raise ValueError('plugin is broken')\n", "plugin is broken"),
+    ("syntax", "def broken(:\n", "SyntaxError"),
+    ("replaces", "from vlbench.registry import register_task\n\n@register_task('vqa')\nclass MyVQA:\n    pass\n",
+     "task type 'vqa' is already registered"),
+]
+
+
+@pytest.mark.parametrize("name, body, message", PLUGINS, ids=[p[0] for p in PLUGINS])
+@pytest.mark.parametrize("command", ["run", "list"])
+def test_bad_plugins(finished, tmp_path, capsys, monkeypatch, name, body, message, command):
+    monkeypatch.setattr(TASK_TYPES, "_entries", dict(TASK_TYPES._entries))  # a plugin must not leak into other tests
+    results, record = finished
+    before = record.read_bytes()
+    plugin = _plugin(tmp_path, f"{name}_{command}", body)
+    args = (["run", "--task", "vqa", "--baseline", "prior", "--results-dir", str(results), "--force", "--quiet", *TINY_DATA]
+            if command == "run" else ["list", "tasks"])
+    assert main([*args, "--plugin", plugin]) == 2
+    assert message in _one_error(capsys)
+    assert record.read_bytes() == before
+
+
+def test_a_plugin_may_replace_a_built_in_only_on_purpose_and_is_announced(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(TASK_TYPES, "_entries", dict(TASK_TYPES._entries))
+    plugin = _plugin(tmp_path, "overrides", "from vlbench.registry import register_task\n\n"
+                                            "@register_task('vqa', override=True)\nclass MyVQA:\n    '''Mine.'''\n")
+    assert main(["list", "tasks", "--plugin", plugin]) == 0
+    err = capsys.readouterr().err
+    assert "warning: task type 'vqa'" in err and "replaced by" in err and "MyVQA" in err
+    assert TASK_TYPES.get("vqa").__name__ == "MyVQA"
+
+
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+)
+
+SPECS = [
+    ("alias bomb", "type: vqa\nprimary_metric: accuracy\n" + BOMB, "expands to more than"),
+    ("deep nesting", "type: vqa\nprimary_metric: accuracy\noptions: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested"),
+    ("duplicate key", "type: vqa\ntype: retrieval\nprimary_metric: accuracy\n", "appears twice"),
+    ("many aliases", "type: vqa\nprimary_metric: accuracy\nx: &x 1\nl: [" + ", ".join(["*x"] * 200) + "]\n", "aliases"),
+]
+
+
+@pytest.mark.parametrize("name, text, message", SPECS, ids=[s[0] for s in SPECS])
+def test_hostile_yaml_specs_are_refused_fast(finished, tmp_path, capsys, name, text, message):
+    results, record = finished
+    before = record.read_bytes()
+    spec = tmp_path / "hostile.yaml"
+    spec.write_text(text)
+    start = time.perf_counter()
+    assert main(["run", "--task", str(spec), "--baseline", "prior", "--results-dir", str(results), "--quiet"]) == 2
+    assert time.perf_counter() - start < 20  # bounded work, not a hang (generous for a loaded 2-core machine)
+    assert message in _one_error(capsys)
+    assert record.read_bytes() == before
+
+
+def test_non_utf8_spec(tmp_path, capsys):
+    spec = tmp_path / "binary.yaml"
+    spec.write_bytes(b"type: vqa\n\xff\xfe\x00name: x\n")
+    assert main(["run", "--task", str(spec), "--baseline", "prior", "--results-dir", str(tmp_path)]) == 2
+    assert "UTF-8" in _one_error(capsys)
+
+
+def test_alias_bomb_in_set_value(finished, capsys):
+    results, _ = finished
+    levels = ["&l0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [
+        f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    for value, message in (("[" + ", ".join(levels) + "]", "expands to more than"),
+                           ("[&x 1, " + ", ".join(["*x"] * 150) + "]", "aliases")):
+        assert main(["run", "--task", "vqa", "--baseline", "prior", "--results-dir", str(results),
+                     "--set", f"task.options.x={value}"]) == 2
+        assert message in _one_error(capsys)
+
+
+# --- vlbench score ---------------------------------------------------------------------------------
+
+VQA_REF = {"annotations": [{"question_id": 1, "question_type": "what color", "answer_type": "other",
+                            "multiple_choice_answer": "red", "answers": [{"answer": "red", "answer_id": i} for i in range(10)]}]}
+
+
+def _score(tmp_path, capsys, predictions, references, *extra, task="vqa"):
+    pred, ref = tmp_path / "pred", tmp_path / "ref.json"
+    if isinstance(predictions, bytes):
+        pred.write_bytes(predictions)
+    else:
+        pred.write_text(predictions)
+    ref.write_text(references if isinstance(references, str) else json.dumps(references))
+    code = main(["score", "--task", task, "-p", str(pred), "-r", str(ref), "--quiet", *extra])
+    return code, _one_error(capsys) if code == 2 else capsys.readouterr()
+
+
+GOOD_PRED = json.dumps([{"question_id": 1, "answer": "red"}])
+
+
+def test_score_accepts_the_good_files(tmp_path, capsys):
+    code, captured = _score(tmp_path, capsys, GOOD_PRED, VQA_REF, "--format", "json")
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["overall"] == 100.0
+
+
+@pytest.mark.parametrize("predictions, references, message", [
+    ("[" * 200_000 + "]" * 200_000, VQA_REF, "nested too deeply"),
+    ('[{"question_id": ' + "9" * 5000 + ', "answer": "red"}]', VQA_REF, "digits"),
+    ('[{"question_id": NaN, "answer": "red"}]', VQA_REF, "NaN"),
+    (GOOD_PRED, {"annotations": [{**VQA_REF["annotations"][0], "question_type": ["what", "color"]}]}, "question_type"),
+    (GOOD_PRED, {"annotations": [{**VQA_REF["annotations"][0], "answers": [["red"]] * 10}]}, "answer"),
+    ('[{"question_id": 1, "answer": ' + "[" * 900 + "]" * 900 + "}]", VQA_REF, "string answer"),
+], ids=["deep", "5000-digits", "nan", "question_type-list", "answers-not-objects", "deep-answer"])
+def test_bad_score_json(tmp_path, capsys, predictions, references, message):
+    code, err = _score(tmp_path, capsys, predictions, references)
+    assert code == 2 and message in err
+
+
+def test_score_output_pointing_at_a_folder(tmp_path, capsys):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, err = _score(tmp_path, capsys, GOOD_PRED, VQA_REF, "--output", str(folder))
+    assert code == 2 and "is a folder" in err and folder.is_dir() and not list(folder.iterdir())
+
+
+def _npy_header(shape, dtype="<f4"):
+    from numpy.lib import format as npy
+    import io
+
+    buffer = io.BytesIO()
+    npy.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"PK\x03\x04" + b"\x00" * 40, "zip"),
+    (_npy_header((10**6, 10**6)) + b"\x00" * 64, "header says shape"),
+    (_npy_header((2, 3)) + b"\x00" * 8, "truncated"),
+    (b"\x93NUMPY\x01\x00\xff\xff{'descr': garbage", "broken .npy header"),
+    (_npy_header((2, 3), "|O") + b"\x00" * 48, "2-D numeric"),
+    (b"just text", "not a .npy"),
+], ids=["zip", "huge-shape", "short-data", "broken-header", "object-dtype", "text"])
+def test_bad_similarity_npy(tmp_path, capsys, content, message):
+    code, err = _score(tmp_path, capsys, content, {"text_to_image": [0, 1, 1]}, task="retrieval")
+    assert code == 2 and message in err
+
+
+def test_good_similarity_npy_still_scores(tmp_path, capsys):
+    buffer = tmp_path / "sim.npy"
+    np.save(buffer, np.array([[0.9, 0.1, 0.2], [0.0, 0.8, 0.7]], dtype=np.float32))
+    (tmp_path / "t2i.json").write_text(json.dumps({"text_to_image": [0, 1, 1]}))
+    assert main(["score", "--task", "retrieval", "-p", str(buffer), "-r", str(tmp_path / "t2i.json"), "-f", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["t2i_R@1"] == 100.0
+
+
+# --- vlbench data / list ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["data", "build", "shapes", "--set", "data.=3"], "empty part"),
+    (["data", "build", "shapes", "--set", "data.train_images"], "key.path=value"),
+    (["list", "tasks", "--format", "yaml"], "--format"),
+])
+def test_bad_data_and_list_input(capsys, args, message):
+    assert main(args) == 2
+    assert message in _one_error(capsys)
+
+
+def test_debug_still_shows_the_traceback(finished, capsys):
+    results, _ = finished
+    assert main(["--debug", "run", "--task", "vqa", "--baseline", "prior", "--results-dir", str(results),
+                 "--set", "training=5"]) == 2
+    assert "Traceback" in capsys.readouterr().err
