@@ -201,7 +201,7 @@ class _Trainer:
         self.loaders.append(loader)
         source = self.accelerator.skip_first_batches(loader, s.skip_batches) if s.skip_batches else loader
         loss_sum = torch.tensor(s.loss_sum, dtype=self.loss_dtype, device=device)
-        group_loss = torch.zeros((), dtype=self.loss_dtype, device=device)
+        group_loss: Optional[torch.Tensor] = None  # the group's loss summed over its examples, on the device
         loss_count, group_n, micro = s.loss_count, 0, s.skip_batches
         window: list[torch.Tensor] = []  # each optimizer step's mean loss since the last look
         nominal = self.accum * cfg.batch_size
@@ -218,9 +218,14 @@ class _Trainer:
                         loss = self.task.loss(self.train_model(batch), batch)
                     # each micro-batch counts by its examples: the group's gradient is the mean over its examples
                     scaled = loss if self.accum == 1 else loss * (n / nominal)
-                    scaled = self.scaler.scale(scaled) if self.scaler is not None else scaled
-                    scaled.backward() if self.plain else self.accelerator.backward(scaled)
-                group_loss = group_loss + loss.detach().to(self.loss_dtype) * n
+                    if self.scaler is not None:
+                        scaled = self.scaler.scale(scaled)
+                    if self.plain:
+                        scaled.backward()
+                    else:
+                        self.accelerator.backward(scaled)
+                term = loss.detach().to(self.loss_dtype) * n
+                group_loss = term if group_loss is None else group_loss + term
                 group_n += n
                 if not ends_group:
                     continue
@@ -230,7 +235,7 @@ class _Trainer:
                 loss_sum = loss_sum + group_loss
                 loss_count += group_n
                 window.append(group_loss / group_n)
-                group_loss, group_n = torch.zeros_like(group_loss), 0
+                group_loss, group_n = None, 0
                 done = s.step >= self.total_steps
                 every = cfg.checkpoint_every_steps
                 save = self.store is not None and every > 0 and s.step % every == 0 and not done and not last_batch
