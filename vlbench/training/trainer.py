@@ -140,7 +140,7 @@ class _Trainer:
         self.epochs = math.ceil(total / per_epoch)
         self.scheduler = make_scheduler(optimizer, total, cfg.warmup_ratio)  # counts optimizer steps
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
-        self.train_model = torch.compile(self.model, backend=cfg.compile_backend) if cfg.compile else self.model
+        self.train_model = self.model  # compiled in ``run``, where a failure still releases what was prepared
         self.scaler = grad_scaler(self.precision, self.device)
         self.generator = data_generator(seed)
         self.epoch_start = self.generator.get_state()
@@ -157,6 +157,8 @@ class _Trainer:
     # --- the run ---------------------------------------------------------------------------------------
     def run(self) -> FitResult:
         """Train (or go on training) until the step budget, the epochs or the patience run out."""
+        if self.cfg.compile:
+            self.train_model = self._compiled(self.model)
         if self.store is not None:
             self._resume()
         s = self.state
@@ -283,9 +285,9 @@ class _Trainer:
             if not math.isfinite(value):
                 step = first + offset
                 raise TrainingError(
-                    f"{self.label}: loss became {value} at epoch {epoch}, step {step}; lower the learning rate "
+                    f"{self.label}: loss became {value} at epoch {epoch}, step {step}; try a lower learning rate "
                     f"(--lr, now {self.cfg.lr:g}) or check the data.",
-                    step=step, last_finite_loss=s.last_finite_loss,
+                    step=step, last_finite_loss=s.last_finite_loss, hint="a lower learning rate (--lr)",
                 )
             s.last_finite_loss = value
         if self.bar is not None:
@@ -362,6 +364,16 @@ class _Trainer:
         where = "training is done" if self.state.finished else f"epoch {self.state.epoch}"
         self._say(f"{self.label}: resuming from step {self.state.step} of {self.total_steps} ({where})")
 
+    def _compiled(self, model: nn.Module) -> nn.Module:
+        try:
+            return torch.compile(model, backend=self.cfg.compile_backend)
+        except Exception as exc:  # noqa: BLE001  an unknown or broken backend is the setting's fault
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise TrainingError(
+                f"{self.label}: training.compile_backend {self.cfg.compile_backend!r}: {text}; "
+                "train without --compile or pick another backend.", hint="--no-compile"
+            ) from exc
+
     def _say(self, message: str) -> None:
         if self.progress is not None and not getattr(self.progress, "disable", False):
             self.progress.console.print(message, markup=False)
@@ -375,10 +387,10 @@ class _Trainer:
             if isinstance(exc, TorchDynamoException):
                 return TrainingError(
                     f"{self.label}: torch.compile (backend {self.cfg.compile_backend!r}) failed: {text}; "
-                    "train without --compile or set training.compile_backend."
+                    "train without --compile or set training.compile_backend.", hint="--no-compile"
                 )
         if self.cfg.deterministic and "deterministic" in text:
-            return TrainingError(f"{self.label}: {text}; train without --deterministic.")
+            return TrainingError(f"{self.label}: {text}; train without --deterministic.", hint="--no-deterministic")
         return exc
 
     def close(self) -> None:
