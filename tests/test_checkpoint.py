@@ -127,3 +127,29 @@ def test_checkpoint_folder_sits_next_to_the_record_and_is_removed(tmp_path):
     remove_checkpoints(record)
     assert not folder.exists()
     remove_checkpoints(record)  # absent is fine
+
+
+def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_from_the_previous_one(tmp_path, accelerator, monkeypatch):
+    from vlbench.training import checkpoint as checkpoint_module
+
+    cfg = config(epochs=3, checkpoint_every_steps=2)
+    reference = _fit(RegressionTask(), cfg, accelerator)
+    folder = tmp_path / "ckpt"
+    written = []
+    original = checkpoint_module._write_file
+
+    def dies_on_the_tenth_file(path, data):
+        written.append(path)
+        if len(written) == 10:  # three mid-epoch checkpoints of 3 files each, then the first epoch end dies
+            raise Interrupted()
+        original(path, data)
+
+    monkeypatch.setattr(checkpoint_module, "_write_file", dies_on_the_tenth_file)
+    with pytest.raises(Interrupted):
+        _fit(RegressionTask(), cfg, accelerator, folder)
+    monkeypatch.undo()
+    assert not any(p.name.startswith(".tmp-") for p in folder.iterdir())  # the torn folder went with the error
+    saved = json.loads((folder / (folder / POINTER).read_text().strip() / "state.json").read_text())
+    resumed = _fit(RegressionTask(), cfg, accelerator, folder)
+    assert resumed[1].resumed_from_step == saved["loop"]["step"] > 0
+    _same_run(reference, resumed)
