@@ -153,3 +153,40 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_from_the_previous_on
     resumed = _fit(RegressionTask(), cfg, accelerator, folder)
     assert resumed[1].resumed_from_step == saved["loop"]["step"] > 0
     _same_run(reference, resumed)
+
+
+class _PassDependent(RegressionTask):
+    """Targets shift with each training pass, as captioning rotates the references it trains on."""
+
+    def __init__(self, stop_step: int = 0) -> None:
+        super().__init__()
+        self.passes, self.stop_step, self.calls = 0, stop_step, 0
+
+    def loader(self, split, batch_size, modalities, *, shuffle=False, generator=None):
+        if split == "train":
+            self.passes += 1
+        return super().loader(split, batch_size, modalities, shuffle=shuffle, generator=generator)
+
+    def collate(self, split, indices, modalities):
+        batch = super().collate(split, indices, modalities)
+        if split == "train":
+            batch["y"] = batch["y"] + 0.5 * self.passes
+        return batch
+
+    def loss(self, outputs, batch):
+        if outputs.requires_grad:
+            self.calls += 1
+            if self.calls == self.stop_step:
+                raise Interrupted()
+        return super().loss(outputs, batch)
+
+
+def test_a_resumed_run_is_in_the_same_training_pass(tmp_path, accelerator):
+    cfg = config(epochs=4, checkpoint_every_steps=3)
+    reference = _fit(_PassDependent(), cfg, accelerator)
+    with pytest.raises(Interrupted):
+        _fit(_PassDependent(stop_step=21), cfg, accelerator, tmp_path / "ckpt")  # in the third epoch
+    task = _PassDependent()
+    resumed = _fit(task, cfg, accelerator, tmp_path / "ckpt")
+    assert task.passes == 4
+    _same_run(reference, resumed)
