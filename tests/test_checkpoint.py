@@ -190,3 +190,18 @@ def test_a_resumed_run_is_in_the_same_training_pass(tmp_path, accelerator):
     resumed = _fit(task, cfg, accelerator, tmp_path / "ckpt")
     assert task.passes == 4
     _same_run(reference, resumed)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_leaves_it_untouched(tmp_path, accelerator):
+    cfg = config(epochs=1)
+    folder = tmp_path / "ckpt"
+    _fit(RegressionTask(), cfg, accelerator, folder)  # a finished checkpoint of a 16-unit model
+    model = Regressor(hidden=8)  # same config digest, another shape: only a code change can do this
+    before = params(model)
+    result = fit(model, RegressionTask(), cfg, accelerator=accelerator, seed=0, modalities=(), checkpoint_dir=folder,
+                 run_id="abc")
+    assert result.resumed_from_step is None and result.steps == 8
+    fresh = Regressor(hidden=8)
+    fit(fresh, RegressionTask(), cfg, accelerator=accelerator, seed=0, modalities=())
+    assert all(torch.equal(a, b) for a, b in zip(params(model), params(fresh)))
+    assert not all(torch.equal(a, b) for a, b in zip(params(model), before))

@@ -345,10 +345,11 @@ class _Trainer:
             if self.store.ignored:
                 self._say(f"{self.label}: starting afresh: {self.store.ignored}")
             return
-        result = self.module.load_state_dict(checkpoint.model, strict=False)
-        if result.unexpected_keys:
-            self._say(f"{self.label}: starting afresh: the checkpoint does not fit the model")
+        expected = {k: tuple(v.shape) for k, v in trainable_state(self.module).items()}
+        if expected != {k: tuple(v.shape) for k, v in checkpoint.model.items()}:  # checked before touching the model
+            self._say(f"{self.label}: starting afresh: the checkpoint's tensors do not fit the model")
             return
+        self.module.load_state_dict(checkpoint.model, strict=False)
         self.optimizer.load_state_dict(checkpoint.training["optimizer"])
         self.scheduler.load_state_dict(checkpoint.training["scheduler"])
         if self.scaler is not None and checkpoint.training.get("scaler"):
