@@ -47,11 +47,28 @@ def trainable_baselines(task_name: str = "vqa") -> list[str]:
         spec = load_baseline_spec(name)
         if task_name not in spec.tasks or issubclass(MODELS.get(spec.model), FittedModel):
             continue
-        if missing_requirement(spec.pretrained):
-            print(f"skip {name}: {missing_requirement(spec.pretrained)}")
+        why = missing_requirement(spec.pretrained) or missing_requirement(spec.tokenizer) or _not_local(spec)
+        if why:
+            print(f"skip {name}: {why}")
             continue
         names.append(name)
     return names
+
+
+def _not_local(spec: Any) -> Optional[str]:
+    """Why a baseline's hub weights or tokenizer cannot load offline here (benchmarks never download), else None."""
+    from pathlib import Path
+
+    for value in (spec.pretrained, spec.tokenizer):
+        if not value or value.startswith("pypi:") or Path(value).expanduser().is_dir():
+            continue
+        try:
+            from transformers import AutoConfig
+
+            AutoConfig.from_pretrained(value, local_files_only=True)
+        except Exception:  # noqa: BLE001  any failure means: not usable offline
+            return f"{value!r} is neither a local directory nor in the Hugging Face cache"
+    return None
 
 
 @dataclass
