@@ -9,29 +9,45 @@ from vlbench import distributed
 from vlbench.tasks.retrieval import contrastive_loss
 
 WORLD = 2
-TINY = ["task.data.train_images=48", "task.data.val_images=12", "task.data.test_images=13",
-        "baseline.config.hidden_size=32", "baseline.config.num_layers=1", "baseline.config.num_heads=2",
-        "baseline.config.intermediate_size=64"]
+DATA = ["task.data.train_images=48", "task.data.val_images=12", "task.data.test_images=13"]
+CASES = {  # task: (baseline, overrides, evaluation batch size)
+    # batches of one: each question's forward is the same computation whichever process runs it
+    "vqa": ("vilt", ["baseline.config.hidden_size=32", "baseline.config.num_layers=1", "baseline.config.num_heads=2",
+                     "baseline.config.intermediate_size=64"], 1),
+    # image and caption batches are cut the same way whatever the number of processes, then dealt out
+    "retrieval": ("retrieval-two-stage", ["baseline.config.hidden_size=16", "baseline.config.text_layers=1",
+                                          "baseline.config.image_layers=1", "baseline.config.num_heads=2",
+                                          "baseline.config.intermediate_size=32", "task.options.embed_dim=8",
+                                          "baseline.config.top_k=2"], 4),
+}
 
 
-def _vqa(cache_dir: str):
-    """The tiny VQA task and a freshly initialised ViLT, exactly as the runner builds them (seed 0)."""
+def _task_and_model(cache_dir: str, task_name: str):
+    """A tiny task and a freshly initialised model, exactly as the runner builds them (seed 0)."""
     from vlbench import builtins  # noqa: F401
     from vlbench.peft.assemble import assemble
     from vlbench.registry import TASK_TYPES
     from vlbench.runner import _TokenizerCache, load_dataset
     from vlbench.specs import load_baseline_spec, load_task_spec, resolve_run_config
 
-    config = resolve_run_config(load_task_spec("vqa"), load_baseline_spec("vilt"), overrides=TINY)
-    task = TASK_TYPES.get("vqa")(config.task, load_dataset(config.dataset, config.task.data, cache_dir, quiet=True))
-    tokenizer = _TokenizerCache(task, [config]).get()
+    baseline, overrides, _ = CASES[task_name]
+    config = resolve_run_config(load_task_spec(task_name), load_baseline_spec(baseline), overrides=DATA + overrides)
+    task = TASK_TYPES.get(config.task.type)(config.task,
+                                            load_dataset(config.dataset, config.task.data, cache_dir, quiet=True))
+    tokenizer = _TokenizerCache(task, [config]).get(config.baseline.tokenizer)
     built = assemble(config, 0, task, tokenizer, pretrained=None)
     return task, built.model, built.modalities
 
 
-def _evaluate(task, model, modalities):
-    # batches of one: each example's forward is then the same computation whichever process runs it
-    return task.evaluate(model, "test", 1, modalities, torch.device("cpu"))
+def _evaluate(task_name: str, task, model, modalities):
+    return task.evaluate(model, "test", CASES[task_name][2], modalities, torch.device("cpu"))
+
+
+def _comparable(result):
+    predictions = result.predictions
+    if isinstance(predictions, dict):  # retrieval: the similarity matrix and its index lists
+        predictions = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in predictions.items()}
+    return result.metrics, predictions, result.per_example
 
 
 def _pairs():
@@ -78,28 +94,36 @@ def _worker(rank: int, init: str, out: str, cache_dir: str) -> None:
         grads = {name: p.grad.clone() for name, p in model.module.named_parameters()}
         broadcast = distributed.broadcast("from-main" if rank == 0 else "ignored")
         # evaluation of the same weights: each process predicts its block, the main one scores all of them
-        task, vqa_model, modalities = _vqa(cache_dir)
-        result = _evaluate(task, DDP(vqa_model), modalities)
+        evaluated = {}
+        for name in CASES:
+            task, task_model, modalities = _task_and_model(cache_dir, name)
+            evaluated[name] = _comparable(_evaluate(name, task, DDP(task_model), modalities))
         if rank == 0:
             torch.save({"blocks": blocks, "rows": tensor_rows, "loss": loss.detach(), "grads": grads,
                         "main": distributed.is_main(), "world": distributed.world_size(), "broadcast": broadcast,
-                        "vqa": (result.metrics, result.predictions, result.per_example)}, out)
+                        "evaluated": evaluated}, out)
     finally:
         dist.destroy_process_group()
 
 
 def test_gloo_evaluation_and_infonce_negatives_match_one_process(tmp_path, cache_dir):
-    task, model, modalities = _vqa(str(cache_dir))  # builds the tiny dataset once, before the processes start
-    single = _evaluate(task, model, modalities)
+    single, sizes = {}, {}
+    for name in CASES:  # builds the tiny datasets once, before the processes start
+        task, model, modalities = _task_and_model(str(cache_dir), name)
+        single[name] = _comparable(_evaluate(name, task, model, modalities))
+        sizes[name] = task.num_examples("test")
     out = tmp_path / "rank0.pt"
     # fork: the workers start with everything already imported (spawn would import torch and transformers again)
     mp.start_processes(_worker, args=(f"file://{tmp_path / 'rendezvous'}", str(out), str(cache_dir)), nprocs=WORLD,
                        join=True, start_method="fork")
     got = torch.load(out, weights_only=False)
-    metrics, predictions, per_example = got["vqa"]
-    # same test set (odd-sized, so the blocks are unequal), same predictions in the same order, same scores
-    assert len(predictions) == len(single.predictions) == task.num_examples("test")
-    assert predictions == single.predictions and metrics == single.metrics and per_example == single.per_example
+    for name in CASES:
+        # same test set (odd-sized, so the blocks are unequal), same predictions in the same order, same scores
+        assert got["evaluated"][name] == single[name], name
+    metrics, predictions, per_example = got["evaluated"]["vqa"]
+    assert len(predictions) == len(per_example) == sizes["vqa"]
+    similarity = got["evaluated"]["retrieval"][1]["similarity"]  # test images x captions, every row and column once
+    assert (len(similarity), len(similarity[0])) == (13, sizes["retrieval"])
 
     assert got["main"] and got["world"] == WORLD and got["broadcast"] == "from-main"
     for n, gathered in got["blocks"].items():
