@@ -20,7 +20,6 @@ from vlbench.runner import _TokenizerCache, load_dataset
 from vlbench.specs import RunConfig, available_specs, load_baseline_spec, load_task_spec, resolve_run_config
 from vlbench.training.device import autocast, get_accelerator, resolve_precision
 from vlbench.training.optim import make_optimizer, make_scheduler
-from vlbench.training.seeding import data_generator
 
 __all__ = ["Setup", "add_common_args", "trainable_baselines", "make_setup", "fresh_model", "fixed_batches",
            "bare_loop", "vlbench_loop", "matmul_rate", "flops_per_step"]
