@@ -18,7 +18,7 @@ CASES = {  # task: (baseline, overrides, evaluation batch size)
     "retrieval": ("retrieval-two-stage", ["baseline.config.hidden_size=16", "baseline.config.text_layers=1",
                                           "baseline.config.image_layers=1", "baseline.config.num_heads=2",
                                           "baseline.config.intermediate_size=32", "task.options.embed_dim=8",
-                                          "baseline.config.top_k=2"], 4),
+                                          "baseline.config.top_k=2", "task.options.pair_batch_size=16"], 4),
 }
 
 

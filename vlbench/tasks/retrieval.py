@@ -87,15 +87,31 @@ class RetrievalOptions(TaskOptions):
 PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+def _score_in_chunks(score_pairs: PairScorer, image_idx: np.ndarray, text_idx: np.ndarray, chunk: int,
+                     label: str) -> np.ndarray:
+    """``score_pairs`` over aligned index arrays, ``chunk`` pairs per call; with several processes each scores
+    every N-th chunk and all of them receive every score."""
+    from vlbench.distributed import gather_list, rank, world_size
+
+    out = np.empty(image_idx.size, dtype=np.float64)
+    starts = list(range(0, image_idx.size, chunk))
+    mine = starts[rank()::world_size()]
+    parts = []
+    for start in track(mine, len(mine), label):
+        stop = start + chunk
+        out[start:stop] = score_pairs(image_idx[start:stop], text_idx[start:stop])
+        parts.append((start, out[start:stop]))
+    if world_size() > 1:
+        for start, values in gather_list(parts):
+            out[start:start + values.size] = values
+    return out
+
+
 def full_cross_scores(score_pairs: PairScorer, n_images: int, n_texts: int, chunk: int = 1024) -> np.ndarray:
     """Every (image, text) pair through ``score_pairs(image_idx, text_idx) -> scores``: an (N, M) float64 matrix."""
-    out = np.empty((n_images, n_texts), dtype=np.float64)
-    flat = out.reshape(-1)
-    total = n_images * n_texts
-    for start in track(range(0, total, chunk), -(-total // chunk), "cross-scoring pairs"):
-        cells = np.arange(start, min(start + chunk, total))
-        flat[cells] = score_pairs(cells // n_texts, cells % n_texts)
-    return out
+    cells = np.arange(n_images * n_texts)
+    return _score_in_chunks(score_pairs, cells // n_texts, cells % n_texts, chunk,
+                            "cross-scoring pairs").reshape(n_images, n_texts)
 
 
 def two_stage_scores(dual: np.ndarray, score_pairs: PairScorer, k: int, chunk: int = 1024) -> tuple[np.ndarray, int]:
@@ -117,10 +133,7 @@ def two_stage_scores(dual: np.ndarray, score_pairs: PairScorer, k: int, chunk: i
     selected[np.repeat(np.arange(n_images), k_texts), top_texts.reshape(-1)] = True
     selected[top_images.reshape(-1), np.tile(np.arange(n_texts), k_images)] = True
     image_idx, text_idx = np.nonzero(selected)
-    cross = np.empty(image_idx.size, dtype=np.float64)
-    for start in track(range(0, image_idx.size, chunk), -(-image_idx.size // chunk), "re-ranking pairs"):
-        stop = start + chunk
-        cross[start:stop] = score_pairs(image_idx[start:stop], text_idx[start:stop])
+    cross = _score_in_chunks(score_pairs, image_idx, text_idx, chunk, "re-ranking pairs")
     if selected.all():
         out = np.empty_like(dual)
         out[image_idx, text_idx] = cross
