@@ -23,6 +23,8 @@ from vlbench.models.pretrained import (
     tokenizer_signature,
 )
 from vlbench.registry import DATASETS, MODELS, TASK_TYPES
+from vlbench.results.ablation import ablation_block
+from vlbench.results.escape import rich_text
 from vlbench.results.records import (
     RECORD_SCHEMA,
     git_commit,
@@ -346,7 +348,8 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
             seeds = request.seeds if request.seeds is not None else config.training.seeds
             for seed in seeds:
                 path = record_path(request.results_dir, config.task.name, dataset_name, config.baseline.name, seed)
-                extra = {"data": dataset.fingerprint}
+                extra = {"data": dataset.fingerprint,  # the precision the device runs, not "auto"
+                         "precision": resolve_precision(config.training.precision, accelerator.device)}
                 digest = config_hash(config, extra)
                 if _already_done(path, digest, request, config, seed, echo, outcome):
                     continue
@@ -388,7 +391,8 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
                          tokenizer_source=tokenizers.source_for(config), data_fingerprint=dataset.fingerprint,
                          cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
     built, modalities = assembled.model, assembled.modalities
-    weights = features = None
+    weights = features = ablation = None
+    eval_seconds = 0.0
     if isinstance(built, FittedModel):
         results = task.fit_and_evaluate(built, ["validation", "test"])
         validation, test = results["validation"], results["test"]
@@ -398,18 +402,26 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
     else:
         model = built
         trainable, total = _count_parameters(model)
+        label = rich_text(f"{config.baseline.name} s{seed}")  # progress descriptions are rich markup
         features = warm_features(assembled, task, config.training.eval_batch_size, accelerator.device, progress,
-                                 f"{config.baseline.name} s{seed} features")
-        label = f"{config.baseline.name} s{seed}"
+                                 f"{label} features")
         with evaluation_progress(progress, label):
             result = fit(model, task, config.training, accelerator=accelerator, seed=seed, modalities=modalities,
                          progress=progress, label=label, checkpoint_dir=checkpoint_dir, run_id=digest)
+            test_start = time.perf_counter()
             test = task.evaluate(model, "test", config.training.eval_batch_size, modalities, accelerator.device)
+            if "image" in modalities:  # how much the trained model's score depends on the image
+                ablation = ablation_block(
+                    dataset, config.task.primary_metric, test.metrics[config.task.primary_metric],
+                    lambda: task.evaluate(model, "test", config.training.eval_batch_size, modalities,
+                                          accelerator.device), seed=seed)
+            eval_seconds = result.eval_seconds + time.perf_counter() - test_start
         validation_best = result.best_validation
         fit_info = {"history": result.history, "best_epoch": result.best_epoch, "best_validation": validation_best,
                     "steps": result.steps, "stopped_early": result.stopped_early, "precision": result.precision,
                     **result.settings()}
         validation = None
+        # the trainer counts its training epochs (across resumes) apart from its validation passes
         train_seconds, examples = result.train_seconds, result.train_examples
         if features is not None:
             train_seconds += features["seconds"]  # computing cached features is part of what training cost
@@ -418,6 +430,7 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
     wall = time.perf_counter() - start
     return {
         "schema": RECORD_SCHEMA,
+        "status": "ok",
         "task": config.task.name,
         "dataset": config.dataset.partition(":")[0],
         "baseline": config.baseline.name,
@@ -438,12 +451,14 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         "pretrained": describe_pretrained(config.baseline.pretrained),
         "peft": assembled.summary.as_record() if assembled.summary is not None else None,
         "features": features,
-        "timing": {"wall_seconds": wall, "train_seconds": train_seconds,
+        "modalities": list(modalities),
+        "timing": {"wall_seconds": wall, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
                    "train_examples_per_second": examples / train_seconds if train_seconds else None},
         "training": fit_info,
         "validation": {"metrics": validation.metrics} if validation is not None else {"primary": fit_info["best_validation"]},
         "test": {"metrics": test.metrics, "details": test.details},
         "per_example": {"test": test.per_example},
+        "ablation": ablation,
         "_predictions": test.predictions,
         "_weights": weights,
     }

@@ -435,8 +435,12 @@ def resolve_run_config(
     """Merge task defaults, baseline overrides, ``--set`` and CLI flags into a validated RunConfig."""
     training = task.training.model_dump()
     training.update(baseline.training)
+    task_raw = task.model_dump()
+    if dataset is not None and dataset.partition(":")[0] != task.dataset.partition(":")[0]:
+        # a spec's data options belong to its own dataset (e.g. shapes sizes); another dataset starts from none
+        task_raw["data"] = {}
     raw = {
-        "task": task.model_dump(),
+        "task": task_raw,
         "baseline": baseline.model_dump(),
         "training": training,
         "dataset": dataset or task.dataset,
@@ -456,10 +460,26 @@ def resolve_run_config(
         raise SpecError(format_validation_error(f"resolved config of {task.name}/{baseline.name}", exc)) from exc
 
 
+# fields that cannot change a run's numbers; they stay in the record but out of the hash
+_COSMETIC = {
+    "task": ("description", "reference_baseline", "training"),  # task.training is resolved into `training`
+    "baseline": ("description", "tasks", "family", "training"),  # so is baseline.training
+}
+
+
 def config_hash(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
-    """Stable short hash of a resolved config (plus e.g. the data fingerprint); seeds and unhashed settings excluded."""
+    """Stable short hash of everything that can change a run's numbers, and nothing cosmetic; seeds excluded.
+
+    ``extra`` adds facts decided outside the config (data fingerprint, tokenizer); its ``precision``
+    replaces ``training.precision`` so that ``auto`` is hashed as the precision the device actually used.
+    """
     payload = config.model_dump(mode="json")
+    for section, names in _COSMETIC.items():
+        payload[section] = {k: v for k, v in payload[section].items() if k not in names}
     payload["training"] = {k: v for k, v in payload["training"].items() if k not in TrainingConfig.unhashed}
+    extra = dict(extra or {})
+    if "precision" in extra:
+        payload["training"]["precision"] = extra.pop("precision")
     if extra:
         payload["extra"] = extra
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))

@@ -64,6 +64,8 @@ class TaskType:
     table: ClassVar[str] = ""
     Options: ClassVar[type[TaskOptions]] = TaskOptions
     predictions_suffix: ClassVar[str] = ".json"
+    # the model's image transform (set per baseline by the runner); None: square resize to options.image_size
+    image_transform: Optional[Any] = None
 
     def __init__(self, spec: TaskSpec, dataset: VLDataset) -> None:
         self.spec = spec
