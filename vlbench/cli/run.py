@@ -85,6 +85,11 @@ def run(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache (default $VLBENCH_CACHE or ~/.cache/vlbench)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-run lines."),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (this process), ray (a Ray task per run) or slurm (a job per run, submitit)."
+    ),
+    cpus_per_run: Optional[float] = typer.Option(None, "--cpus-per-run", help="CPUs reserved per run (ray, slurm)."),
+    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="GPUs reserved per run (ray, slurm)."),
     train_fraction: Optional[str] = typer.Option(
         None, "--train-fraction", help="Comma-separated fractions of the training images, e.g. 0.01,0.1,1: one run "
         "per fraction on nested, seeded image subsets (records under DIR/fraction-F/); see `vlbench efficiency`."
@@ -98,9 +103,13 @@ def run(
     load_plugins(plugin)
     from vlbench.results.records import ensure_writable, load_records
     from vlbench.results.table import aggregate, render
-    from vlbench.runner import RunRequest, run_task, select_baselines
+    from vlbench.distributed import is_main
+    from vlbench.executors import execute, make_options, split_executor_overrides
+    from vlbench.runner import RunRequest, select_baselines
     from vlbench.specs import load_task_spec
 
+    spec_overrides, executor_settings = split_executor_overrides(list(set_ or []))
+    executor_options = make_options(executor, executor_settings, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     seed_list = parse_seeds(seeds)
     _check_lr(lr)
     sizes, rule = None, "fraction"
@@ -124,7 +133,7 @@ def run(
         results_dir=results_dir,
         seeds=seed_list,
         dataset=dataset,
-        overrides=list(set_ or []),
+        overrides=spec_overrides,
         training_overrides={"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
                             "precision": precision, "grad_accum_steps": grad_accum_steps, "compile": compile_,
                             "deterministic": deterministic, "tf32": tf32, "num_workers": num_workers,
@@ -144,20 +153,25 @@ def run(
 
     echo = (lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False))
     warn = lambda msg: err_console.print(msg, markup=False)  # noqa: E731
+
+    def launch(part):
+        return execute(part, executor_options, plugins=list(plugin or []), echo=echo, on_error=on_error, warn=warn)
+
     if sizes is not None:
         from vlbench.cli.protocols import print_efficiency
         from vlbench.protocols.efficiency import run_fractions
 
-        outcome = run_fractions(request, sizes, lambda part: run_task(part, echo=echo, on_error=on_error, warn=warn), rule)
-        print_efficiency(results_dir, task_spec.name, None, task_spec.reference_baseline, None, console, rule)
+        outcome = run_fractions(request, sizes, launch, rule)
+        if is_main():
+            print_efficiency(results_dir, task_spec.name, None, task_spec.reference_baseline, None, console, rule)
         if outcome.failed or outcome.busy:
             raise typer.Exit(1)
         return
-    outcome = run_task(request, echo=echo, on_error=on_error, warn=warn)
+    outcome = launch(request)
     names = {b.name for b in baselines}
     records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names
                and r.get("status", "ok") == "ok"]
-    if records:
+    if records and is_main():  # under accelerate launch / torchrun one process prints the table
         console.print(render(aggregate(records), "rich"))
     if outcome.failed or outcome.busy:  # each was reported once as it happened; the code tells scripts
         raise typer.Exit(1)
