@@ -21,7 +21,7 @@ from vlbench.errors import DataError, VLBenchError
 from vlbench.protocols.views import DatasetView
 from vlbench.specs import TaskSpec, TrainSubset
 
-__all__ = ["image_order", "select_rows", "apply_train_subset", "ids_digest", "split_request_by_seed", "merge_outcomes",
+__all__ = ["image_order", "select_rows", "apply_train_subset", "ids_digest", "split_request_by_seed", "merge_outcomes", "subset_seed",
            "ANSWER_COLUMN"]
 
 ANSWER_COLUMN = "multiple_choice_answer"
