@@ -165,3 +165,20 @@ def test_k_shot_cli_runs_one_folder_per_k_with_k_examples_per_answer(tmp_path, c
     assert (results / "k-shot-vqa.png").is_file()
     assert main(["run", "--task", "vqa", "--baseline", "prior", "--k-shot", "1", "--train-fraction", "1",
                  "--results-dir", str(results)]) == 2
+
+
+@pytest.mark.parametrize("task_name", ["captioning", "vmt", "retrieval"])
+def test_every_task_type_trains_on_the_subset_and_scores_the_whole_splits(task_name, tmp_path):
+    from vlbench import builtins  # noqa: F401
+    from vlbench.registry import TASK_TYPES
+    from vlbench.runner import load_dataset
+
+    spec = load_task_spec(task_name)
+    spec = spec.model_copy(update={"data": {**spec.data, **TINY_OPTIONS}})
+    dataset = load_dataset(spec.dataset, spec.data, tmp_path, quiet=True)
+    full = TASK_TYPES.get(spec.type)(spec, dataset)
+    part = TASK_TYPES.get(spec.type)(spec, apply_train_subset(dataset, spec.model_copy(
+        update={"train_subset": TrainSubset(fraction=0.25)}), run_seed=0))
+    assert 0 < part.num_examples("train") < full.num_examples("train")
+    for role in ("validation", "test"):
+        assert part.num_examples(role) == full.num_examples(role)
