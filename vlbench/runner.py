@@ -302,12 +302,12 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
     notify = warn or echo
     configs = _drop_unavailable(_resolve_all(request), echo)
     task_config = configs[0]
+    accelerator = get_accelerator(request.device)  # a missing device fails before the dataset is built
+    for config in configs:  # a precision the device cannot run fails before any baseline trains
+        resolve_precision(config.training.precision, accelerator.device)
     dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir, request.quiet)
     task = TASK_TYPES.get(task_config.task.type)(task_config.task, dataset)
     tokenizers = _TokenizerCache(task, configs)
-    accelerator = get_accelerator(request.device)
-    for config in configs:  # a precision the device cannot run fails before any baseline trains
-        resolve_precision(config.training.precision, accelerator.device)
     outcome = RunOutcome()
     dataset_name = task_config.dataset.partition(":")[0]
     progress = Progress(
