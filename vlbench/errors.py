@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 __all__ = ["VLBenchError", "UnknownNameError", "SpecError", "DataError", "TrainingError"]
 
 
@@ -27,4 +29,9 @@ class DataError(VLBenchError):
 
 
 class TrainingError(VLBenchError):
-    """Training could not go on (for example a NaN loss)."""
+    """Training could not go on (for example a NaN loss); ``step`` and ``last_finite_loss`` say where, when known."""
+
+    def __init__(self, message: str = "", *, step: Optional[int] = None, last_finite_loss: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.last_finite_loss = last_finite_loss

@@ -35,6 +35,7 @@ from vlbench.results.records import (
 from vlbench.specs import BaselineSpec, RunConfig, TaskSpec, available_specs, config_hash, load_baseline_spec, resolve_run_config
 from vlbench.training.device import describe_device, get_accelerator, resolve_precision
 from vlbench.training.progress import evaluation_progress
+from vlbench.training.checkpoint import checkpoint_dir_for, remove_checkpoints
 from vlbench.training.memory import PeakMemory
 from vlbench.training.seeding import seed_everything
 from vlbench.training.trainer import fit
@@ -257,7 +258,7 @@ def _attempt(path: Path, digest: str, config: RunConfig, seed: int, task: Any, d
     try:
         with PeakMemory(accelerator.device) as memory:
             record = _run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest,
-                              cache_dir=request.cache_dir)
+                              cache_dir=request.cache_dir, checkpoint_dir=checkpoint_dir_for(path))
         record["memory"] = {"peak_bytes": memory.peak, "kind": memory.kind}
         record.setdefault("status", "ok")
         pred_path = predictions_path(path, task.predictions_suffix)
@@ -270,6 +271,7 @@ def _attempt(path: Path, digest: str, config: RunConfig, seed: int, task: Any, d
             meta = {"baseline": config.baseline.name, "seed": seed, "config_hash": digest}
             record["weights_file"] = save_trained_weights(weights, weights_path(path), meta).name
         atomic_write_json(path, record)
+        remove_checkpoints(path)  # the record holds everything now
     except Exception as exc:  # noqa: BLE001  one run's failure, whatever it is, must not end the sweep
         if is_out_of_memory(exc):
             release_memory()
@@ -344,7 +346,8 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
 
 
 def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: _TokenizerCache, accelerator: Any,
-             progress: Any, digest: str, cache_dir: Optional[Path] = None) -> dict[str, Any]:
+             progress: Any, digest: str, cache_dir: Optional[Path] = None,
+             checkpoint_dir: Optional[Path] = None) -> dict[str, Any]:
     from vlbench.data.base import default_cache_dir
     from vlbench.peft.apply import trained_state
     from vlbench.peft.assemble import assemble, warm_features
@@ -374,11 +377,12 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         label = f"{config.baseline.name} s{seed}"
         with evaluation_progress(progress, label):
             result = fit(model, task, config.training, accelerator=accelerator, seed=seed, modalities=modalities,
-                         progress=progress, label=label)
+                         progress=progress, label=label, checkpoint_dir=checkpoint_dir, run_id=digest)
             test = task.evaluate(model, "test", config.training.eval_batch_size, modalities, accelerator.device)
         validation_best = result.best_validation
         fit_info = {"history": result.history, "best_epoch": result.best_epoch, "best_validation": validation_best,
-                    "steps": result.steps, "stopped_early": result.stopped_early, "precision": result.precision}
+                    "steps": result.steps, "stopped_early": result.stopped_early, "precision": result.precision,
+                    **result.settings()}
         validation = None
         train_seconds, examples = result.train_seconds, result.train_examples
         if features is not None:

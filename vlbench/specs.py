@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -70,10 +70,15 @@ class TrainingConfig(_Strict):
     """Optimisation and evaluation settings shared by every trainable baseline."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+    # settings that cannot change a run's numbers: left out of the config hash (see ``config_hash``)
+    unhashed: ClassVar[frozenset[str]] = frozenset({"seeds", "num_workers", "checkpoint_every_steps"})
 
     epochs: int = Field(10, ge=0, le=1_000_000, description="0 only together with max_steps: train exactly max_steps")
     max_steps: Optional[int] = Field(None, ge=1, le=10**12, description="cap on optimizer steps (overrides epochs)")
-    batch_size: int = Field(64, ge=1, le=2**20)
+    batch_size: int = Field(64, ge=1, le=2**20, description="examples per micro-batch (per process)")
+    grad_accum_steps: int = Field(
+        1, ge=1, le=4096, description="micro-batches per optimizer step; the effective batch is batch_size x this"
+    )
     eval_batch_size: int = Field(256, ge=1, le=2**20)
     lr: float = Field(5e-4, gt=0, le=MAX_LR)
     weight_decay: float = Field(0.01, ge=0)
@@ -82,10 +87,19 @@ class TrainingConfig(_Strict):
     patience: int = Field(3, ge=0, le=1_000_000, description="epochs without validation improvement before stopping; 0 disables")
     min_delta: float = Field(0.0, ge=0)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
-    num_workers: int = Field(0, ge=0, le=1024)
+    num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes (0: load in the main process)")
     eval_every_epochs: int = Field(1, ge=1, le=1_000_000)
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="training compute precision; auto: bf16 autocast where the device computes bf16 natively"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="training compute precision; auto: bf16 autocast where the device computes bf16 natively, "
+        "fp16 with gradient scaling on other CUDA GPUs, fp32 elsewhere",
+    )
+    tf32: bool = Field(True, description="TF32 tensor cores for fp32 matmuls while training on CUDA (evaluation stays fp32)")
+    compile: bool = Field(False, description="torch.compile the model for the training steps")
+    compile_backend: str = Field("inductor", min_length=1, description="torch.compile backend when compile is on")
+    deterministic: bool = Field(False, description="torch deterministic algorithms (errors on ops that have none)")
+    checkpoint_every_steps: int = Field(
+        500, ge=0, le=10**12, description="checkpoint every N optimizer steps besides each epoch end; 0: epoch ends only"
     )
 
     @field_validator("seeds")
@@ -423,9 +437,9 @@ def resolve_run_config(
 
 
 def config_hash(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
-    """Stable short hash of a resolved config (plus e.g. the data fingerprint); seeds are excluded."""
+    """Stable short hash of a resolved config (plus e.g. the data fingerprint); seeds and unhashed settings excluded."""
     payload = config.model_dump(mode="json")
-    payload["training"] = {k: v for k, v in payload["training"].items() if k != "seeds"}
+    payload["training"] = {k: v for k, v in payload["training"].items() if k not in TrainingConfig.unhashed}
     if extra:
         payload["extra"] = extra
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))

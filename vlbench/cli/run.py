@@ -62,7 +62,21 @@ def run(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     lr: Optional[float] = typer.Option(None, "--lr"),
     precision: Optional[str] = typer.Option(
-        None, "--precision", help="Training precision: auto (bf16 where the device computes it natively), fp32 or bf16."
+        None, "--precision",
+        help="Training precision: auto (bf16 where the device computes it natively, fp16 on other CUDA GPUs), "
+        "fp32, bf16 or fp16 (CUDA, with gradient scaling).",
+    ),
+    grad_accum_steps: Optional[int] = typer.Option(
+        None, "--grad-accum-steps", min=1, help="Micro-batches per optimizer step (effective batch = batch size x this)."
+    ),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model for training."),
+    deterministic: Optional[bool] = typer.Option(
+        None, "--deterministic/--no-deterministic", help="Torch deterministic algorithms (see docs/training.md)."
+    ),
+    tf32: Optional[bool] = typer.Option(None, "--tf32/--no-tf32", help="TF32 matmuls while training on CUDA (default on)."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, help="DataLoader worker processes."),
+    checkpoint_every_steps: Optional[int] = typer.Option(
+        None, "--checkpoint-every-steps", min=0, help="Checkpoint every N optimizer steps besides epoch ends (0: epoch ends only)."
     ),
     device: str = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value; repeatable."),
@@ -92,7 +106,9 @@ def run(
         dataset=dataset,
         overrides=list(set_ or []),
         training_overrides={"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
-                            "precision": precision},
+                            "precision": precision, "grad_accum_steps": grad_accum_steps, "compile": compile_,
+                            "deterministic": deterministic, "tf32": tf32, "num_workers": num_workers,
+                            "checkpoint_every_steps": checkpoint_every_steps},
         device=device,
         force=force,
         cache_dir=cache_dir,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Optional
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -19,7 +19,10 @@ from vlbench.errors import SpecError
 from vlbench.specs import TaskSpec, format_validation_error
 from vlbench.training.progress import track
 
-__all__ = ["TaskOptions", "EvalResult", "TaskType"]
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+__all__ = ["TaskOptions", "EvalResult", "BatchCollator", "TaskType"]
 
 
 class TaskOptions(BaseModel):
@@ -40,6 +43,19 @@ class EvalResult:
     per_example: dict[str, float] = field(default_factory=dict)
     predictions: Any = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+class BatchCollator:
+    """The ``collate_fn`` of a task's DataLoader: a top-level class, so worker processes can receive it by pickling."""
+
+    def __init__(self, task: "TaskType", split: str, modalities: tuple[str, ...]) -> None:
+        self.task = task
+        self.split = split
+        self.modalities = tuple(modalities)
+
+    def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """One batch of the split for these example indices."""
+        return self.task.collate(self.split, list(indices), self.modalities)
 
 
 class TaskType:
@@ -88,6 +104,37 @@ class TaskType:
         """A batch for the given example indices; image tensors only when the model reads images."""
         raise NotImplementedError
 
+    def set_loading(self, num_workers: int = 0, pin_memory: bool = False) -> None:
+        """How this task's DataLoaders load: worker processes, and page-locked batches for fast GPU copies."""
+        self._loading = (int(num_workers), bool(pin_memory))
+
+    def loader(
+        self,
+        split: str,
+        batch_size: int,
+        modalities: tuple[str, ...],
+        *,
+        shuffle: bool = False,
+        generator: Optional[torch.Generator] = None,
+    ) -> "DataLoader":
+        """A torch DataLoader for one pass over a split (seeded shuffling when training).
+
+        One loader serves one pass: a task type may change what a pass yields (see ``GenerationTask``),
+        and worker processes started for the pass see the task as it is when the pass begins.
+        """
+        from torch.utils.data import DataLoader
+
+        num_workers, pin_memory = getattr(self, "_loading", (0, False))
+        return DataLoader(
+            range(self.num_examples(split)),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=BatchCollator(self, split, modalities),
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+        )
+
     def batches(
         self,
         split: str,
@@ -97,16 +144,8 @@ class TaskType:
         shuffle: bool = False,
         generator: Optional[torch.Generator] = None,
     ) -> Iterator[dict[str, torch.Tensor]]:
-        """Batches over a split through a torch DataLoader (seeded shuffling when training)."""
-        from torch.utils.data import DataLoader
-
-        loader = DataLoader(
-            range(self.num_examples(split)),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator,
-            collate_fn=lambda idx: self.collate(split, list(idx), modalities),
-        )
+        """Batches over a split (an evaluation pass shows a progress bar under the run's label)."""
+        loader = self.loader(split, batch_size, modalities, shuffle=shuffle, generator=generator)
         if shuffle:
             return iter(loader)
         return track(loader, len(loader), f"scoring {split}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, ClassVar, Iterable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Optional, Sequence
 
 import torch
 from pydantic import Field
@@ -24,6 +24,9 @@ from torch.nn import functional as F
 
 from vlbench.models.decoder import DecoderSpec, EncoderDecoder, build_text_decoder
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
 
 __all__ = [
     "TargetVocab",
@@ -296,7 +299,7 @@ class Seq2SeqTask(TaskType):
         """Number of examples (images for captioning, sentence pairs for translation) in a role."""
         return len(self._image_ids[split])
 
-    def batches(
+    def loader(
         self,
         split: str,
         batch_size: int,
@@ -304,11 +307,11 @@ class Seq2SeqTask(TaskType):
         *,
         shuffle: bool = False,
         generator: Optional[torch.Generator] = None,
-    ) -> Iterator[dict[str, torch.Tensor]]:
-        """Batches over a role; each training pass over the data advances which targets are used."""
+    ) -> "DataLoader":
+        """One pass over a role; each training pass over the data advances which targets are used."""
         if split == "train":
             self._train_pass += 1
-        return super().batches(split, batch_size, modalities, shuffle=shuffle, generator=generator)
+        return super().loader(split, batch_size, modalities, shuffle=shuffle, generator=generator)
 
     def collate(self, split: str, indices: list[int], modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """Source tokens, pixels for image models, and (when training) every target of each example."""

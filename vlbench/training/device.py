@@ -1,16 +1,32 @@
-"""Device and precision: cuda, then mps, then cpu (through accelerate); bf16 autocast where it is native."""
+"""Device and precision: cuda, then mps, then cpu (through accelerate); autocast, TF32 and determinism switches."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from typing import ContextManager
+import gc
+import os
+from typing import Any, ContextManager, Iterator, Optional
 
 import torch
 
 from vlbench.errors import VLBenchError
 
-__all__ = ["get_accelerator", "describe_device", "native_bf16", "resolve_precision", "autocast"]
+__all__ = [
+    "get_accelerator",
+    "describe_device",
+    "native_bf16",
+    "resolve_precision",
+    "autocast",
+    "grad_scaler",
+    "tf32_matmuls",
+    "set_deterministic",
+    "release",
+    "free_device_memory",
+]
+
+# cuBLAS needs a fixed workspace to be deterministic; torch refuses deterministic matmuls without it
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 @functools.lru_cache(maxsize=None)
@@ -18,9 +34,11 @@ def get_accelerator(device: str = "auto"):
     """One ``accelerate.Accelerator`` per device choice (its state is process-wide).
 
     Mixed precision is not handed to accelerate: it is a per-run setting (``training.precision``),
-    applied by :func:`autocast` around the training forward pass, so one process can run both.
+    applied by :func:`autocast` around the training forward pass, so one process can run both. What a
+    run prepares on it is handed back by :func:`release` when the run ends, so a sweep does not pile up models.
     """
     from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
 
     if device not in {"auto", "cpu", "cuda", "mps"}:
         raise VLBenchError(f"--device {device!r}: use auto, cpu, cuda or mps.")
@@ -28,7 +46,9 @@ def get_accelerator(device: str = "auto"):
         raise VLBenchError("--device cuda: no CUDA device is visible; use --device auto or cpu.")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise VLBenchError("--device mps: MPS is not available on this machine; use --device auto or cpu.")
-    return Accelerator(cpu=device == "cpu", mixed_precision="no")
+    # non_blocking: batches come from pinned memory on CUDA, so their copy overlaps the previous step
+    return Accelerator(cpu=device == "cpu", mixed_precision="no",
+                       dataloader_config=DataLoaderConfiguration(non_blocking=True))
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -49,19 +69,88 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
-    """``fp32`` or ``bf16`` for a run: ``auto`` picks bf16 where :func:`native_bf16` holds."""
+    """``fp32``, ``bf16`` or ``fp16`` for a run.
+
+    ``auto`` picks bf16 where :func:`native_bf16` holds, fp16 (with gradient scaling) on other CUDA GPUs
+    (T4, V100), and fp32 elsewhere.
+    """
     if requested == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        if native_bf16(device):
+            return "bf16"
+        return "fp16" if device.type == "cuda" else "fp32"
     if requested == "bf16" and device.type == "mps":
         raise VLBenchError("training.precision bf16: autocast to bf16 is not supported on mps; use fp32 or auto.")
+    if requested == "fp16" and device.type != "cuda":
+        raise VLBenchError(
+            f"training.precision fp16: fp16 training with a gradient scaler needs a CUDA GPU, not {device.type}; "
+            "use bf16, fp32 or auto."
+        )
     return requested
 
 
 def autocast(precision: str, device: torch.device) -> ContextManager:
-    """The context the training forward pass runs in: bf16 autocast, or nothing for fp32."""
+    """The context the training forward pass runs in: bf16 or fp16 autocast, or nothing for fp32."""
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device_type=device.type, dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def grad_scaler(precision: str, device: torch.device) -> Optional[Any]:
+    """A ``torch.amp.GradScaler`` for fp16 training (its small gradients would underflow unscaled), else None."""
+    if precision != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type)
+
+
+@contextlib.contextmanager
+def tf32_matmuls(enabled: bool, device: torch.device) -> Iterator[bool]:
+    """Let fp32 matmuls and convolutions use TF32 tensor cores inside the block (CUDA only); yields whether they may.
+
+    The previous settings come back on exit, so evaluation outside the block computes in full fp32.
+    """
+    if device.type != "cuda":
+        yield False
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield enabled
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Switch torch's deterministic algorithms on or off for the rest of the run (training and scoring).
+
+    On: an op without a deterministic implementation raises instead of running; cuDNN autotuning is off
+    and cuBLAS gets a fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, unless the environment sets one;
+    set it before the process starts for it to reach a CUDA context created earlier).
+    """
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(enabled, warn_only=False)
+    torch.backends.cudnn.deterministic = enabled
+    if enabled:
+        torch.backends.cudnn.benchmark = False
+
+
+def release(accelerator: Any, *objects: Any) -> None:
+    """Drop the accelerator's references to what one run prepared (models, optimizers, loaders)."""
+    ids = {id(obj) for obj in objects if obj is not None}
+    for name in ("_models", "_optimizers", "_schedulers", "_dataloaders"):
+        held = getattr(accelerator, name, None)
+        if isinstance(held, list):
+            held[:] = [obj for obj in held if id(obj) not in ids]
+
+
+def free_device_memory(device: torch.device) -> None:
+    """On CUDA, collect garbage and hand cached blocks of freed tensors back, so the next run starts clean."""
+    if device.type == "cuda":
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def describe_device(device: torch.device) -> str:

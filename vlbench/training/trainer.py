@@ -1,14 +1,19 @@
-"""The fine-tuning loop: AdamW, warm-up then decay, clipping, per-epoch validation, early stopping.
+"""The fine-tuning loop: AdamW, warm-up then decay, clipping, accumulation, per-epoch validation, early stopping.
 
-The best validation checkpoint is kept in memory and restored before the caller scores the test split.
+The best validation weights are kept (in memory, and on disk when checkpointing) and restored before the
+caller scores the test split. With a checkpoint folder, a run killed at any moment goes on from its last
+checkpoint: same weights, optimizer, schedule, random states and data order, so that on one process the
+resumed run ends with the numbers of an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -16,16 +21,30 @@ from torch import nn
 from vlbench.errors import TrainingError
 from vlbench.specs import TrainingConfig
 from vlbench.tasks.base import EvalResult, TaskType
-from vlbench.training.device import autocast, resolve_precision
+from vlbench.training.checkpoint import CheckpointStore, trainable_state
+from vlbench.training.device import (
+    autocast,
+    free_device_memory,
+    grad_scaler,
+    release,
+    resolve_precision,
+    set_deterministic,
+    tf32_matmuls,
+)
 from vlbench.training.optim import make_optimizer, make_scheduler
-from vlbench.training.seeding import data_generator
+from vlbench.training.seeding import data_generator, rng_state, set_rng_state
 
-__all__ = ["FitResult", "fit"]
+__all__ = ["FitResult", "fit", "CHECK_EVERY"]
+
+_PLAIN = frozenset({"NO", "MULTI_CPU", "MULTI_GPU"})
+
+# optimizer steps between looks at the loss from the host: each look waits for the device to catch up
+CHECK_EVERY = 10
 
 
 @dataclass
 class FitResult:
-    """What training produced: the per-epoch history and where the best validation score was."""
+    """What training produced: the per-epoch history, where the best validation score was, and how it ran."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
@@ -36,10 +55,338 @@ class FitResult:
     train_examples: int = 0
     eval_seconds: float = 0.0
     precision: str = "fp32"
+    grad_accum_steps: int = 1
+    tf32: bool = False
+    compiled: bool = False
+    deterministic: bool = False
+    resumed_from_step: Optional[int] = None
+
+    def settings(self) -> dict[str, Any]:
+        """Record fields saying how the run trained (beyond its config) and whether it resumed."""
+        return {
+            "grad_accum_steps": self.grad_accum_steps,
+            "tf32": self.tf32,
+            "compile": self.compiled,
+            "deterministic": self.deterministic,
+            "resumed_from_step": self.resumed_from_step,
+            "steps_this_run": self.steps - (self.resumed_from_step or 0),
+        }
 
 
-def _steps_per_epoch(task: TaskType, batch_size: int) -> int:
-    return max(1, math.ceil(task.num_examples("train") / batch_size))
+@dataclass
+class _State:
+    """The loop's position and bookkeeping, saved in every checkpoint (JSON)."""
+
+    epoch: int = 1  # the epoch running or to run next
+    skip_batches: int = 0  # micro-batches of ``epoch`` already trained
+    step: int = 0  # optimizer steps taken
+    train_examples: int = 0
+    loss_sum: float = 0.0  # of ``epoch`` so far, summed over examples
+    loss_count: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_validation: Optional[float] = None
+    best: Optional[str] = None  # name of the best weights' checkpoint folder
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    last_finite_loss: Optional[float] = None
+
+
+def _with_last(items: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
+    """Yield ``(item, is_last)``, looking one item ahead."""
+    iterator = iter(items)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    for following in iterator:
+        yield current, False
+        current = following
+    yield current, True
+
+
+def _end_loader(loader: Any) -> None:
+    """Unregister an accelerate loader left mid-pass (it unregisters itself only when it runs to the end)."""
+    refs = getattr(getattr(loader, "gradient_state", None), "dataloader_references", None)
+    if refs is not None and any(ref is loader for ref in refs):
+        loader.end()
+
+
+class _Trainer:
+    """One run's training: built by :func:`fit`, then ``run`` once and ``close``."""
+
+    def __init__(self, model: nn.Module, task: TaskType, cfg: TrainingConfig, accelerator: Any, seed: int,
+                 modalities: tuple[str, ...], progress: Optional[Any], label: str,
+                 checkpoint_dir: Optional[Path], run_id: Optional[str]) -> None:
+        self.task, self.cfg, self.accelerator, self.modalities = task, cfg, accelerator, modalities
+        self.progress, self.label = progress, label
+        self.device = accelerator.device
+        self.precision = resolve_precision(cfg.precision, self.device)
+        set_deterministic(cfg.deterministic)
+        task.set_loading(cfg.num_workers, pin_memory=self.device.type == "cuda")
+        self.module = model  # the caller's module: weights are read from and restored into it
+        optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+        batches = max(1, math.ceil(task.num_examples("train") / cfg.batch_size))
+        self.batches_per_epoch = math.ceil(batches / accelerator.num_processes)
+        self.accum = cfg.grad_accum_steps
+        per_epoch = math.ceil(self.batches_per_epoch / self.accum)
+        total = per_epoch * max(cfg.epochs, 1)
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps) if cfg.epochs else cfg.max_steps
+        self.total_steps = total
+        self.epochs = math.ceil(total / per_epoch)
+        self.scheduler = make_scheduler(optimizer, total, cfg.warmup_ratio)  # counts optimizer steps
+        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.train_model = torch.compile(self.model, backend=cfg.compile_backend) if cfg.compile else self.model
+        self.scaler = grad_scaler(self.precision, self.device)
+        self.generator = data_generator(seed)
+        self.epoch_start = self.generator.get_state()
+        self.state = _State()
+        self.best_state: Optional[dict[str, torch.Tensor]] = None
+        self.resumed_from: Optional[int] = None
+        self.loaders: list[Any] = []
+        self.store = CheckpointStore(checkpoint_dir, run_id, seed) if checkpoint_dir is not None else None
+        self.bar: Optional[Any] = None
+        self.loss_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        # one process or plain DDP: step torch directly (accelerate's wrappers add per-step host work there)
+        self.plain = getattr(accelerator.distributed_type, "name", "") in _PLAIN
+
+    # --- the run ---------------------------------------------------------------------------------------
+    def run(self) -> FitResult:
+        """Train (or go on training) until the step budget, the epochs or the patience run out."""
+        if self.store is not None:
+            self._resume()
+        s = self.state
+        if self.progress is not None:
+            self.bar = self.progress.add_task(self.label, total=self.total_steps, completed=s.step)
+        for epoch in range(s.epoch, self.epochs + 1):
+            if s.finished:
+                break
+            self.module.train()
+            start = time.perf_counter()
+            with tf32_matmuls(self.cfg.tf32, self.device):
+                try:
+                    self._train_epoch(epoch)
+                except RuntimeError as exc:
+                    explained = self._explain(exc)
+                    if explained is exc:
+                        raise
+                    raise explained from exc
+            seconds = time.perf_counter() - start
+            s.train_seconds += seconds
+            self._end_epoch(epoch, seconds)
+        if self.best_state is not None:
+            self.module.load_state_dict(self.best_state, strict=False)
+        return FitResult(
+            history=s.history, best_epoch=s.best_epoch,
+            best_validation=s.best_validation if s.best_validation is not None else float("-inf"),
+            steps=s.step, stopped_early=s.stopped_early, train_seconds=s.train_seconds,
+            train_examples=s.train_examples, eval_seconds=s.eval_seconds, precision=self.precision,
+            grad_accum_steps=self.accum, tf32=self.cfg.tf32 and self.device.type == "cuda",
+            compiled=self.cfg.compile, deterministic=self.cfg.deterministic, resumed_from_step=self.resumed_from,
+        )
+
+    def _train_epoch(self, epoch: int) -> None:
+        s, cfg, device = self.state, self.cfg, self.device
+        if s.skip_batches == 0:
+            s.loss_sum, s.loss_count = 0.0, 0
+            self.epoch_start = self.generator.get_state()
+        # else: the generator was set back to this epoch's start by _resume, so the order is the same
+        loader = self.accelerator.prepare_data_loader(
+            self.task.loader("train", cfg.batch_size, self.modalities, shuffle=True, generator=self.generator)
+        )
+        self.loaders.append(loader)
+        source = self.accelerator.skip_first_batches(loader, s.skip_batches) if s.skip_batches else loader
+        loss_sum = torch.tensor(s.loss_sum, dtype=self.loss_dtype, device=device)
+        group_loss = torch.zeros((), dtype=self.loss_dtype, device=device)
+        loss_count, group_n, micro = s.loss_count, 0, s.skip_batches
+        window: list[torch.Tensor] = []  # each optimizer step's mean loss since the last look
+        nominal = self.accum * cfg.batch_size
+        batches = _with_last(source)
+        try:
+            for batch, last_batch in batches:
+                n = int(batch["index"].shape[0])
+                micro += 1
+                ends_group = micro % self.accum == 0 or last_batch
+                # gradients of micro-batches inside a group stay local; the group's last one syncs them
+                sync = contextlib.nullcontext() if ends_group else self.accelerator.no_sync(self.model)
+                with sync:
+                    with autocast(self.precision, device):
+                        loss = self.task.loss(self.train_model(batch), batch)
+                    # each micro-batch counts by its examples: the group's gradient is the mean over its examples
+                    scaled = loss if self.accum == 1 else loss * (n / nominal)
+                    scaled = self.scaler.scale(scaled) if self.scaler is not None else scaled
+                    scaled.backward() if self.plain else self.accelerator.backward(scaled)
+                group_loss = group_loss + loss.detach().to(self.loss_dtype) * n
+                group_n += n
+                if not ends_group:
+                    continue
+                self._optimizer_step(group_n, nominal)
+                s.step += 1
+                s.train_examples += group_n
+                loss_sum = loss_sum + group_loss
+                loss_count += group_n
+                window.append(group_loss / group_n)
+                group_loss, group_n = torch.zeros_like(group_loss), 0
+                done = s.step >= self.total_steps
+                every = cfg.checkpoint_every_steps
+                save = self.store is not None and every > 0 and s.step % every == 0 and not done and not last_batch
+                if save or done or last_batch or s.step % CHECK_EVERY == 0:
+                    self._look(window, epoch, loss_sum, loss_count)
+                    window = []
+                if save:
+                    s.skip_batches, s.loss_sum, s.loss_count = micro, float(loss_sum), loss_count
+                    self._save(mid_epoch=True)
+                if done:
+                    break
+        finally:
+            batches.close()
+            _end_loader(source)
+        s.loss_sum, s.loss_count = float(loss_sum), loss_count
+
+    def _optimizer_step(self, group_n: int, nominal: int) -> None:
+        optimizer = self.optimizer.optimizer if self.plain else self.optimizer
+        correct = self.accum > 1 and group_n != nominal  # a short last group: rescale to its true mean
+        if self.scaler is not None and (correct or self.cfg.grad_clip):
+            self.scaler.unscale_(optimizer)
+        if correct:
+            grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+            if grads:
+                torch._foreach_mul_(grads, nominal / group_n)
+        if self.cfg.grad_clip:
+            if self.plain:
+                torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
+            else:
+                self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        self.scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def _look(self, window: list[torch.Tensor], epoch: int, loss_sum: torch.Tensor, loss_count: int) -> None:
+        """Bring the recent losses to the host (one sync): stop on a non-finite one, update the bar."""
+        s = self.state
+        values = torch.stack([*window, loss_sum.to(self.loss_dtype)]).tolist() if window else [float(loss_sum)]
+        first = s.step - len(window) + 1
+        for offset, value in enumerate(values[:-1]):
+            if not math.isfinite(value):
+                step = first + offset
+                raise TrainingError(
+                    f"{self.label}: loss became {value} at epoch {epoch}, step {step}; lower the learning rate "
+                    f"(--lr, now {self.cfg.lr:g}) or check the data.",
+                    step=step, last_finite_loss=s.last_finite_loss,
+                )
+            s.last_finite_loss = value
+        if self.bar is not None:
+            mean = values[-1] / max(loss_count, 1)
+            self.progress.update(self.bar, completed=s.step, description=f"{self.label} epoch {epoch} loss {mean:.4f}")
+
+    def _end_epoch(self, epoch: int, seconds: float) -> None:
+        s, cfg = self.state, self.cfg
+        entry: dict[str, Any] = {"epoch": epoch, "train_loss": s.loss_sum / max(s.loss_count, 1), "steps": s.step}
+        last = s.step >= self.total_steps or epoch == self.epochs
+        if epoch % cfg.eval_every_epochs == 0 or last:
+            eval_start = time.perf_counter()
+            val: EvalResult = self.task.evaluate(self.model, "validation", cfg.eval_batch_size, self.modalities,
+                                                 self.device)
+            eval_seconds = time.perf_counter() - eval_start
+            s.eval_seconds += eval_seconds
+            seconds += eval_seconds
+            entry.update({"validation": val.primary, "validation_metrics": val.metrics})
+            if s.best_validation is None or val.primary > s.best_validation + cfg.min_delta:
+                s.best_validation, s.best_epoch, s.bad_epochs = val.primary, epoch, 0
+                self.best_state = trainable_state(self.module)
+                s.best = f"best-{s.step:08d}"
+            else:
+                s.bad_epochs += 1
+        entry["seconds"] = seconds
+        s.history.append(entry)
+        stop_early = not last and bool(cfg.patience) and s.bad_epochs >= cfg.patience
+        s.stopped_early = stop_early
+        s.finished = last or stop_early
+        s.epoch, s.skip_batches, s.loss_sum, s.loss_count = epoch + 1, 0, 0.0, 0
+        self._save(mid_epoch=False)
+
+    # --- checkpoints -----------------------------------------------------------------------------------
+    def _save(self, mid_epoch: bool) -> None:
+        if self.store is None:
+            return
+        if self.accelerator.is_main_process:
+            # mid-epoch, resuming replays this epoch's order from its start and skips what was trained
+            data = torch.Generator()
+            data.set_state(self.epoch_start if mid_epoch else self.generator.get_state())
+            training = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            }
+            state = {"loop": asdict(self.state), "rng": rng_state(data), "total_steps": self.total_steps}
+            self.store.save(state, trainable_state(self.module), training, self.state.best, self.best_state,
+                            self.state.step)
+        self.accelerator.wait_for_everyone()
+
+    def _resume(self) -> None:
+        assert self.store is not None
+        checkpoint = self.store.load()
+        if checkpoint is None:
+            if self.store.ignored:
+                self._say(f"{self.label}: starting afresh: {self.store.ignored}")
+            return
+        result = self.module.load_state_dict(checkpoint.model, strict=False)
+        if result.unexpected_keys:
+            self._say(f"{self.label}: starting afresh: the checkpoint does not fit the model")
+            return
+        self.optimizer.load_state_dict(checkpoint.training["optimizer"])
+        self.scheduler.load_state_dict(checkpoint.training["scheduler"])
+        if self.scaler is not None and checkpoint.training.get("scaler"):
+            self.scaler.load_state_dict(checkpoint.training["scaler"])
+        self.state = _State(**checkpoint.state["loop"])
+        self.best_state = checkpoint.best
+        set_rng_state(checkpoint.state["rng"], self.generator)
+        self.epoch_start = self.generator.get_state()
+        # a task type may change what a training pass yields with each pass: replay the passes begun before
+        for _ in range(self.state.epoch - 1):
+            self.task.loader("train", self.cfg.batch_size, self.modalities)
+        self.resumed_from = self.state.step
+        where = "training is done" if self.state.finished else f"epoch {self.state.epoch}"
+        self._say(f"{self.label}: resuming from step {self.state.step} of {self.total_steps} ({where})")
+
+    def _say(self, message: str) -> None:
+        if self.progress is not None and not getattr(self.progress, "disable", False):
+            self.progress.console.print(message, markup=False)
+
+    def _explain(self, exc: RuntimeError) -> Exception:
+        """A one-line TrainingError for failures that a setting caused, else the original error."""
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if self.cfg.compile:
+            from torch._dynamo.exc import TorchDynamoException
+
+            if isinstance(exc, TorchDynamoException):
+                return TrainingError(
+                    f"{self.label}: torch.compile (backend {self.cfg.compile_backend!r}) failed: {text}; "
+                    "train without --compile or set training.compile_backend."
+                )
+        if self.cfg.deterministic and "deterministic" in text:
+            return TrainingError(f"{self.label}: {text}; train without --deterministic.")
+        return exc
+
+    def close(self) -> None:
+        """Hand back what the accelerator holds for this run, drop this run's training objects, free device memory."""
+        if self.bar is not None:
+            self.progress.remove_task(self.bar)
+            self.bar = None
+        if self.cfg.compile:
+            torch._dynamo.reset()  # compiled graphs hold the model's parameters
+        release(self.accelerator, self.model, self.optimizer, *self.loaders)
+        self.model = self.train_model = self.optimizer = self.scheduler = self.scaler = None
+        self.loaders, self.best_state = [], None
+        free_device_memory(self.device)
 
 
 def fit(
@@ -52,74 +399,17 @@ def fit(
     modalities: tuple[str, ...],
     progress: Optional[Any] = None,
     label: str = "train",
+    checkpoint_dir: Optional[Path] = None,
+    run_id: Optional[str] = None,
 ) -> FitResult:
-    """Train ``model`` on the task's train split; returns history with the best weights restored."""
-    device = accelerator.device
-    precision = resolve_precision(cfg.precision, device)
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    per_epoch = _steps_per_epoch(task, cfg.batch_size)
-    total_steps = per_epoch * max(cfg.epochs, 1)
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps) if cfg.epochs else cfg.max_steps
-    epochs = math.ceil(total_steps / per_epoch)
-    scheduler = make_scheduler(optimizer, total_steps, cfg.warmup_ratio)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    generator = data_generator(seed)
-    result = FitResult(precision=precision)
-    best_state: Optional[dict[str, torch.Tensor]] = None
-    bad_epochs = 0
-    bar = progress.add_task(label, total=total_steps) if progress is not None else None
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        model.train()
-        loss_sum, loss_count, epoch_start = 0.0, 0, time.perf_counter()
-        for batch in task.batches("train", cfg.batch_size, modalities, shuffle=True, generator=generator):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast(precision, device):
-                loss = task.loss(model(batch), batch)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"{label}: loss became {loss.item()} at epoch {epoch}, step {result.steps + 1}; "
-                    f"lower the learning rate (--lr, now {cfg.lr:g}) or check the data."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            if cfg.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            result.steps += 1
-            result.train_examples += int(batch["index"].shape[0])
-            loss_sum += float(loss.detach()) * int(batch["index"].shape[0])
-            loss_count += int(batch["index"].shape[0])
-            if bar is not None:
-                progress.update(bar, advance=1, description=f"{label} epoch {epoch} loss {loss_sum / loss_count:.4f}")
-            if result.steps >= total_steps:
-                break
-        train_loss = loss_sum / max(loss_count, 1)
-        entry: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "steps": result.steps}
-        last = result.steps >= total_steps or epoch == epochs
-        if epoch % cfg.eval_every_epochs == 0 or last:
-            eval_start = time.perf_counter()
-            val: EvalResult = task.evaluate(model, "validation", cfg.eval_batch_size, modalities, device)
-            result.eval_seconds += time.perf_counter() - eval_start
-            entry.update({"validation": val.primary, "validation_metrics": val.metrics})
-            if val.primary > result.best_validation + cfg.min_delta or best_state is None:
-                result.best_validation, result.best_epoch = val.primary, epoch
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
-        entry["seconds"] = time.perf_counter() - epoch_start
-        result.history.append(entry)
-        if last:
-            break
-        if cfg.patience and bad_epochs >= cfg.patience:
-            result.stopped_early = True
-            break
-    result.train_seconds = time.perf_counter() - start
-    if best_state is not None:
-        accelerator.unwrap_model(model).load_state_dict(best_state)
-    if bar is not None:
-        progress.remove_task(bar)
-    return result
+    """Train ``model`` on the task's train split; returns history with the best weights restored.
+
+    With ``checkpoint_dir``, checkpoints are written there (every ``cfg.checkpoint_every_steps`` optimizer
+    steps and at each epoch end), and a checkpoint of the same ``run_id`` (config digest) and seed found
+    there is resumed from.
+    """
+    trainer = _Trainer(model, task, cfg, accelerator, seed, modalities, progress, label, checkpoint_dir, run_id)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
