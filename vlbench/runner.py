@@ -228,7 +228,7 @@ def _report_failure(path: Path, config: RunConfig, seed: int, digest: str, devic
         return f"{what}; the finished record at {path} is kept"
     try:
         atomic_write_json(path, _failed_record(config, seed, digest, device, exc))
-    except (OSError, ValueError) as write_error:
+    except (OSError, ValueError, VLBenchError) as write_error:
         return f"{what}; the failed record could not be written to {path}: {write_error}"
     return f"{what} -> {path}"
 
