@@ -28,7 +28,7 @@ from vlbench.training.trainer import fit
 
 def _fresh_model(task, tokenizers, config, seed):
     seed_everything(seed)
-    tok = tokenizers.get(config.baseline.pretrained)
+    tok = tokenizers.get(config.baseline.tokenizer)
     context = BuildContext(config.task.type, tok, task.options.image_size, task.options.max_text_length,
                            task.build_context_extras())
     encoder = build_model(config.baseline.model, config.baseline.config, None, context, config.baseline.name)

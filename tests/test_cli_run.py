@@ -44,6 +44,18 @@ def test_records_are_complete(finished_run):
     assert record["training"]["steps"] == 3 and len(record["training"]["history"]) >= 1
     assert {"train_loss", "validation", "epoch"} <= set(record["training"]["history"][0])
     assert 0.0 <= record["test"]["metrics"]["accuracy"] <= 100.0
+    assert record["schema"] == 2 and record["status"] == "ok"
+    # honest timing: training without its validation passes; evaluation (validation, test, ablation) apart
+    timing = record["timing"]
+    assert 0 < timing["train_seconds"] and 0 < timing["eval_seconds"]
+    assert timing["train_seconds"] + timing["eval_seconds"] <= timing["wall_seconds"]
+    assert record["memory"] == {"peak_bytes": None, "kind": "not_measured"}  # CPU: no process RSS as model memory
+    # the image model was also scored with blank and shuffled images
+    ablation = record["ablation"]
+    assert ablation["metric"] == "accuracy" and ablation["real"] == record["test"]["metrics"]["accuracy"]
+    assert 0.0 <= ablation["blank"] <= 100.0 and 0.0 <= ablation["shuffled"] <= 100.0
+    text_only = json.loads((finished_run / "vqa" / "shapes" / "text-bert" / "seed-0.json").read_text())
+    assert text_only["ablation"] is None and text_only["modalities"] == ["text"]
     # per-example scores cover every test question and average to the reported accuracy
     per_example = record["per_example"]["test"]
     assert len(per_example) == record["data"]["sizes"]["test"]

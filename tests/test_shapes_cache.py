@@ -43,7 +43,7 @@ def test_returns_vldataset(tmp_path: Path) -> None:
     assert ds.info["seed"] == 0 and ds.info["options"]["train_images"] == 60 and ds.info["generator_version"]
     # every image's scene travels with it, per split, for tables derived later (captions, retrieval)
     assert ds.tables["scenes"]["test"].num_rows == 20 and '"objects"' in ds.tables["scenes"]["test"]["scene"][0]
-    images = (tmp_path / "shapes" / ds.fingerprint / "images")
+    images = (tmp_path / "shapes" / ds.info["key"] / "images")
     from datasets import load_from_disk
 
     features = load_from_disk(str(images)).features
@@ -67,7 +67,7 @@ def test_cache_reused_then_rebuilt_on_option_change(tmp_path: Path, monkeypatch)
     assert len(calls) == 5
     assert len([p for p in (tmp_path / "shapes").iterdir()]) == 5
     monkeypatch.setattr(build_mod, "GENERATOR_VERSION", "test-bump")
-    assert cache_key(parse_options(SMALL)) != first.fingerprint
+    assert cache_key(parse_options(SMALL)) != first.info["key"]
     build_shapes(None, SMALL, tmp_path, quiet=True)
     assert len(calls) == 6, "a new generator version rebuilds"
 
@@ -105,20 +105,50 @@ def test_killed_build_temp_is_ignored_and_cleaned(tmp_path: Path) -> None:
     stale = root / f".tmp-{key}-{2**22 + 1}-deadbeef"
     (stale / "images").mkdir(parents=True)
     ds = build_shapes(None, SMALL, tmp_path, quiet=True)
-    assert ds.fingerprint == key
+    assert ds.info["key"] == key
     assert not stale.exists()
     assert sorted(p.name for p in root.iterdir()) == [key]
 
 
-def test_damaged_cache_is_rebuilt(tmp_path: Path, monkeypatch) -> None:
+def test_damaged_cache_is_refused_then_forced(tmp_path: Path, monkeypatch) -> None:
     ds = build_shapes(None, SMALL, tmp_path, quiet=True)
-    folder = tmp_path / "shapes" / ds.fingerprint
+    folder = tmp_path / "shapes" / ds.info["key"]
     for f in (folder / "vqa" / "test").glob("*.arrow"):
         f.write_bytes(b"not arrow")
     calls = _count_generations(monkeypatch)
-    again = build_shapes(None, SMALL, tmp_path, quiet=True)
+    with pytest.raises(DataError, match="--force"):
+        build_shapes(None, SMALL, tmp_path, quiet=True)
+    again = build_shapes(None, SMALL, tmp_path, quiet=True, force=True)
     assert len(calls) == 1
     assert again.tables["vqa"]["test"].num_rows == ds.tables["vqa"]["test"].num_rows
+    assert again.fingerprint == ds.fingerprint
+
+
+def test_same_length_edit_of_an_arrow_file_is_detected(tmp_path: Path) -> None:
+    ds = build_shapes(None, SMALL, tmp_path, quiet=True)
+    folder = tmp_path / "shapes" / ds.info["key"]
+    arrow = next((folder / "vqa" / "test").glob("*.arrow"))
+    data = arrow.read_bytes()
+    answer = ds.tables["vqa"]["test"]["multiple_choice_answer"][0].encode()
+    at = data.index(answer)  # rename one answer in place: same length, still valid Arrow
+    arrow.write_bytes(data[:at] + b"X" * len(answer) + data[at + len(answer):])
+    with pytest.raises(DataError) as info:
+        build_shapes(None, SMALL, tmp_path, quiet=True)
+    message = str(info.value)
+    assert str(arrow) in message and "does not match" in message and "vlbench data verify" in message
+
+
+def test_fingerprint_follows_content_not_only_options(tmp_path: Path) -> None:
+    from vlbench.data.integrity import content_fingerprint, write_manifest
+
+    ds = build_shapes(None, SMALL, tmp_path, quiet=True)
+    folder = tmp_path / "shapes" / ds.info["key"]
+    arrow = next((folder / "images").glob("*.arrow"))
+    data = bytearray(arrow.read_bytes())
+    data[-100] ^= 0xFF
+    arrow.write_bytes(bytes(data))
+    # the same options over different bytes (manifest rewritten, as a deliberate edit would) -> another fingerprint
+    assert content_fingerprint(write_manifest(folder)) != ds.fingerprint
 
 
 def test_load_is_fast(tmp_path: Path) -> None:

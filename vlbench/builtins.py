@@ -28,3 +28,10 @@ MODELS.add("blind", "vlbench.models.blind:BlindEncoder", description="no input a
 MODELS.add("image-only", "vlbench.models.image_only:ImageOnlyEncoder", description="visual stream alone (small ResNet grid + self-attention), no text")
 MODELS.add("film", "vlbench.models.film:FilmEncoder", description="early fusion: question-conditioned CNN (FiLM, Perez et al. 2018), from scratch")
 MODELS.add("coattention", "vlbench.models.coattention:CoAttentionEncoder", description="two-stream co-attention model (ViLBERT/LXMERT style): BERT text stream, ResNet-grid visual stream")
+
+# datasets read from their official files (images stay on disk), and any Hugging Face dataset
+DATASETS.add("vqav2", "vlbench.data.files.vqav2:build_vqav2", description="official VQA v2 files + COCO 2014 images (vqav2:DIR)")
+DATASETS.add("coco-karpathy", "vlbench.data.files.karpathy:build_coco_karpathy", description="COCO captions, Karpathy split (coco-karpathy:DIR)")
+DATASETS.add("flickr30k", "vlbench.data.files.karpathy:build_flickr30k", description="Flickr30k captions, Karpathy split (flickr30k:DIR)")
+DATASETS.add("multi30k", "vlbench.data.files.multi30k:build_multi30k", description="Multi30k task 1 + Flickr30k images (multi30k:DIR)")
+DATASETS.add("hf", "vlbench.data.files.hf:build_hf", description="any Hugging Face dataset, hub id or save_to_disk folder, with a column mapping (hf:ID_OR_DIR)")

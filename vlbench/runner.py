@@ -16,7 +16,6 @@ from vlbench.locks import LockBusy, RunLock, describe_holder
 from vlbench.models.base import FittedModel, validate_model_config
 from vlbench.models.pretrained import (
     WORD_LEVEL,
-    choose_tokenizer_source,
     describe_pretrained,
     load_tokenizer,
     missing_requirement,
@@ -24,6 +23,8 @@ from vlbench.models.pretrained import (
     tokenizer_signature,
 )
 from vlbench.registry import DATASETS, MODELS, TASK_TYPES
+from vlbench.results.ablation import ablation_block
+from vlbench.results.escape import rich_text
 from vlbench.results.records import (
     RECORD_SCHEMA,
     git_commit,
@@ -71,13 +72,29 @@ class RunOutcome:
     busy: list[Path] = field(default_factory=list)
 
 
-def select_baselines(task: TaskSpec, names: list[str], all_baselines: bool) -> list[BaselineSpec]:
-    """Baseline specs by name, or every spec that lists the task; refuses ones that do not support it."""
+def select_baselines(task: TaskSpec, names: list[str], all_baselines: bool, dataset: Optional[str] = None,
+                     echo: Optional[Callable[[str], None]] = None) -> list[BaselineSpec]:
+    """Baseline specs by name, or every spec that lists the task; refuses ones that do not support it.
+
+    With ``all_baselines``, a spec that names ``datasets:`` (e.g. pretrained models at full size) is
+    selected only on those datasets (``dataset``, default the task's); ``echo`` hears which were left out.
+    """
     if all_baselines:
         specs = [load_baseline_spec(name) for name in available_specs("baselines")]
-        chosen = [s for s in specs if task.name in s.tasks]
-        if not chosen:
+        supporting = [s for s in specs if task.name in s.tasks]
+        if not supporting:
             raise VLBenchError(f"no baseline supports task {task.name!r}.")
+        dataset_name = split_dataset_arg(dataset or task.dataset)[0]
+        chosen = [s for s in supporting if s.datasets is None or dataset_name in s.datasets]
+        left_out = [s.name for s in supporting if s not in chosen]
+        if left_out and echo is not None:
+            echo(f"not selected on {dataset_name}: {', '.join(left_out)} (sized for other datasets; name one with "
+                 "--baseline to run it anyway)")
+        if not chosen:
+            raise VLBenchError(
+                f"no baseline of task {task.name!r} is selected on dataset {dataset_name!r} by --all-baselines; "
+                f"name them with --baseline ({', '.join(left_out)})."
+            )
         return chosen
     if not names:
         raise VLBenchError("name at least one --baseline, or pass --all-baselines.")
@@ -116,35 +133,46 @@ def _count_parameters(model: Any) -> tuple[int, int]:
 
 
 class _TokenizerCache:
-    """One tokenizer per comparison (see ``choose_tokenizer_source``); the task is encoded once with it."""
+    """Tokenizers by source, each loaded once; the task is encoded with the one the current run declares.
+
+    Every run reads text with the tokenizer its resolved config names (``baseline.tokenizer``), so a
+    baseline's numbers never depend on which other baselines run beside it or which packages are installed.
+    """
 
     def __init__(self, task: Any, configs: Optional[list[RunConfig]] = None) -> None:
         self.task = task
-        selected = [(c.baseline.name, c.baseline.model, c.baseline.pretrained) for c in configs or []]
-        self.source: Optional[str] = choose_tokenizer_source(selected, task.spec.name) if configs else None
-        self._tokenizer: Any = None
-        self.signature: Optional[str] = None
+        self._loaded: dict[str, Any] = {}
+        self._signatures: dict[str, str] = {}
+        self.prepared_for: Optional[str] = None
 
-    def get(self, pretrained: Optional[str] = None) -> Any:
-        """The comparison's tokenizer, with the task prepared for it (``pretrained`` only for a lone caller)."""
-        if self._tokenizer is None:
-            self.source = self.source or pretrained
-            self._tokenizer = load_tokenizer(self.source, self.task.training_texts())
-            self.signature = tokenizer_signature(self._tokenizer)
-            self.task.prepare(self._tokenizer)
-        return self._tokenizer
+    def get(self, source: Optional[str] = None) -> Any:
+        """The tokenizer ``source`` (None: word-level), with the task's splits encoded for it."""
+        source = source or WORD_LEVEL
+        if source not in self._loaded:
+            tokenizer = load_tokenizer(source, self.task.training_texts())
+            self._loaded[source] = tokenizer
+            self._signatures[source] = tokenizer_signature(tokenizer)
+        if self.prepared_for != source:
+            self.task.prepare(self._loaded[source])
+            self.prepared_for = source
+        return self._loaded[source]
 
-    def source_for(self, config: RunConfig) -> Optional[str]:
-        """The tokenizer a baseline's numbers depend on, for its config hash (None: word-level or no text)."""
+    def signature(self, source: Optional[str] = None) -> Optional[str]:
+        """The vocabulary digest of a loaded tokenizer."""
+        return self._signatures.get(source or WORD_LEVEL)
+
+    @staticmethod
+    def source_for(config: RunConfig) -> Optional[str]:
+        """The tokenizer a baseline's numbers depend on (None: the model reads no text)."""
         reads_text = "text" in MODELS.get(config.baseline.model).modalities
-        return self.source if reads_text else None
+        return (config.baseline.tokenizer or WORD_LEVEL) if reads_text else None
 
 
 def _drop_unavailable(configs: list[RunConfig], echo: Callable[[str], None]) -> list[RunConfig]:
     """Leave out baselines whose optional pretrained package is not installed (an error when none is left)."""
     kept, reasons = [], []
     for config in configs:
-        why = missing_requirement(config.baseline.pretrained)
+        why = missing_requirement(config.baseline.pretrained) or missing_requirement(config.baseline.tokenizer)
         if why:
             echo(f"skip {config.baseline.name}: {why}")
             reasons.append(f"baseline {config.baseline.name!r}: {why}")
@@ -320,9 +348,8 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
             seeds = request.seeds if request.seeds is not None else config.training.seeds
             for seed in seeds:
                 path = record_path(request.results_dir, config.task.name, dataset_name, config.baseline.name, seed)
-                extra = {"data": dataset.fingerprint}
-                if tokenizers.source_for(config):
-                    extra["tokenizer"] = tokenizers.source_for(config)  # one tokenizer per comparison changes models
+                extra = {"data": dataset.fingerprint,  # the precision the device runs, not "auto"
+                         "precision": resolve_precision(config.training.precision, accelerator.device)}
                 digest = config_hash(config, extra)
                 if _already_done(path, digest, request, config, seed, echo, outcome):
                     continue
@@ -355,14 +382,17 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
     start = time.perf_counter()
     seed_everything(seed)
     model_cls = MODELS.get(config.baseline.model)
-    tokenizer = tokenizers.get()  # always: the task's batches need the encoded targets even without text
+    # always: the task's batches need the encoded targets even without text
+    tokenizer = tokenizers.get(config.baseline.tokenizer)
     reads_text = "text" in model_cls.modalities or issubclass(model_cls, FittedModel)
     pretrained = resolve_pretrained(config.baseline.pretrained)
+    # assemble also gives the task the encoder's image transform (its own processor for pretrained models)
     assembled = assemble(config, seed, task, tokenizer if reads_text else None, pretrained=pretrained,
                          tokenizer_source=tokenizers.source_for(config), data_fingerprint=dataset.fingerprint,
                          cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
     built, modalities = assembled.model, assembled.modalities
-    weights = features = None
+    weights = features = ablation = None
+    eval_seconds = 0.0
     if isinstance(built, FittedModel):
         results = task.fit_and_evaluate(built, ["validation", "test"])
         validation, test = results["validation"], results["test"]
@@ -372,18 +402,26 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
     else:
         model = built
         trainable, total = _count_parameters(model)
+        label = rich_text(f"{config.baseline.name} s{seed}")  # progress descriptions are rich markup
         features = warm_features(assembled, task, config.training.eval_batch_size, accelerator.device, progress,
-                                 f"{config.baseline.name} s{seed} features")
-        label = f"{config.baseline.name} s{seed}"
+                                 f"{label} features")
         with evaluation_progress(progress, label):
             result = fit(model, task, config.training, accelerator=accelerator, seed=seed, modalities=modalities,
                          progress=progress, label=label, checkpoint_dir=checkpoint_dir, run_id=digest)
+            test_start = time.perf_counter()
             test = task.evaluate(model, "test", config.training.eval_batch_size, modalities, accelerator.device)
+            if "image" in modalities:  # how much the trained model's score depends on the image
+                ablation = ablation_block(
+                    dataset, config.task.primary_metric, test.metrics[config.task.primary_metric],
+                    lambda: task.evaluate(model, "test", config.training.eval_batch_size, modalities,
+                                          accelerator.device), seed=seed)
+            eval_seconds = result.eval_seconds + time.perf_counter() - test_start
         validation_best = result.best_validation
         fit_info = {"history": result.history, "best_epoch": result.best_epoch, "best_validation": validation_best,
                     "steps": result.steps, "stopped_early": result.stopped_early, "precision": result.precision,
                     **result.settings()}
         validation = None
+        # the trainer counts its training epochs (across resumes) apart from its validation passes
         train_seconds, examples = result.train_seconds, result.train_examples
         if features is not None:
             train_seconds += features["seconds"]  # computing cached features is part of what training cost
@@ -392,6 +430,7 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
     wall = time.perf_counter() - start
     return {
         "schema": RECORD_SCHEMA,
+        "status": "ok",
         "task": config.task.name,
         "dataset": config.dataset.partition(":")[0],
         "baseline": config.baseline.name,
@@ -406,17 +445,20 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         "device": describe_device(accelerator.device),
         "created": now_iso(),
         "parameters": {"trainable": trainable, "total": total},
-        "tokenizer": {"source": tokenizers.source or WORD_LEVEL, "vocab_size": len(tokenizer),
-                      "signature": tokenizers.signature, "used": "text" in model_cls.modalities},
+        "tokenizer": {"source": config.baseline.tokenizer or WORD_LEVEL, "vocab_size": len(tokenizer),
+                      "signature": tokenizers.signature(config.baseline.tokenizer), "used": "text" in model_cls.modalities},
+        "image_transform": assembled.image_transform.signature() if assembled.image_transform is not None else None,
         "pretrained": describe_pretrained(config.baseline.pretrained),
         "peft": assembled.summary.as_record() if assembled.summary is not None else None,
         "features": features,
-        "timing": {"wall_seconds": wall, "train_seconds": train_seconds,
+        "modalities": list(modalities),
+        "timing": {"wall_seconds": wall, "train_seconds": train_seconds, "eval_seconds": eval_seconds,
                    "train_examples_per_second": examples / train_seconds if train_seconds else None},
         "training": fit_info,
         "validation": {"metrics": validation.metrics} if validation is not None else {"primary": fit_info["best_validation"]},
         "test": {"metrics": test.metrics, "details": test.details},
         "per_example": {"test": test.per_example},
+        "ablation": ablation,
         "_predictions": test.predictions,
         "_weights": weights,
     }

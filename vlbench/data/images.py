@@ -83,6 +83,8 @@ def pixel_batch(store: Any, image_ids: Sequence[int], transform: Optional[ImageT
     Equal-size in-memory stores with the default transform take the batched fast path.
     """
     transform = transform if transform is not None else SquareResize(default_size)
+    if hasattr(store, "for_transform"):
+        store = store.for_transform(transform)  # a decoded cache keyed by the transform (data option decoded_cache)
     if isinstance(transform, SquareResize) and not hasattr(store, "load"):
         return transform.from_uint8(store.get(list(image_ids)))
     if hasattr(store, "load"):

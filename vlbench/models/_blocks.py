@@ -34,9 +34,17 @@ class VisualSettings(EncoderConfig):
     hidden_size: int = Field(128, ge=8)
     num_heads: int = Field(4, ge=1)
     intermediate_size: int = Field(512, ge=8)
-    backbone: Literal["resnet", "patch"] = Field("resnet", description="grid features: a small ResNet or patches")
+    backbone: Literal["resnet", "patch", "resnet18", "resnet34", "resnet50", "resnet101"] = Field(
+        "resnet", description="grid features: a small ResNet built from config, patches, or a torchvision ResNet trunk"
+    )
+    backbone_weights: Optional[str] = Field(
+        None, description="torchvision ResNet weights: IMAGENET1K_V1 / IMAGENET1K_V2 (downloaded once), a local "
+        "state_dict file, or null (random initialisation)"
+    )
     channels: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1,
                                 description="ResNet stage widths (one BasicBlock stage each, stride 2 after the first)")
+    freeze_backbone: bool = Field(False, description="keep the grid backbone fixed (no gradients, eval mode), as "
+                                  "with pre-extracted CNN features")
     grid_size: int = Field(4, ge=1, description="visual regions per side (the shapes world is a 4x4 grid)")
     patch_size: int = Field(16, ge=1, description="patch backbone: patch side in pixels")
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -166,7 +174,16 @@ class VisualStream(nn.Module):
     def __init__(self, settings: VisualSettings, num_layers: int, image_size: int) -> None:
         super().__init__()
         hidden = settings.hidden_size
-        if settings.backbone == "resnet":
+        if settings.backbone_weights and settings.backbone in ("resnet", "patch"):
+            raise SpecError(f"backbone_weights applies to torchvision ResNets (resnet18/34/50/101), not to backbone "
+                            f"{settings.backbone!r}; set baseline.config.backbone_weights=null.")
+        if settings.backbone.startswith("resnet") and settings.backbone != "resnet":
+            from vlbench.models._torchvision import feature_width, resnet_trunk
+
+            self.backbone = resnet_trunk(settings.backbone, settings.backbone_weights)
+            feature_dim = feature_width(settings.backbone)
+            grid = settings.grid_size
+        elif settings.backbone == "resnet":
             self.backbone = small_resnet(settings.channels)
             feature_dim = settings.channels[-1]
             grid = settings.grid_size
@@ -177,6 +194,10 @@ class VisualStream(nn.Module):
             feature_dim = hidden
             grid = image_size // settings.patch_size
         self.grid = grid
+        self.freeze_backbone = settings.freeze_backbone
+        if self.freeze_backbone:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
         self.feature = nn.Linear(feature_dim, hidden)
         self.feature_norm = nn.LayerNorm(hidden, eps=1e-12)
         self.box = nn.Linear(4, hidden)
@@ -188,6 +209,13 @@ class VisualStream(nn.Module):
                              settings.attention_dropout)
             for _ in range(num_layers)
         )
+
+    def train(self, mode: bool = True) -> "VisualStream":
+        """A frozen backbone stays in eval mode (its BatchNorm statistics do not move)."""
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Region features (B, grid*grid, H)."""

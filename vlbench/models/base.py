@@ -8,7 +8,7 @@ that do not learn by gradient descent (the answer prior) implement :class:`Fitte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -16,6 +16,9 @@ from torch import nn
 
 from vlbench.errors import SpecError, VLBenchError
 from vlbench.registry import MODELS
+
+if TYPE_CHECKING:
+    from vlbench.data.images import ImageTransform
 
 __all__ = [
     "EncoderConfig",
@@ -26,6 +29,8 @@ __all__ = [
     "validate_model_config",
     "build_model",
     "load_pretrained",
+    "check_text_positions",
+    "check_vocabulary",
     "normalize_pixels",
     "bert_from_config",
 ]
@@ -71,6 +76,10 @@ class Encoder(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def image_transform(self) -> Optional["ImageTransform"]:
+        """How this model wants its images prepared; None: the task's square resize at its ``image_size``."""
+        return None
 
 
 class FittedModel:
@@ -119,6 +128,26 @@ def load_pretrained(loader: Any, name_or_path: str, **kwargs: Any) -> Any:
         return loader.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
         raise VLBenchError(_missing_pretrained_message(name_or_path, "model", exc)) from exc
+
+
+def check_text_positions(positions: int, context: BuildContext, model: str, pretrained: str) -> None:
+    """A pretrained model has a fixed number of text positions: the task's text (and any prompt) must fit."""
+    if context.max_text_length > positions:
+        raise SpecError(
+            f"{model}: {pretrained!r} has {positions} text positions, but the task's texts take up to "
+            f"{context.max_text_length} tokens (max_text_length plus any prompt tokens); lower "
+            f"task.options.max_text_length (e.g. --set task.options.max_text_length={positions}) or the prompt length."
+        )
+
+
+def check_vocabulary(vocab_size: int, context: BuildContext, model: str, pretrained: str) -> None:
+    """The comparison's tokenizer must not produce ids beyond a pretrained model's embedding table."""
+    tokenizer = context.tokenizer
+    if tokenizer is not None and len(tokenizer) > vocab_size:
+        raise SpecError(
+            f"{model}: the tokenizer has {len(tokenizer)} tokens but {pretrained!r} embeds only {vocab_size}; "
+            f"a pretrained model reads text with its own tokenizer: drop baseline.tokenizer (or set it to {pretrained!r})."
+        )
 
 
 def normalize_pixels(pixels_uint8: torch.Tensor, mean: float = 0.5, std: float = 0.5) -> torch.Tensor:

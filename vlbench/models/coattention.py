@@ -22,8 +22,18 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from vlbench.data.images import ImageTransform
 from vlbench.models._blocks import TransformerLayer, VisualSettings, VisualStream, masked_mean
-from vlbench.models.base import BuildContext, Encoder, EncoderOutput, bert_from_config, load_pretrained
+from vlbench.models._torchvision import ImageNetResize
+from vlbench.models.base import (
+    BuildContext,
+    Encoder,
+    EncoderOutput,
+    bert_from_config,
+    check_text_positions,
+    check_vocabulary,
+    load_pretrained,
+)
 from vlbench.registry import register_model
 
 __all__ = ["CoAttentionConfig", "CoAttentionLayer", "CoAttentionEncoder"]
@@ -69,6 +79,8 @@ class CoAttentionEncoder(Encoder):
             else nn.Sequential(nn.Linear(text_width, hidden), nn.LayerNorm(hidden, eps=1e-12))
         )
         self.visual = VisualStream(config, config.visual_layers, image_size)
+        self.image_size = image_size
+        self.imagenet_backbone = config.backbone not in ("resnet", "patch")
         self.cross = nn.ModuleList(
             CoAttentionLayer(hidden, config.num_heads, config.intermediate_size, config.dropout, config.attention_dropout)
             for _ in range(config.num_layers)
@@ -89,6 +101,10 @@ class CoAttentionEncoder(Encoder):
         if pretrained:
             text = load_pretrained(AutoModel, pretrained, hidden_dropout_prob=config.dropout,
                                    attention_probs_dropout_prob=config.attention_dropout)
+            positions = getattr(text.config, "max_position_embeddings", None)
+            if positions:
+                check_text_positions(positions, context, "coattention", pretrained)
+            check_vocabulary(text.config.vocab_size, context, "coattention", pretrained)
         else:
             text = bert_from_config(
                 context, hidden_size=config.hidden_size, num_layers=config.text_layers, num_heads=config.num_heads,
@@ -98,6 +114,10 @@ class CoAttentionEncoder(Encoder):
         if getattr(text, "pooler", None) is not None:
             text.pooler = None  # the co-attention pooler replaces it; unused weights would count as trainable
         return cls(text, config, context.image_size)
+
+    def image_transform(self) -> Optional[ImageTransform]:
+        """A torchvision ResNet stream sees ImageNet-normalised images at the task's size; else the default."""
+        return ImageNetResize(self.image_size) if self.imagenet_backbone else None
 
     def train(self, mode: bool = True) -> "CoAttentionEncoder":
         """A frozen text stream stays in eval mode (no dropout), so its memoised outputs are exact."""

@@ -13,8 +13,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from vlbench.data.images import ImageTransform
 from vlbench.errors import SpecError
 from vlbench.models._blocks import VisualSettings, VisualStream
+from vlbench.models._torchvision import ImageNetResize
 from vlbench.models.base import BuildContext, Encoder, EncoderOutput
 from vlbench.registry import register_model
 
@@ -39,6 +41,8 @@ class ImageOnlyEncoder(Encoder):
         self.visual = VisualStream(config, config.num_layers, image_size)
         self.pooler = nn.ModuleDict({"dense": nn.Linear(config.hidden_size, config.hidden_size)})
         self.hidden_size = config.hidden_size
+        self.image_size = image_size
+        self.imagenet_backbone = config.backbone not in ("resnet", "patch")
 
     @classmethod
     def from_spec(cls, config: ImageOnlyConfig, pretrained: Optional[str], context: BuildContext) -> "ImageOnlyEncoder":
@@ -46,6 +50,10 @@ class ImageOnlyEncoder(Encoder):
         if pretrained:
             raise SpecError("image-only: `pretrained:` is not supported (the visual stream is built from config).")
         return cls(config, context.image_size)
+
+    def image_transform(self) -> Optional[ImageTransform]:
+        """A torchvision ResNet stream sees ImageNet-normalised images at the task's size; else the default."""
+        return ImageNetResize(self.image_size) if self.imagenet_backbone else None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Encode the image; the question in the batch is never read."""

@@ -24,7 +24,7 @@ __all__ = [
     "WORD_LEVEL",
     "load_tokenizer",
     "tokenizer_signature",
-    "choose_tokenizer_source",
+    "default_tokenizer",
 ]
 
 PYPI_PREFIX = "pypi:"
@@ -80,14 +80,42 @@ def resolve_pretrained(value: Optional[str]) -> Optional[str]:
     return value
 
 
-def missing_requirement(value: Optional[str]) -> Optional[str]:
-    """Why ``pretrained:`` cannot resolve on this machine (an optional package is missing), else None."""
-    if not value or not value.startswith(PYPI_PREFIX):
-        return None
+def _hub_offline() -> bool:
+    import huggingface_hub.constants
+
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE)
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
     try:
-        resolve_pretrained(value)
-    except VLBenchError as exc:
-        return str(exc)
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str) or isinstance(
+            try_to_load_from_cache(repo_id, "tokenizer_config.json"), str)
+    except Exception:  # noqa: BLE001  not a valid repo id (e.g. a path that does not exist): not cached
+        return False
+
+
+def missing_requirement(value: Optional[str]) -> Optional[str]:
+    """Why ``pretrained:`` (or a tokenizer source) cannot load on this machine, else None.
+
+    Two cases are known before any work starts: a ``pypi:`` package that is not installed, and a hub id
+    that is neither a local directory nor in the Hugging Face cache while ``HF_HUB_OFFLINE`` is set.
+    """
+    if not value or value == WORD_LEVEL:
+        return None
+    if value.startswith(PYPI_PREFIX):
+        try:
+            resolve_pretrained(value)
+        except VLBenchError as exc:
+            return str(exc)
+        return None
+    if not Path(value).exists() and _hub_offline() and not _in_hub_cache(value):
+        return (
+            f"pretrained {value!r} is not a local directory and not in the Hugging Face cache, and HF_HUB_OFFLINE is "
+            f"set; download it once with `huggingface-cli download {value} --local-dir DIR` and pass "
+            "--set baseline.pretrained=DIR (or unset HF_HUB_OFFLINE)."
+        )
     return None
 
 
@@ -128,55 +156,19 @@ def _reads_text(model_type: str) -> bool:
 
     try:
         return "text" in MODELS.get(model_type).modalities
-    except Exception:  # noqa: BLE001  an unregistered plugin type cannot take part in the choice
+    except Exception:  # noqa: BLE001  an unregistered plugin type has no pretrained vocabulary to follow
         return False
 
 
-def _candidates(pairs: list[tuple[str, str, Optional[str]]]) -> list[tuple[str, str]]:
-    """(name, pretrained) of the text-reading baselines with pretrained weights that can load here."""
-    return [(name, pre) for name, model, pre in pairs if pre and _reads_text(model) and not missing_requirement(pre)]
+def default_tokenizer(task: dict[str, Any], baseline: dict[str, Any]) -> str:
+    """The tokenizer a baseline reads text with, from its (resolved) spec alone: never from what is installed.
 
-
-def choose_tokenizer_source(selected: list[tuple[str, str, Optional[str]]], task_name: str) -> Optional[str]:
-    """The one tokenizer of a comparison: a pretrained baseline's, or None for the word-level one.
-
-    ``selected`` holds (baseline name, model type, pretrained) of the baselines of this run. Their
-    pretrained text baselines decide, and must agree (same vocabulary and casing) or the run stops with
-    a line naming two that differ. When none of them is pretrained, every baseline that supports the
-    task here (shipped, plugin) is consulted, so that a baseline gets the same tokenizer, and the same
-    numbers, whether it runs alone or with ``--all-baselines``. None means no pretrained text baseline.
+    An explicit ``tokenizer:`` wins; a baseline with pretrained weights that reads text uses its pretrained
+    model's own tokenizer (its embeddings were trained on that vocabulary); every other baseline uses the
+    task's ``tokenizer:`` (default word-level, built from the training text).
     """
-    chosen = _candidates(selected)
-    strict = bool(chosen)
-    if not chosen:
-        from vlbench.errors import VLBenchError as _Err
-        from vlbench.specs import available_specs, load_baseline_spec
-
-        others = []
-        for name in available_specs("baselines"):
-            try:
-                spec = load_baseline_spec(name)
-            except _Err:
-                continue
-            if task_name in spec.tasks:
-                others.append((spec.name, spec.model, spec.pretrained))
-        chosen = _candidates(others)
-    if not chosen:
-        return None
-    first_name, first = chosen[0]
-    signatures: dict[str, str] = {}
-
-    def signature(value: str) -> str:
-        key = resolve_pretrained(value) or value
-        if key not in signatures:
-            signatures[key] = tokenizer_signature(load_tokenizer(value))
-        return signatures[key]
-
-    for name, value in chosen[1:]:
-        if value != first and strict and signature(value) != signature(first):
-            raise VLBenchError(
-                f"baselines {first_name!r} (pretrained {first!r}) and {name!r} (pretrained {value!r}) use different "
-                "tokenizers, but all baselines of one comparison read text through the same one; run them in "
-                "separate comparisons (separate --results-dir) or give both the same pretrained text model."
-            )
-    return first
+    if baseline.get("tokenizer"):
+        return str(baseline["tokenizer"])
+    if baseline.get("pretrained") and _reads_text(str(baseline.get("model", ""))):
+        return str(baseline["pretrained"])
+    return str(task.get("tokenizer") or WORD_LEVEL)

@@ -7,7 +7,16 @@ from typing import Optional
 import torch
 from pydantic import Field
 
-from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, bert_from_config, load_pretrained
+from vlbench.models.base import (
+    BuildContext,
+    Encoder,
+    EncoderConfig,
+    EncoderOutput,
+    bert_from_config,
+    check_text_positions,
+    check_vocabulary,
+    load_pretrained,
+)
 from vlbench.registry import register_model
 
 __all__ = ["TextBertConfig", "TextBertEncoder"]
@@ -48,6 +57,8 @@ class TextBertEncoder(Encoder):
                 hidden_dropout_prob=config.dropout,
                 attention_probs_dropout_prob=config.attention_dropout,
             )
+            check_text_positions(bert.config.max_position_embeddings, context, "bert-text", pretrained)
+            check_vocabulary(bert.config.vocab_size, context, "bert-text", pretrained)
         else:
             bert = bert_from_config(
                 context, hidden_size=config.hidden_size, num_layers=config.num_layers, num_heads=config.num_heads,

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import torch
 from pydantic import Field
 from torch import nn
+from torch.nn import functional as F
 
-from vlbench.errors import SpecError
+from vlbench.data.images import ImageTransform, ProcessorTransform
+from vlbench.errors import SpecError, VLBenchError
 from vlbench.models._blocks import masked_mean
-from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, load_pretrained
+from vlbench.models.base import (
+    BuildContext,
+    Encoder,
+    EncoderConfig,
+    EncoderOutput,
+    check_text_positions,
+    check_vocabulary,
+    load_pretrained,
+)
 from vlbench.registry import register_model
 
 __all__ = ["ViltConfigSpec", "ViltEncoder", "ConvPatchStem"]
@@ -63,6 +73,20 @@ class ViltConfigSpec(EncoderConfig):
     attention_dropout: float = Field(0.1, ge=0, lt=1)
 
 
+def _load_processor(pretrained: str) -> Any:
+    """The checkpoint's ViltImageProcessor (its ``preprocessor_config.json``), with one clear line when absent."""
+    from transformers import ViltImageProcessor
+
+    try:
+        return ViltImageProcessor.from_pretrained(pretrained)
+    except (OSError, ValueError) as exc:
+        raise VLBenchError(
+            f"vilt: cannot load the image processor of {pretrained!r} ({str(exc).splitlines()[0]}); a pretrained ViLT "
+            "sees images through its own processor: point `pretrained:` at a folder with preprocessor_config.json "
+            "(as `huggingface-cli download dandelin/vilt-b32-mlm --local-dir DIR` writes it)."
+        ) from exc
+
+
 @register_model("vilt", description="single-stream ViLT over text tokens and image patches (transformers ViltModel)")
 class ViltEncoder(Encoder):
     """ViltModel; pooled output = its pooler (dense + tanh) over the text [CLS] position or the mean of all tokens."""
@@ -70,11 +94,12 @@ class ViltEncoder(Encoder):
     Config = ViltConfigSpec
     modalities = ("text", "image")
 
-    def __init__(self, vilt: torch.nn.Module, pooling: str = "cls") -> None:
+    def __init__(self, vilt: torch.nn.Module, pooling: str = "cls", processor: Any = None) -> None:
         super().__init__()
         self.vilt = vilt
         self.pooling = pooling
         self.hidden_size = vilt.config.hidden_size
+        self.processor = processor  # the pretrained checkpoint's ViltImageProcessor (None: built from config)
 
     @classmethod
     def from_spec(cls, config: ViltConfigSpec, pretrained: Optional[str], context: BuildContext) -> "ViltEncoder":
@@ -86,6 +111,7 @@ class ViltEncoder(Encoder):
                 "vilt: patch_embedding 'conv' would replace the pretrained patch projection with an untrained stem; "
                 "with `pretrained:` set baseline.config.patch_embedding=linear (and pooling=cls, as ViLT was trained)."
             )
+        processor = None
         if pretrained:
             vilt = load_pretrained(
                 ViltModel,
@@ -93,6 +119,9 @@ class ViltEncoder(Encoder):
                 hidden_dropout_prob=config.dropout,
                 attention_probs_dropout_prob=config.attention_dropout,
             )
+            check_text_positions(vilt.config.max_position_embeddings, context, "vilt", pretrained)
+            check_vocabulary(vilt.config.vocab_size, context, "vilt", pretrained)
+            processor = _load_processor(pretrained)
         else:
             if context.image_size % config.patch_size:
                 raise SpecError(
@@ -120,7 +149,11 @@ class ViltEncoder(Encoder):
             nn.init.trunc_normal_(vilt.embeddings.cls_token, std=0.02)
         if config.patch_embedding == "conv":
             vilt.embeddings.patch_embeddings.projection = ConvPatchStem(vilt.config.hidden_size, vilt.config.patch_size)
-        return cls(vilt, config.pooling)
+        return cls(vilt, config.pooling, processor)
+
+    def image_transform(self) -> Optional[ImageTransform]:
+        """Pretrained: the checkpoint's own ViltImageProcessor (shorter side 384, mean/std 0.5, padding + mask)."""
+        return ProcessorTransform(self.processor) if self.processor is not None else None
 
     def _image_embeds(self, pixel_values: torch.Tensor) -> Optional[torch.Tensor]:
         """Patch embeddings + [CLS] + position embeddings, batched.
@@ -141,13 +174,32 @@ class ViltEncoder(Encoder):
         x = torch.cat((cls, x), dim=1) + emb.position_embeddings
         return emb.dropout(x)
 
+    def _image_mask(self, pixel_mask: torch.Tensor, pixels: torch.Tensor, image_tokens: int) -> torch.Tensor:
+        """Which of ViltModel's image tokens are real: [CLS], then its valid patches first, then padding patches."""
+        patch = self.vilt.config.patch_size
+        grid = F.interpolate(pixel_mask[:, None].float(), size=(pixels.shape[-2] // patch, pixels.shape[-1] // patch))
+        valid = grid.flatten(1).sum(1).long().clamp(max=image_tokens - 1)
+        steps = torch.arange(image_tokens - 1, device=pixels.device)
+        patches = (steps[None, :] < valid[:, None]).long()
+        return torch.cat([torch.ones_like(patches[:, :1]), patches], dim=1)
+
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
-        """Encode question tokens and image patches jointly."""
+        """Encode question tokens and image patches jointly.
+
+        With a ``pixel_mask`` (a processor that pads images of different sizes) ViltModel embeds the
+        images itself: interpolated position embeddings per image and padding patches masked out.
+        """
         pixels = batch["pixel_values"]
-        image_embeds = self._image_embeds(pixels)
-        kwargs = {"image_embeds": image_embeds} if image_embeds is not None else {"pixel_values": pixels}
+        pixel_mask = batch.get("pixel_mask")
+        image_embeds = self._image_embeds(pixels) if pixel_mask is None else None
         if image_embeds is not None:
-            kwargs["pixel_mask"] = torch.ones(image_embeds.shape[:2], dtype=torch.long, device=pixels.device)
+            kwargs = {"image_embeds": image_embeds,
+                      "pixel_mask": torch.ones(image_embeds.shape[:2], dtype=torch.long, device=pixels.device)}
+        else:
+            if pixel_mask is None:
+                pixel_mask = torch.ones((pixels.shape[0], pixels.shape[-2], pixels.shape[-1]), dtype=torch.long,
+                                        device=pixels.device)
+            kwargs = {"pixel_values": pixels, "pixel_mask": pixel_mask}
         out = self.vilt(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
@@ -155,11 +207,12 @@ class ViltEncoder(Encoder):
             **kwargs,
         )
         text_len = batch["input_ids"].shape[1]
-        mask = torch.cat(
-            [batch["attention_mask"], torch.ones(out.last_hidden_state.shape[0], out.last_hidden_state.shape[1] - text_len,
-                                                dtype=batch["attention_mask"].dtype, device=pixels.device)],
-            dim=1,
-        )
+        image_tokens = out.last_hidden_state.shape[1] - text_len
+        if image_embeds is not None:
+            image_mask = torch.ones(pixels.shape[0], image_tokens, dtype=torch.long, device=pixels.device)
+        else:
+            image_mask = self._image_mask(kwargs["pixel_mask"], pixels, image_tokens)
+        mask = torch.cat([batch["attention_mask"], image_mask.to(batch["attention_mask"].dtype)], dim=1)
         pooled = out.pooler_output
         if self.pooling == "mean":
             pooler = self.vilt.pooler

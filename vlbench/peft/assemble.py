@@ -15,7 +15,7 @@ from typing import Any, Optional
 from torch import nn
 
 from vlbench.errors import SpecError
-from vlbench.models.base import BuildContext, FittedModel, build_model
+from vlbench.models.base import BuildContext, Encoder, FittedModel, build_model
 from vlbench.peft.apply import PeftSummary, apply_peft
 from vlbench.peft.config import FrozenSpec, PromptSpec, parse_peft
 from vlbench.registry import MODELS
@@ -34,6 +34,7 @@ class Assembled:
     peft: Any = None
     summary: Optional[PeftSummary] = None
     features: Any = None  # the CachedFeatureEncoder of a frozen backbone with cached features
+    image_transform: Any = None  # the encoder's own image transform (None: the task's square resize)
 
     @property
     def fitted(self) -> bool:
@@ -66,10 +67,13 @@ def assemble(config: RunConfig, seed: int, task: Any, tokenizer: Any, *, pretrai
     seed_everything(seed)
     built = build_model(config.baseline.model, config.baseline.config, pretrained, context, source)
     modalities = tuple(model_cls.modalities)
+    # a pretrained model sees images the way it was trained (its processor's resize, normalisation, padding)
+    transform = built.image_transform() if isinstance(built, Encoder) and "image" in modalities else None
+    task.image_transform = transform
     if isinstance(built, FittedModel):
         if peft_spec is not None:
             raise SpecError(f"{source}: model type {config.baseline.model!r} is not trained by gradient descent; remove its peft block.")
-        return Assembled(built, modalities)
+        return Assembled(built, modalities, image_transform=transform)
     features = None
     if isinstance(peft_spec, FrozenSpec) and peft_spec.cache_features:
         from vlbench.training.frozen import CachedFeatureEncoder, FeatureCache, feature_cache_key
@@ -85,7 +89,7 @@ def assemble(config: RunConfig, seed: int, task: Any, tokenizer: Any, *, pretrai
         built = features = CachedFeatureEncoder(built, FeatureCache(path))
     model: nn.Module = task.wrap(built)
     summary = apply_peft(model, peft_spec) if peft_spec is not None else None
-    return Assembled(model, modalities, peft_spec, summary, features)
+    return Assembled(model, modalities, peft_spec, summary, features, transform)
 
 
 def warm_features(assembled: Assembled, task: Any, batch_size: int, device: Any, progress: Any = None,

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -21,10 +22,13 @@ __all__ = [
     "git_commit",
     "now_iso",
     "load_records",
+    "RecordSet",
+    "read_records",
+    "record_files",
     "ensure_writable",
 ]
 
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = 2
 
 
 def _safe(name: str) -> str:
@@ -107,21 +111,89 @@ def ensure_writable(results_dir: Path) -> Path:
     return results_dir
 
 
-def load_records(results_dir: Path) -> list[dict[str, Any]]:
-    """Every run record under a folder (predictions files and unreadable files are skipped)."""
+def record_files(results_dir: Path) -> list[Path]:
+    """Every run-record file under a folder (``seed-*.json``, predictions files excluded), sorted."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise VLBenchError(f"results dir {str(results_dir)!r} does not exist.")
-    records = []
-    for path in sorted(results_dir.rglob("seed-*.json")):
-        if ".predictions" in path.name:
-            continue
-        try:
-            with open(path, encoding="utf-8") as handle:
-                record = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict) and record.get("schema") == RECORD_SCHEMA:
+    return [p for p in sorted(results_dir.rglob("seed-*.json")) if ".predictions" not in p.name]
+
+
+def _json_error(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        end = " (the file ends early: truncated?)" if exc.pos >= len(exc.doc) - 1 else ""
+        return f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{end}"
+    return f"not valid JSON: {exc}"
+
+
+def read_record(path: Path) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+    """(record, None) for a valid record file, else (None, one line saying what is wrong with it)."""
+    from vlbench.results.validate import record_problem
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or exc}"
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except ValueError as exc:
+        return None, _json_error(exc)
+    problem = record_problem(record)
+    if problem:
+        return None, problem
+    record.setdefault("status", "ok")
+    return record, None
+
+
+@dataclass
+class RecordSet:
+    """Records read from one or more folders, with every file that was not a valid record and every duplicate."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, what is wrong)
+    duplicates: list[str] = field(default_factory=list)  # one line per (config_hash, seed) found twice
+
+
+def _same_result(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.get("status") == b.get("status") and a.get("test") == b.get("test") and \
+        a.get("per_example") == b.get("per_example")
+
+
+def read_records(results_dirs: list[Path] | Path) -> RecordSet:
+    """Read, validate and merge the records of several folders; duplicates (config hash, seed) count once."""
+    dirs = [results_dirs] if isinstance(results_dirs, (str, Path)) else list(results_dirs)
+    out = RecordSet()
+    seen: dict[tuple[str, str, str, str, int], dict[str, Any]] = {}
+    for folder in dirs:
+        for path in record_files(Path(folder)):
+            record, problem = read_record(path)
+            if record is None:
+                out.problems.append((str(path), problem or "invalid"))
+                continue
             record["_path"] = str(path)
-            records.append(record)
-    return records
+            key = (record["task"], record["dataset"], record["baseline"], record["config_hash"], record["seed"])
+            first = seen.get(key)
+            if first is None:
+                seen[key] = record
+                continue
+            # the same run found twice (e.g. two machines' folders): keep one, never count it twice
+            if _same_result(first, record):
+                out.duplicates.append(f"{record['_path']} repeats {first['_path']} (same config and seed, same results)")
+                continue
+            keep, drop = (first, record)
+            if (record.get("status") == "ok", record.get("created", "")) > (first.get("status") == "ok",
+                                                                             first.get("created", "")):
+                keep, drop = record, first
+            seen[key] = keep
+            out.duplicates.append(f"{drop['_path']} and {keep['_path']} are the same config and seed with different "
+                                  f"results; kept {keep['_path']} (finished and newer)")
+    out.records = list(seen.values())
+    return out
+
+
+def load_records(results_dir: Path) -> list[dict[str, Any]]:
+    """Every valid run record under a folder (see :func:`read_records` for the files that are not)."""
+    return read_records([Path(results_dir)]).records

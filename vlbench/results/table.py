@@ -1,4 +1,4 @@
-"""Comparison tables built from run records: mean ± std over seeds and the difference from the reference."""
+"""Render aggregated rows as rich, Markdown, CSV, LaTeX, JSON or HTML; every record string escaped for its format."""
 
 from __future__ import annotations
 
@@ -6,140 +6,271 @@ import csv
 import io
 import json
 import math
-import statistics
-from collections import defaultdict
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from vlbench.errors import VLBenchError
+from vlbench.results import escape
+from vlbench.results.aggregate import MIN_SEEDS, Table, aggregate
 
-__all__ = ["aggregate", "render", "FORMATS"]
+__all__ = ["aggregate", "render", "FORMATS", "LONG_FIELDS", "significance_mark", "wide_sections", "legend"]
 
-FORMATS = ("rich", "md", "csv", "json")
+FORMATS = ("rich", "md", "csv", "latex", "json", "html")
 
-
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
-    mean = statistics.fmean(values)
-    return mean, (statistics.stdev(values) if len(values) > 1 else None)
-
-
-def aggregate(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (task, dataset, baseline, metric): mean, sample std (n-1), n seeds, params, time, delta."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        groups[(rec["task"], rec["dataset"], rec["baseline"])].append(rec)
-    rows: list[dict[str, Any]] = []
-    means: dict[tuple[str, str, str, str], float] = {}
-    for (task, dataset, baseline), recs in sorted(groups.items()):
-        recs = sorted(recs, key=lambda r: r["seed"])
-        metric_names = list(dict.fromkeys(m for r in recs for m in r["test"]["metrics"]))
-        for metric in metric_names:
-            values = [float(r["test"]["metrics"][metric]) for r in recs if metric in r["test"]["metrics"]]
-            mean, std = _mean_std(values)
-            means[(task, dataset, baseline, metric)] = mean
-            rows.append(
-                {
-                    "task": task,
-                    "dataset": dataset,
-                    "baseline": baseline,
-                    "family": recs[0]["config"]["baseline"].get("family", ""),
-                    "metric": metric,
-                    "primary": metric == recs[0].get("primary_metric"),
-                    "mean": mean,
-                    "std": std,
-                    "n": len(values),
-                    "seeds": [r["seed"] for r in recs],
-                    "trainable_params": recs[0]["parameters"]["trainable"],
-                    "total_params": recs[0]["parameters"]["total"],
-                    "train_seconds": statistics.fmean(r["timing"]["train_seconds"] for r in recs),
-                    "peak_memory_mb": _peak_mb(recs),
-                    "reference": recs[0]["config"]["task"].get("reference_baseline"),
-                }
-            )
-    for row in rows:
-        ref = means.get((row["task"], row["dataset"], row["reference"], row["metric"]))
-        row["delta_vs_reference"] = None if ref is None or row["baseline"] == row["reference"] else row["mean"] - ref
-    return rows
+LONG_FIELDS = ["task", "dataset", "baseline", "config", "config_fields", "config_hash", "family", "metric", "primary", "status", "n",
+               "seeds", "failed_seeds", "failure", "mean", "std", "ci_low", "ci_high", "reference",
+               "delta_vs_reference", "delta_ci_low", "delta_ci_high", "p_value", "test", "image_reliance_blank",
+               "image_reliance_shuffled", "trainable_params", "total_params", "train_seconds", "eval_seconds",
+               "gpu_memory_mb", "versions"]
 
 
-def _peak_mb(recs: list[dict[str, Any]]) -> float | None:
-    peaks = [r["memory"]["peak_bytes"] for r in recs if r.get("memory")]
-    return max(peaks) / 2**20 if peaks else None
+def significance_mark(p: Optional[float]) -> str:
+    """``**`` for p < 0.01, ``*`` for p < 0.05, else nothing."""
+    if p is None:
+        return ""
+    return "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
-def _fmt_params(row: dict[str, Any]) -> str:
-    trainable, total = row["trainable_params"], row["total_params"]
-    if not total:
-        return "0"
-    return f"{_human(trainable)} / {_human(total)}" + (f" ({100 * trainable / total:.1f}%)" if trainable != total else "")
-
-
-def _human(n: int) -> str:
+def _human(n: Optional[int]) -> str:
+    if n is None:
+        return "—"
     for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(n)
 
 
-def _fmt_value(row: dict[str, Any]) -> str:
-    std = row["std"]
-    return f"{row['mean']:.2f} ± {std:.2f}" if std is not None and not math.isnan(std) else f"{row['mean']:.2f}"
+def _params(row: dict[str, Any]) -> str:
+    trainable, total = row["trainable_params"], row["total_params"]
+    if not total:
+        return "0" if total == 0 else "—"
+    share = f" ({100 * trainable / total:.1f}%)" if trainable != total else ""
+    return f"{_human(trainable)} / {_human(total)}{share}"
 
 
-def _fmt_delta(row: dict[str, Any]) -> str:
-    delta = row["delta_vs_reference"]
-    return "—" if delta is None else f"{delta:+.2f}"
+def _num(value: Optional[float], digits: int = 2, signed: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
-def _wide(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Pivot to one line per (task, dataset, baseline): params, seeds, every metric, delta of the primary."""
-    metrics = list(dict.fromkeys(r["metric"] for r in rows))
-    primary = next((r["metric"] for r in rows if r["primary"]), metrics[0] if metrics else "")
-    header = ["task", "dataset", "baseline", "params (trainable / total)", "seeds", "train s", "peak MB", *metrics]
-    header.append(f"Δ {primary} vs {rows[0]['reference']}" if rows else "Δ")
-    lines: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for r in rows:
-        key = (r["task"], r["dataset"], r["baseline"])
-        line = lines.setdefault(
-            key,
-            {"base": [r["task"], r["dataset"], r["baseline"], _fmt_params(r), str(r["n"]), f"{r['train_seconds']:.0f}",
-                      "—" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f}"], "m": {}, "d": "—"},
-        )
-        line["m"][r["metric"]] = _fmt_value(r)
-        if r["metric"] == primary:
-            line["d"] = _fmt_delta(r)
-    body = [line["base"] + [line["m"].get(m, "") for m in metrics] + [line["d"]] for line in lines.values()]
-    return header, body
+def _n(row: dict[str, Any]) -> str:
+    text = str(row["n"])
+    if row["status"] != "failed" and row["n"] < MIN_SEEDS:
+        text += " (n<3)"
+    if row["failed_seeds"]:
+        text += f" +{len(row['failed_seeds'])} failed"
+    return text
 
 
-def render(rows: list[dict[str, Any]], fmt: str = "rich") -> Any:
-    """Render aggregated rows as a rich Table, Markdown, CSV or JSON text."""
+def _value(row: dict[str, Any], pm: str = "±") -> str:
+    if row["mean"] is None:
+        return "—"
+    return f"{row['mean']:.2f} {pm} {row['std']:.2f}" if row["std"] is not None else f"{row['mean']:.2f}"
+
+
+def wide_sections(table: Table) -> list[dict[str, Any]]:
+    """One section per (task, dataset): header, lines of cells (plain text, unescaped) and the raw rows."""
+    sections: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in table.rows:
+        sections.setdefault((row["task"], row["dataset"]), []).append(row)
+    out = []
+    for (task, dataset), rows in sections.items():
+        metrics = list(dict.fromkeys(r["metric"] for r in rows if r["status"] != "failed"))
+        # the tested metric: the primary one, or the only one left by --metric
+        tested = next((m for m in metrics if any(r["primary"] and r["metric"] == m for r in rows)),
+                      metrics[0] if metrics else "")
+        reference = next((r["reference"] for r in rows if r["reference"]), None)
+        has_config = any(r["config"] for r in rows)
+        has_gpu = any(r["gpu_memory_mb"] is not None for r in rows)
+        has_ablation = any(r["image_reliance_blank"] is not None for r in rows)
+        header = ["baseline"] + (["config"] if has_config else []) + ["params (trainable / total)", "n seeds",
+                                                                        "train s", "eval s"]
+        header += ["GPU peak MB"] if has_gpu else []
+        header += metrics + [f"{tested} 95% CI"]
+        header += [f"image reliance ({tested}: −blank / −shuffled)"] if has_ablation else []
+        header += [f"Δ {tested} vs {reference}", "p"]
+        lines: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in rows:
+            key = (r["baseline"], r["config_hash"])
+            line = lines.get(key)
+            if line is None:
+                line = lines[key] = {"row": r, "metrics": {}, "tested": None}
+            line["metrics"][r["metric"]] = r
+            if r["metric"] == tested:
+                line["tested"] = r
+        body = []
+        for line in lines.values():
+            r, t = line["row"], line["tested"]
+            fields = r["config_fields"]
+            short = ", ".join(fields[:3]) + (f" (+{len(fields) - 3} more)" if len(fields) > 3 else "")
+            cells = [r["baseline"]] + ([short] if has_config else []) + [
+                _params(r), _n(r), _num(r["train_seconds"], 1), _num(r["eval_seconds"], 1)]
+            cells += [_num(r["gpu_memory_mb"], 0)] if has_gpu else []
+            if r["status"] == "failed":
+                reason = escape.one_line(r["failure"] or "no reason recorded")
+                cells += [f"failed: {reason}"] + ["—"] * (len(metrics) - 1 + 1)
+                cells += ["—"] if has_ablation else []
+                cells += ["—", "—"]
+            else:
+                cells += [_value(line["metrics"][m]) if m in line["metrics"] else "" for m in metrics]
+                cells += [f"[{_num(t['ci_low'])}, {_num(t['ci_high'])}]" if t and t["ci_low"] is not None else "—"]
+                if has_ablation:
+                    cells += [f"{_num(t['image_reliance_blank'], signed=True)} / "
+                              f"{_num(t['image_reliance_shuffled'], signed=True)}"
+                              if t and t["image_reliance_blank"] is not None else "—"]
+                delta = t["delta_vs_reference"] if t else None
+                cells += [_num(delta, signed=True) + (significance_mark(t["p_value"]) if t else ""),
+                          _p(t["p_value"]) if t else "—"]
+            body.append({"cells": cells, "row": r, "tested": t, "metrics": line["metrics"]})
+        out.append({"task": task, "dataset": dataset, "header": header, "body": body, "metrics": metrics,
+                    "tested": tested, "reference": reference, "rows": rows, "has_config": has_config})
+    return out
+
+
+def _p(p: Optional[float]) -> str:
+    if p is None:
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def legend(table: Table) -> list[str]:
+    """Footnotes every format prints under its table (plain text, unescaped)."""
+    lines = [
+        "mean ± sample std over seeds; 95% CI: Student t over seeds. Rows aggregate one config hash each.",
+        "Δ: difference of means from the task's reference baseline on the same test items; p: two-sided paired "
+        "approximate randomization over test items (per-item scores, or a corpus metric's sentence statistics, "
+        "averaged over seeds); * p<0.05, ** p<0.01.",
+        f"n<3: fewer than {MIN_SEEDS} seeds; the spread is not estimated well and a Δ is not a finding.",
+        "image reliance: the trained model's score with real images minus its score with blank images / with "
+        "images shuffled across test examples.",
+        "train s: optimizer steps only (no validation); eval s: validation, test and ablation passes.",
+    ]
+    untested = sorted({f"{r['metric']}: {r['test'][len('not tested: '):]}" for r in table.rows
+                       if r["test"] and r["test"].startswith("not tested")})
+    lines += [f"not tested — {u}" for u in untested]
+    if table.mixes_versions:
+        parts = "; ".join(f"{k} ({n} records)" for k, n in sorted(table.versions.items()))
+        lines.append(f"warning: these records come from different package/code versions: {parts}.")
+    lines += table.notes
+    return lines
+
+
+def _markdown(table: Table) -> str:
+    out = []
+    for s in wide_sections(table):
+        out.append(f"### {escape.markdown_cell(s['task'])} on {escape.markdown_cell(s['dataset'])}\n")
+        out.append("| " + " | ".join(escape.markdown_cell(h) for h in s["header"]) + " |")
+        out.append("|" + "|".join("---" if h in ("baseline", "config") else "---:" for h in s["header"]) + "|")
+        out += ["| " + " | ".join(escape.markdown_cell(c) for c in b["cells"]) + " |" for b in s["body"]]
+        out.append("")
+    out += [f"- {escape.markdown_cell(line)}" for line in legend(table)]
+    return "\n".join(out) + "\n"
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict(v) for v in value]
+    return value
+
+
+def _json(table: Table) -> str:
+    return json.dumps([_strict({k: r.get(k) for k in LONG_FIELDS}) for r in table.rows], indent=2, allow_nan=False)
+
+
+def _csv(table: Table) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(LONG_FIELDS)
+    for r in table.rows:
+        cells = []
+        for k in LONG_FIELDS:
+            v = _strict(r.get(k))
+            if isinstance(v, list):
+                v = "; ".join(str(x) for x in v)
+            cells.append("" if v is None else escape.csv_cell(v) if isinstance(v, str) else v)
+        writer.writerow(cells)
+    return out.getvalue()
+
+
+def _tex(text: str) -> str:
+    """Escaped text with the table's own symbols written the LaTeX way (works under pdflatex)."""
+    out = escape.latex_text(text)
+    for symbol, tex in (("±", "$\\pm$"), ("−", "$-$"), ("—", "---"), ("Δ", "$\\Delta$")):
+        out = out.replace(symbol, tex)
+    return out
+
+
+def _latex(table: Table) -> str:
+    out = ["% requires \\usepackage{booktabs}"]
+    for s in wide_sections(table):
+        header = s["header"]
+        metric_cols = {i for i, h in enumerate(header) if h in s["metrics"]}
+        best: dict[int, float] = {}
+        for b in s["body"]:
+            for i in metric_cols:
+                r = b["metrics"].get(header[i])
+                if r is not None and r["mean"] is not None:
+                    best[i] = max(best.get(i, -math.inf), round(r["mean"], 2))
+        out.append(f"% {escape.one_line(s['task'])} on {escape.one_line(s['dataset'])}")
+        out.append("\\begin{tabular}{l" + "r" * (len(header) - 1) + "}")
+        out.append("\\toprule")
+        out.append(" & ".join(_tex(h) for h in header) + " \\\\")
+        out.append("\\midrule")
+        for b in s["body"]:
+            cells = []
+            for i, c in enumerate(b["cells"]):
+                text = _tex(c)
+                if i in metric_cols and b["row"]["status"] != "failed":
+                    r = b["metrics"].get(header[i])
+                    if r is not None and r["mean"] is not None and round(r["mean"], 2) == best.get(i):
+                        text = f"\\textbf{{{text}}}"
+                if i == len(header) - 2:  # the Δ column: marks as superscripts
+                    text = text.replace("**", "$^{**}$") if "**" in text else text.replace("*", "$^{*}$")
+                cells.append(text)
+            out.append(" & ".join(cells) + " \\\\")
+        out.append("\\bottomrule")
+        out.append("\\end{tabular}")
+        out.append("")
+    notes = ["best mean per metric column in bold; $^{*}$ $p<0.05$, $^{**}$ $p<0.01$ (paired test against the "
+             "reference baseline)."] + [_tex(line) for line in legend(table)]
+    out.append("\\par\\smallskip{\\footnotesize " + " \\\\\n".join(notes) + "}")
+    return "\n".join(out) + "\n"
+
+
+def _html(table: Table) -> str:
+    from vlbench.results.leaderboard import html_tables
+
+    return html_tables(table)
+
+
+def _rich(table: Table) -> Any:
+    from rich.console import Group
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    parts: list[Any] = []
+    for s in wide_sections(table):
+        # Text objects are never parsed as markup: a name like "[/x]" prints as itself
+        out = RichTable(title=Text(f"{escape.one_line(s['task'])} on {escape.one_line(s['dataset'])}"),
+                        title_justify="left")
+        for h in s["header"]:
+            out.add_column(Text(h), justify="left" if h in ("baseline", "config") else "right",
+                           no_wrap=h == "baseline")
+        for b in s["body"]:
+            out.add_row(*(Text(escape.one_line(c), style="red" if c.startswith("failed") else "") for c in b["cells"]))
+        parts.append(out)
+    parts += [Text(escape.one_line(line), style="dim") for line in legend(table)]
+    return Group(*parts)
+
+
+def render(table: Table | Iterable[dict[str, Any]], fmt: str = "rich") -> Any:
+    """Render an aggregated :class:`Table` (or records, aggregated first) in one of :data:`FORMATS`."""
     if fmt not in FORMATS:
         raise VLBenchError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATS)}.")
-    if fmt == "json":
-        return json.dumps(rows, indent=2)
-    if fmt == "csv":
-        out = io.StringIO()
-        fields = ["task", "dataset", "baseline", "family", "metric", "mean", "std", "n", "trainable_params",
-                  "total_params", "train_seconds", "peak_memory_mb", "reference", "delta_vs_reference"]
-        writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return out.getvalue()
-    header, body = _wide(rows)
-    if fmt == "md":
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(cells) + " |" for cells in body]
-        return "\n".join(lines) + "\n"
-    from rich.console import Group
-    from rich.table import Table
-
-    tables = []
-    for key in dict.fromkeys((r["task"], r["dataset"]) for r in rows):
-        header, body = _wide([r for r in rows if (r["task"], r["dataset"]) == key])
-        table = Table(title=f"{key[0]} on {key[1]}", title_justify="left")
-        for name in header[2:]:
-            table.add_column(name, justify="left" if name == "baseline" else "right", no_wrap=name == "baseline")
-        for cells in body:
-            table.add_row(*cells[2:])
-        tables.append(table)
-    return Group(*tables)
+    if not isinstance(table, Table):
+        table = aggregate(table)
+    return {"md": _markdown, "csv": _csv, "latex": _latex, "json": _json, "html": _html, "rich": _rich}[fmt](table)

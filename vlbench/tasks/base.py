@@ -64,10 +64,14 @@ class TaskType:
     table: ClassVar[str] = ""
     Options: ClassVar[type[TaskOptions]] = TaskOptions
     predictions_suffix: ClassVar[str] = ".json"
+    # the model's image transform (set per baseline by the runner); None: square resize to options.image_size
+    image_transform: Optional[Any] = None
 
     def __init__(self, spec: TaskSpec, dataset: VLDataset) -> None:
         self.spec = spec
         self.dataset = dataset
+        # set by the runner before each baseline: the model's own transform (None: square resize to image_size)
+        self.image_transform: Optional[Any] = None
         try:
             self.options = self.Options.model_validate(spec.options)
         except ValidationError as exc:

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from pydantic import Field
 
+from vlbench.data.pipeline import require_columns
 from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult
 from vlbench.tasks.generation import Seq2SeqOptions, Seq2SeqTask
@@ -54,7 +55,7 @@ class CaptioningTask(Seq2SeqTask):
         super().__init__(spec, dataset)
         self._rows: dict[str, Any] = {}
         for role, name in self.split_names.items():
-            rows = self.dataset.split(self.table, name)
+            rows = require_columns(dataset, self.table, name, ["caption_id", "image_id", "caption"])
             cols = rows.select_columns(["image_id", "caption"]).to_dict()
             grouped: dict[int, list[str]] = {}
             for image_id, caption in zip(cols["image_id"], cols["caption"]):
@@ -102,7 +103,7 @@ class CaptioningTask(Seq2SeqTask):
 
     def write_predictions(self, predictions: Any, path: Path) -> Path:
         """COCO results JSON, plus the split's COCO captions annotation file beside it (for ``vlbench score``)."""
-        from vlbench.data.shapes.captions import write_coco_captions
+        from vlbench.data.coco_format import write_coco_captions
         from vlbench.io import atomic_write_json
 
         written = atomic_write_json(path, predictions, indent=None)

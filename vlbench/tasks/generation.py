@@ -22,6 +22,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from vlbench.data.pipeline import encode_texts, image_inputs, split_roles, trim_tokens
 from vlbench.models.decoder import DecoderSpec, EncoderDecoder, build_text_decoder
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
 
@@ -226,7 +227,7 @@ class Seq2SeqTask(TaskType):
 
     def __init__(self, spec, dataset) -> None:
         super().__init__(spec, dataset)
-        self.split_names = {"train": spec.splits.train, "validation": spec.splits.validation, "test": spec.splits.test}
+        self.split_names = split_roles(spec)
         self._image_ids: dict[str, list[int]] = {}
         self._targets: dict[str, list[list[str]]] = {}
         self._source: dict[str, dict[str, torch.Tensor]] = {}
@@ -267,14 +268,7 @@ class Seq2SeqTask(TaskType):
         """Tokenize the source side of every split (empty sources become a lone [CLS])."""
         self._source = {}
         for role in self.split_names:
-            texts = self._sources(role)
-            enc = tokenizer(texts, padding="max_length", truncation=True, max_length=self.options.max_text_length,
-                            return_tensors="pt")
-            self._source[role] = {
-                "input_ids": enc["input_ids"],
-                "attention_mask": enc["attention_mask"],
-                "token_type_ids": enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])),
-            }
+            self._source[role] = encode_texts(tokenizer, self._sources(role), self.options.max_text_length)
 
     def build_context_extras(self) -> dict[str, Any]:
         """The target vocabulary size (for model types that want it)."""
@@ -319,19 +313,9 @@ class Seq2SeqTask(TaskType):
         batch: dict[str, torch.Tensor] = {"index": index}
         source = self._source.get(split)
         if source is not None:
-            mask = source["attention_mask"].index_select(0, index)
-            length = max(int(mask.sum(1).max()), 1)
-            batch["input_ids"] = source["input_ids"].index_select(0, index)[:, :length]
-            batch["attention_mask"] = mask[:, :length]
-            batch["token_type_ids"] = source["token_type_ids"].index_select(0, index)[:, :length]
+            batch.update(trim_tokens(source, index))
         if "image" in modalities:
-            from vlbench.models.base import normalize_pixels
-
-            ids = [self._image_ids[split][i] for i in indices]
-            values = normalize_pixels(self.dataset.images.get(ids))
-            if values.shape[-1] != self.options.image_size:
-                values = F.interpolate(values, size=(self.options.image_size,) * 2, mode="bilinear", align_corners=False)
-            batch["pixel_values"] = values
+            batch.update(image_inputs(self, [self._image_ids[split][i] for i in indices]))
         if split == "train":
             batch.update(self._teacher_forcing(split, index))
         return batch

@@ -31,7 +31,8 @@ from torch.nn import functional as F
 
 import vlbench.builtins  # noqa: F401  (lazy entries first, so registering the objects replaces them)
 from vlbench.errors import DataError, SpecError
-from vlbench.models.base import EncoderOutput, normalize_pixels
+from vlbench.data.pipeline import encode_texts, image_inputs, split_roles, trim_tokens
+from vlbench.models.base import EncoderOutput
 from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
 from vlbench.training.progress import track
@@ -155,6 +156,22 @@ def contrastive_loss(text_emb: torch.Tensor, image_emb: torch.Tensor, logit_scal
     t2i = -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
     i2t = -(targets * F.log_softmax(logits.t(), dim=1)).sum(1).mean()
     return (t2i + i2t) / 2
+
+
+def _concat_states(parts: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Concatenate per-batch states; pixels of different sizes (processors that pad per batch) are padded to the
+    largest, with a pixel mask marking the real pixels."""
+    if "pixel_values" in parts[0] and len({tuple(p["pixel_values"].shape[-2:]) for p in parts}) > 1:
+        height = max(p["pixel_values"].shape[-2] for p in parts)
+        width = max(p["pixel_values"].shape[-1] for p in parts)
+        padded = []
+        for p in parts:
+            values = p["pixel_values"]
+            mask = p.get("pixel_mask", torch.ones(values.shape[0], *values.shape[-2:], dtype=torch.long, device=values.device))
+            pad = (0, width - values.shape[-1], 0, height - values.shape[-2])
+            padded.append({**p, "pixel_values": F.pad(values, pad), "pixel_mask": F.pad(mask, pad)})
+        parts = padded
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 def references_path(predictions: Path) -> Path:
@@ -292,7 +309,7 @@ class CrossRetrievalModel(nn.Module):
 
     def image_states(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Pixels (the joint encoder reads them per pair)."""
-        return {"pixel_values": batch["pixel_values"]}
+        return {k: batch[k] for k in ("pixel_values", "pixel_mask") if k in batch}
 
     def text_states(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Token ids and masks."""
@@ -346,7 +363,7 @@ class RetrievalTask(TaskType):
     def __init__(self, spec, dataset) -> None:
         super().__init__(spec, dataset)
         self.table = self.options.table
-        self.split_names = {"train": spec.splits.train, "validation": spec.splits.validation, "test": spec.splits.test}
+        self.split_names = split_roles(spec)
         self._data = {role: self._read_split(name) for role, name in self.split_names.items()}
         self._encoded: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -367,9 +384,12 @@ class RetrievalTask(TaskType):
             ids = list(range(len(texts)))
         else:
             raise DataError(
-                f"table {self.table!r} split {name!r} has no {column!r} or {plural!r} column "
-                f"(columns: {', '.join(rows.column_names)}); set options.caption_column."
+                f"dataset {self.dataset.name!r}, table {self.table!r}, split {name!r} has no column {column!r} or "
+                f"{plural!r} (it has: {', '.join(rows.column_names)}). Set options.caption_column."
             )
+        if "image_id" not in rows.column_names:
+            raise DataError(f"dataset {self.dataset.name!r}, table {self.table!r}, split {name!r} has no column image_id "
+                            f"(it has: {', '.join(rows.column_names)}).")
         if not texts:
             raise DataError(f"table {self.table!r} split {name!r} has no captions.")
         image_ids = list(dict.fromkeys(owners))
@@ -385,12 +405,8 @@ class RetrievalTask(TaskType):
         """Tokenize every split's captions."""
         self._encoded = {}
         for role, data in self._data.items():
-            enc = tokenizer(data.texts, padding="max_length", truncation=True, max_length=self.options.max_text_length,
-                            return_tensors="pt")
             self._encoded[role] = {
-                "input_ids": enc["input_ids"],
-                "attention_mask": enc["attention_mask"],
-                "token_type_ids": enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])),
+                **encode_texts(tokenizer, data.texts, self.options.max_text_length),
                 "image_keys": torch.tensor(data.text_image, dtype=torch.long),
                 "image_ids": torch.tensor(data.image_ids, dtype=torch.long),
             }
@@ -422,27 +438,14 @@ class RetrievalTask(TaskType):
         """Number of captions (image-text pairs) in a split role."""
         return len(self._data[split].texts)
 
-    def _pixels(self, image_ids: list[int]) -> torch.Tensor:
-        values = normalize_pixels(self.dataset.images.get(image_ids))
-        if values.shape[-1] != self.options.image_size:
-            values = F.interpolate(values, size=(self.options.image_size,) * 2, mode="bilinear", align_corners=False)
-        return values
-
     def _text_batch(self, split: str, index: torch.Tensor, length: Optional[int] = None) -> dict[str, torch.Tensor]:
-        enc = self._encoded[split]
-        mask = enc["attention_mask"].index_select(0, index)
-        length = length or max(int(mask.sum(1).max()), 1)
-        return {
-            "input_ids": enc["input_ids"].index_select(0, index)[:, :length],
-            "attention_mask": mask[:, :length],
-            "token_type_ids": enc["token_type_ids"].index_select(0, index)[:, :length],
-        }
+        return trim_tokens(self._encoded[split], index, length)
 
     def _image_batch(self, split: str, local: torch.Tensor, modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
         ids = self._encoded[split]["image_ids"].index_select(0, local)
         batch = {"image_ids": ids}
         if "image" in modalities:
-            batch["pixel_values"] = self._pixels(ids.tolist())
+            batch.update(image_inputs(self, ids.tolist()))
         return batch
 
     def collate(self, split: str, indices: list[int], modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -456,7 +459,7 @@ class RetrievalTask(TaskType):
     # --- evaluation --------------------------------------------------------------------------------
     def _states(self, fn: Callable, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, torch.Tensor]:
         parts = [fn({k: v.to(device) for k, v in b.items()}) for b in batches]
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return _concat_states(parts)
 
     @torch.no_grad()
     def similarity(self, model: nn.Module, split: str, batch_size: int, modalities: tuple[str, ...],

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from pydantic import Field
 
-from vlbench.errors import DataError
+from vlbench.data.pipeline import require_columns
 from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult
 from vlbench.tasks.generation import Seq2SeqOptions, Seq2SeqTask
@@ -56,14 +56,8 @@ class VMTTask(Seq2SeqTask):
         self._source_text: dict[str, list[str]] = {}
         self._ids: dict[str, list[Any]] = {}
         for role, name in self.split_names.items():
-            rows = self.dataset.split(self.table, name)
             wanted = ["image_id", opts.source_field, opts.target_field]
-            missing = [c for c in wanted if c not in rows.column_names]
-            if missing:
-                raise DataError(
-                    f"task {spec.name!r}: the {self.table!r} table of split {name!r} has no column(s) "
-                    f"{', '.join(missing)} (it has: {', '.join(rows.column_names)}); set options.source_field/target_field."
-                )
+            rows = require_columns(dataset, self.table, name, wanted, "Set options.source_field / options.target_field.")
             id_col = [opts.id_field] if opts.id_field in rows.column_names else []
             cols = rows.select_columns(wanted + id_col).to_dict()
             self._image_ids[role] = [int(i) for i in cols["image_id"]]

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
+
+from pydantic import Field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vlbench.models.base import normalize_pixels
+from vlbench.data.pipeline import encode_texts, image_inputs, require_columns, split_roles, trim_tokens
+from vlbench.data.vqa_format import VQA_COLUMNS
+from vlbench.errors import DataError
 from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
 
@@ -26,7 +30,14 @@ class VQAOptions(TaskOptions):
     """Options of the VQA task type."""
 
     max_text_length: int = 24
-    min_answer_count: int = 1
+    min_answer_count: int = Field(1, ge=1, description="an answer class needs at least this many counts (see answer_count)")
+    answer_count: Literal["human", "majority"] = Field(
+        "human", description="human: every one of the ten human answers counts once; majority: each question counts "
+        "once, for its multiple_choice_answer (ViLT / bottom-up attention: 9 over train2014+val2014 gives 3,129)"
+    )
+    answer_vocab_splits: Optional[list[str]] = Field(
+        None, description="dataset splits whose answers are counted (default: the training split only)"
+    )
 
 
 def soft_score(count: int, num_answers: int = 10) -> float:
@@ -66,8 +77,8 @@ class VQATask(TaskType):
         from vlbench.metrics.vqa import normalize_answer
 
         self._normalize = normalize_answer
-        self.split_names = {"train": spec.splits.train, "validation": spec.splits.validation, "test": spec.splits.test}
-        self._rows = {role: self.dataset.split(self.table, name) for role, name in self.split_names.items()}
+        self.split_names = split_roles(spec)
+        self._rows = {role: require_columns(dataset, self.table, name, VQA_COLUMNS) for role, name in self.split_names.items()}
         self._build_answer_vocab()
         self._encoded: dict[str, dict[str, torch.Tensor]] = {}
         self._annotations: dict[str, list[dict[str, Any]]] = {}
@@ -78,12 +89,19 @@ class VQATask(TaskType):
         # official metric compares raw strings when all ten humans agree ("t-shirt" vs "t shirt")
         counts: Counter = Counter()
         spellings: dict[str, Counter] = {}
-        for answers in self._rows["train"]["answers"]:
-            for raw in answers:
-                norm = self._normalize(raw)
-                counts[norm] += 1
-                spellings.setdefault(norm, Counter())[" ".join(raw.split())] += 1
+        splits = self.options.answer_vocab_splits
+        tables = [self._rows["train"]] if not splits else [self.dataset.split(self.table, name) for name in splits]
+        column = "answers" if self.options.answer_count == "human" else "multiple_choice_answer"
+        for table in tables:
+            for answers in table[column]:
+                for raw in answers if column == "answers" else [answers]:
+                    norm = self._normalize(raw)
+                    counts[norm] += 1
+                    spellings.setdefault(norm, Counter())[" ".join(raw.split())] += 1
         keep = sorted(a for a, c in counts.items() if c >= self.options.min_answer_count)
+        if not keep:
+            raise DataError(f"task {self.spec.name!r}: no answer is counted {self.options.min_answer_count} times "
+                            f"({self.options.answer_count} answers); lower options.min_answer_count.")
         self.answer_index = {a: i for i, a in enumerate(keep)}
         self.answers = [min(spellings[a].items(), key=lambda kv: (-kv[1], kv[0]))[0] for a in keep]
 
@@ -99,18 +117,10 @@ class VQATask(TaskType):
         """Tokenize every split and turn the ten human answers into sparse soft targets."""
         self._encoded = {}
         for role, rows in self._rows.items():
-            enc = tokenizer(
-                list(rows["question"]),
-                padding="max_length",
-                truncation=True,
-                max_length=self.options.max_text_length,
-                return_tensors="pt",
-            )
+            enc = encode_texts(tokenizer, list(rows["question"]), self.options.max_text_length)
             label_idx, label_score = self._targets(rows["answers"])
             self._encoded[role] = {
-                "input_ids": enc["input_ids"],
-                "attention_mask": enc["attention_mask"],
-                "token_type_ids": enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])),
+                **enc,
                 "image_ids": torch.tensor(list(rows["image_id"]), dtype=torch.long),
                 "label_idx": label_idx,
                 "label_score": label_score,
@@ -146,14 +156,7 @@ class VQATask(TaskType):
         """Token ids trimmed to the longest question, soft targets, and pixels only for image models."""
         enc = self._encoded[split]
         index = torch.as_tensor(indices, dtype=torch.long)
-        mask = enc["attention_mask"].index_select(0, index)
-        length = max(int(mask.sum(1).max()), 1)
-        batch = {
-            "index": index,
-            "input_ids": enc["input_ids"].index_select(0, index)[:, :length],
-            "attention_mask": mask[:, :length],
-            "token_type_ids": enc["token_type_ids"].index_select(0, index)[:, :length],
-        }
+        batch = {"index": index, **trim_tokens(enc, index)}
         label_idx = enc["label_idx"].index_select(0, index)
         label_score = enc["label_score"].index_select(0, index)
         targets = torch.zeros(len(indices), len(self.answers))
@@ -161,11 +164,7 @@ class VQATask(TaskType):
         targets[torch.nonzero(valid, as_tuple=True)[0], label_idx[valid]] = label_score[valid]
         batch["targets"] = targets
         if "image" in modalities:
-            pixels = self.dataset.images.get(enc["image_ids"].index_select(0, index).tolist())
-            values = normalize_pixels(pixels)
-            if values.shape[-1] != self.options.image_size:
-                values = F.interpolate(values, size=(self.options.image_size,) * 2, mode="bilinear", align_corners=False)
-            batch["pixel_values"] = values
+            batch.update(image_inputs(self, enc["image_ids"].index_select(0, index).tolist()))
         return batch
 
     # --- evaluation --------------------------------------------------------------------------------

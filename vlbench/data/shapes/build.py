@@ -30,6 +30,7 @@ from vlbench.data.shapes import translation as _translation  # noqa: F401  (regi
 from vlbench.data.shapes.render import render_scenes
 from vlbench.data.shapes.tables import TABLE_MAKERS, SplitScenes, table_rng
 from vlbench.data.shapes.world import IMAGE_SIZE, sample_scenes
+from vlbench.data.integrity import build_lock, content_fingerprint, verify_manifest, write_manifest
 from vlbench.errors import DataError, SpecError
 from vlbench.io import atomic_write_json, read_json
 from vlbench.registry import register_dataset
@@ -234,6 +235,7 @@ def _write_cache(generated: GeneratedShapes, options: ShapesOptions, folder: Pat
             for split in SPLITS:
                 counts[split][kind] = table[split].num_rows
         atomic_write_json(tmp / _INFO_FILE, _info(options, counts))
+        write_manifest(tmp)  # last: it covers every file above
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -249,10 +251,17 @@ def _write_cache(generated: GeneratedShapes, options: ShapesOptions, folder: Pat
         raise
 
 
-def _load_cache(folder: Path) -> VLDataset:
-    """Open a finished cache folder; pixels become one uint8 array through the numpy formatter."""
+def _rebuild_hint(options: Optional[ShapesOptions]) -> str:
+    sets = "" if options is None else "".join(f" --set data.{k}={json.dumps(v)}" for k, v in
+                                              options.model_dump(mode="json", exclude_defaults=True).items())
+    return f"Rebuild it with `vlbench data build shapes --force{sets}` (check any cache with `vlbench data verify`)."
+
+
+def _load_cache(folder: Path, options: Optional[ShapesOptions] = None) -> VLDataset:
+    """Open a finished cache folder after checking its files' hashes; pixels become one uint8 array."""
     from datasets import load_from_disk
 
+    manifest = verify_manifest(folder, "dataset 'shapes'", _rebuild_hint(options))
     info = read_json(folder / _INFO_FILE)
     images = load_from_disk(str(folder / "images"))
     # the numpy formatter widens integers to int64 unless told the dtype (8x the memory, 40x slower)
@@ -269,7 +278,7 @@ def _load_cache(folder: Path) -> VLDataset:
     tables["scenes"] = DatasetDict(scene_parts)
     return VLDataset(
         name="shapes",
-        fingerprint=info["key"],
+        fingerprint=content_fingerprint(manifest),
         images=ArrayImageStore(np.ascontiguousarray(pixels), image_ids),
         tables=tables,
         info=info,
@@ -290,23 +299,30 @@ def build_shapes(
         raise DataError(f"dataset 'shapes' is generated, it reads no files (got path {path!r}); use --dataset shapes.")
     opts = parse_options(options)
     folder = cache_folder(cache_dir if cache_dir is not None else default_cache_dir(), opts)
-    if not force and (folder / _INFO_FILE).is_file():
-        try:
-            return _load_cache(folder)
-        except Exception as exc:  # noqa: BLE001  a damaged cache is rebuilt, not fatal
-            if not quiet:
-                from rich.console import Console
+    # one build per cache folder: a second process waits here, then finds the finished cache
+    with build_lock(folder):
+        return _build_or_load(folder, opts, quiet, force)
 
-                Console(stderr=True, soft_wrap=True, highlight=False).print(f"[yellow]shapes cache {folder} is unreadable ({type(exc).__name__}); rebuilding[/]")
+
+def _build_or_load(folder: Path, opts: ShapesOptions, quiet: bool, force: bool) -> VLDataset:
+    from vlbench.data.integrity import MANIFEST
+
+    if not force and (folder / _INFO_FILE).is_file() and (folder / MANIFEST).is_file():
+        # hash mismatches raise (a cache that changed after its build is never used silently)
+        return _load_cache(folder, opts)
+    if not force and folder.exists() and not quiet:
+        from rich.console import Console
+
+        Console(stderr=True, soft_wrap=True, highlight=False).print(f"[yellow]shapes cache {folder} is incomplete or predates content hashes; rebuilding[/]")
     start = time.perf_counter()
     generated = generate_shapes(opts, quiet=quiet)
     if folder.exists():
-        # forced or damaged: move the old copy aside first so the rename below can land
+        # forced or incomplete: move the old copy aside first so the rename below can land
         trash = folder.parent / f"{_TMP_PREFIX}{folder.name}-old-{uuid.uuid4().hex[:8]}"
         os.rename(folder, trash)
         shutil.rmtree(trash, ignore_errors=True)
     _write_cache(generated, opts, folder)
-    dataset = _load_cache(folder)
+    dataset = _load_cache(folder, opts)
     if not quiet:
         from rich.console import Console
 

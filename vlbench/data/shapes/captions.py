@@ -13,11 +13,10 @@ writes a split as the official COCO captions annotation JSON that ``vlbench scor
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-from datasets import Dataset, Features, Value
+from datasets import Dataset
 
 from vlbench.data.shapes.tables import SplitScenes, register_table
 from vlbench.data.shapes.world import Scene, ShapeObject
@@ -38,7 +37,7 @@ __all__ = [
 CAPTIONS_PER_IMAGE = 5
 # caption ids are image_id * CAPTION_ID_STRIDE + rank, as unique as image ids are
 CAPTION_ID_STRIDE = 10
-CAPTION_FEATURES = Features({"caption_id": Value("int64"), "image_id": Value("int64"), "caption": Value("string")})
+from vlbench.data.coco_format import CAPTION_FEATURES  # noqa: E402
 
 _NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six")
 _SIZE_WORDS = {"small": ("small", "small", "little"), "large": ("large", "large", "big")}
@@ -149,24 +148,5 @@ def make_captions_table(split: SplitScenes, options: "ShapesOptions", rng: np.ra
     return Dataset.from_dict(columns, features=CAPTION_FEATURES)
 
 
-def to_coco_captions(table: Dataset, image_ids: Sequence[int] | None = None) -> dict[str, Any]:
-    """A captions split as the official COCO captions annotation JSON (``images`` in first-seen order)."""
-    cols = table.select_columns(["caption_id", "image_id", "caption"]).to_dict()
-    order = list(dict.fromkeys(int(i) for i in (image_ids if image_ids is not None else cols["image_id"])))
-    return {
-        "info": {"description": "vlbench shapes captions"},
-        "licenses": [],
-        "type": "captions",
-        "images": [{"id": i, "file_name": f"{i}.png"} for i in order],
-        "annotations": [
-            {"image_id": int(i), "id": int(c), "caption": t}
-            for c, i, t in zip(cols["caption_id"], cols["image_id"], cols["caption"])
-        ],
-    }
-
-
-def write_coco_captions(table: Dataset, path: str | Path) -> Path:
-    """Write ``to_coco_captions(table)`` atomically; returns the path."""
-    from vlbench.io import atomic_write_json
-
-    return atomic_write_json(Path(path), to_coco_captions(table), indent=None)
+# the COCO captions annotation format is not specific to the shapes world; it lives in vlbench.data.coco_format
+from vlbench.data.coco_format import to_coco_captions, write_coco_captions  # noqa: E402,F401

@@ -1,0 +1,282 @@
+"""Records -> table rows: one row per (task, dataset, baseline, config hash, metric), never mixing configs.
+
+A row aggregates the seeds of one config hash only. Rows of the same baseline with different hashes
+stay separate and carry ``config``: the fields in which their configs differ. Failed runs give failed
+rows. Each row compares itself with the task's reference baseline (same test items) by a paired test
+over per-item values averaged over seeds (see :mod:`vlbench.results.stats`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+from vlbench.results.corpus import CORPUS_METRICS, CorpusItems, corpus_items, paired_corpus_test
+from vlbench.results.items import item_values
+from vlbench.results.stats import paired_test, summarize
+
+__all__ = ["Table", "aggregate", "record_identity", "MIN_SEEDS"]
+
+MIN_SEEDS = 3  # below this a row is marked: its spread is not estimated well enough for a finding
+
+_COSMETIC = {
+    "task": ("description", "reference_baseline", "training"),
+    "baseline": ("description", "tasks", "family", "training"),
+}
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+
+
+def record_identity(record: dict[str, Any]) -> dict[str, Any]:
+    """The flattened fields a record's config hash covers (cosmetic fields out, precision as actually used)."""
+    config = dict(record.get("config") or {})
+    for section, names in _COSMETIC.items():
+        if isinstance(config.get(section), dict):
+            config[section] = {k: v for k, v in config[section].items() if k not in names}
+    if isinstance(config.get("training"), dict):
+        from vlbench.specs import TrainingConfig
+
+        config["training"] = {k: v for k, v in config["training"].items() if k not in TrainingConfig.unhashed}
+    flat: dict[str, Any] = {}
+    _flatten("", config, flat)
+    used = (record.get("training") or {}).get("precision")
+    if used:
+        flat["training.precision"] = used
+    flat["data.fingerprint"] = (record.get("data") or {}).get("fingerprint")
+    tokenizer = record.get("tokenizer") or {}
+    flat["tokenizer"] = tokenizer.get("source") if tokenizer.get("used") else None
+    return flat
+
+
+def _fmt(value: Any) -> str:
+    return value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
+
+
+def _differences(identities: list[dict[str, Any]]) -> list[list[str]]:
+    """For each identity, ``key=value`` of the fields that are not the same in all of them."""
+    keys = sorted(set().union(*identities))
+    varying = [k for k in keys if len({_fmt(i.get(k)) for i in identities}) > 1]
+    return [[f"{k}={_fmt(i.get(k))}" for k in varying] for i in identities]
+
+
+def _version_key(record: dict[str, Any]) -> str:
+    v = record.get("versions") or {}
+    parts = [f"{name} {v[name]}" for name in ("vlbench", "torch", "transformers") if name in v]
+    if record.get("git_commit"):
+        commit = str(record["git_commit"])
+        parts.append(f"git {commit[:12]}" + ("-dirty" if commit.endswith("-dirty") else ""))
+    return ", ".join(parts) or "unknown versions"
+
+
+@dataclass
+class _Group:
+    task: str
+    dataset: str
+    baseline: str
+    config_hash: str
+    ok: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    config: str = ""
+    config_fields: list[str] = field(default_factory=list)
+    averaged: dict[str, Any] = field(default_factory=dict)  # metric -> seed-averaged per-item values
+
+    @property
+    def first(self) -> dict[str, Any]:
+        return (self.ok or self.failed)[0]
+
+
+@dataclass
+class Table:
+    """Aggregated rows plus what the reader must know: mixed versions, duplicates, untestable metrics."""
+
+    rows: list[dict[str, Any]]
+    versions: dict[str, int]  # version description -> number of records
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def mixes_versions(self) -> bool:
+        """True when the records come from more than one package/code version."""
+        return len(self.versions) > 1
+
+
+def _mean(values: Iterable[Optional[float]]) -> Optional[float]:
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _seed_averaged(group: _Group, metric: str) -> tuple[Optional[dict[str, dict[str, float]]], str]:
+    """Per-item values averaged over the group's seeds (every seed must cover the same items), computed once."""
+    if metric not in group.averaged:
+        group.averaged[metric] = _average_items(group, metric)
+    return group.averaged[metric]
+
+
+def _average_items(group: _Group, metric: str) -> tuple[Any, str]:
+    if metric in CORPUS_METRICS:
+        return _average_corpus(group, metric)
+    per_seed = []
+    for record in group.ok:
+        values, why = item_values(record, metric)
+        if values is None:
+            return None, why
+        per_seed.append(values)
+    if not per_seed:
+        return None, "no finished runs"
+    shape = {g: set(v) for g, v in per_seed[0].items()}
+    if any({g: set(v) for g, v in s.items()} != shape for s in per_seed[1:]):
+        return None, "seeds were scored on different test items"
+    return {g: {i: sum(s[g][i] for s in per_seed) / len(per_seed) for i in items} for g, items in shape.items()}, ""
+
+
+def _average_corpus(group: _Group, metric: str) -> tuple[Optional[CorpusItems], str]:
+    """Each sentence's sufficient statistics averaged over seeds (the pooled corpus metric)."""
+    per_seed = []
+    for record in group.ok:
+        items, why = corpus_items(record, metric)
+        if items is None:
+            return None, why
+        per_seed.append(items)
+    if not per_seed:
+        return None, "no finished runs"
+    if any(s.ids != per_seed[0].ids for s in per_seed[1:]):
+        return None, "seeds were scored on different test items"
+    mean = sum(s.stats for s in per_seed) / len(per_seed)
+    return CorpusItems(per_seed[0].ids, mean, per_seed[0].score), ""
+
+
+def _memory_mb(records: list[dict[str, Any]]) -> Optional[float]:
+    # only the CUDA allocator's peak is the run's memory; process RSS on CPU includes every library loaded
+    peaks = [(r.get("memory") or {}).get("peak_bytes") for r in records
+             if (r.get("memory") or {}).get("kind") == "cuda_max_allocated"]
+    peaks = [p for p in peaks if isinstance(p, (int, float))]
+    return max(peaks) / 2**20 if peaks else None
+
+
+def _groups(records: Iterable[dict[str, Any]]) -> list[_Group]:
+    groups: dict[tuple[str, str, str, str], _Group] = {}
+    for rec in records:
+        key = (rec["task"], rec["dataset"], rec["baseline"], rec["config_hash"])
+        group = groups.setdefault(key, _Group(*key))
+        (group.ok if rec.get("status", "ok") == "ok" else group.failed).append(rec)
+    by_baseline: dict[tuple[str, str, str], list[_Group]] = defaultdict(list)
+    for group in groups.values():
+        group.ok.sort(key=lambda r: r["seed"])
+        group.failed.sort(key=lambda r: r["seed"])
+        by_baseline[(group.task, group.dataset, group.baseline)].append(group)
+    for same in by_baseline.values():
+        if len(same) > 1:
+            for group, diff in zip(same, _differences([record_identity(g.first) for g in same])):
+                group.config_fields = diff or [f"config_hash={group.config_hash}"]
+                group.config = ", ".join(group.config_fields)
+    return sorted(groups.values(), key=lambda g: (g.task, g.dataset, g.baseline, g.config))
+
+
+def _reference_for(group: _Group, candidates: list[_Group]) -> Optional[_Group]:
+    """The reference baseline's group scored on the same data; the one trained like ``group`` when several."""
+    fingerprint = record_identity(group.first).get("data.fingerprint")
+    same_data = [c for c in candidates if c.ok and record_identity(c.first).get("data.fingerprint") == fingerprint]
+    if len(same_data) <= 1:
+        return same_data[0] if same_data else None
+    mine = {k: v for k, v in record_identity(group.first).items() if k.startswith("training.")}
+
+    def likeness(c: _Group) -> tuple[int, int]:
+        theirs = record_identity(c.first)
+        return sum(theirs.get(k) == v for k, v in mine.items()), len(c.ok)
+
+    return max(same_data, key=likeness)
+
+
+def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None, rounds: int = 10000) -> Table:
+    """Rows per (task, dataset, baseline, config, metric) with mean, std, CI, n, Δ vs reference and p-value."""
+    records = list(records)
+    groups = _groups(records)
+    by_task: dict[tuple[str, str, str], list[_Group]] = defaultdict(list)
+    for g in groups:
+        by_task[(g.task, g.dataset, g.baseline)].append(g)
+    versions = Counter(_version_key(r) for r in records)
+    notes: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for group in groups:
+        rec0 = group.first
+        task_cfg = (rec0.get("config") or {}).get("task") or {}
+        primary = rec0.get("primary_metric") or task_cfg.get("primary_metric")
+        reference = task_cfg.get("reference_baseline")
+        ref_group = None
+        if reference and reference != group.baseline:
+            ref_group = _reference_for(group, by_task.get((group.task, group.dataset, reference), []))
+        tested = metric or primary
+        metrics = list(dict.fromkeys(m for r in group.ok for m in r["test"]["metrics"]))
+        if metric is not None:
+            metrics = [m for m in metrics if m == metric]
+        base = {
+            "task": group.task, "dataset": group.dataset, "baseline": group.baseline,
+            "config": group.config, "config_fields": group.config_fields, "config_hash": group.config_hash,
+            "family": ((rec0.get("config") or {}).get("baseline") or {}).get("family", ""),
+            "status": "ok" if group.ok and not group.failed else "partial" if group.ok else "failed",
+            "seeds": [r["seed"] for r in group.ok],
+            "failed_seeds": [r["seed"] for r in group.failed],
+            "failure": ((group.failed[0].get("failure") or {}).get("reason") if group.failed else None),
+            "trainable_params": (rec0.get("parameters") or {}).get("trainable"),
+            "total_params": (rec0.get("parameters") or {}).get("total"),
+            "train_seconds": _mean((r.get("timing") or {}).get("train_seconds") for r in group.ok),
+            "eval_seconds": _mean((r.get("timing") or {}).get("eval_seconds") for r in group.ok),
+            "gpu_memory_mb": _memory_mb(group.ok),
+            "reference": reference,
+            "versions": sorted({_version_key(r) for r in group.ok + group.failed}),
+        }
+        if not group.ok:
+            rows.append({**base, "metric": metric or primary, "primary": True, "n": 0, "mean": None, "std": None,
+                         "ci_low": None, "ci_high": None, "delta_vs_reference": None, "p_value": None,
+                         "delta_ci_low": None, "delta_ci_high": None, "test": "failed run",
+                         "image_reliance_blank": None, "image_reliance_shuffled": None})
+            continue
+        for name in metrics:
+            summary = summarize([r["test"]["metrics"].get(name) for r in group.ok])
+            row = {**base, "metric": name, "primary": name == primary, "n": summary.n, "mean": summary.mean,
+                   "std": summary.std, "ci_low": summary.ci_low, "ci_high": summary.ci_high,
+                   "delta_vs_reference": None, "p_value": None, "delta_ci_low": None, "delta_ci_high": None,
+                   "test": None}
+            ablations = [r.get("ablation") for r in group.ok if (r.get("ablation") or {}).get("metric") == name]
+            row["image_reliance_blank"] = _mean(a["real"] - a["blank"] for a in ablations
+                                                if a.get("real") is not None and a.get("blank") is not None)
+            row["image_reliance_shuffled"] = _mean(a["real"] - a["shuffled"] for a in ablations
+                                                   if a.get("real") is not None and a.get("shuffled") is not None)
+            if ref_group is not None:
+                ref_summary = summarize([r["test"]["metrics"].get(name) for r in ref_group.ok])
+                if summary.mean is not None and ref_summary.mean is not None:
+                    row["delta_vs_reference"] = summary.mean - ref_summary.mean
+                if name == tested:
+                    row["test"] = _compare(group, ref_group, name, rounds, row)
+            elif reference and reference != group.baseline and name == tested:
+                row["test"] = f"no {reference} runs on the same data to compare with"
+            rows.append(row)
+    return Table(rows, dict(versions), notes)
+
+
+def _compare(group: _Group, ref: _Group, metric: str, rounds: int, row: dict[str, Any]) -> str:
+    mine, why = _seed_averaged(group, metric)
+    theirs, why_ref = _seed_averaged(ref, metric)
+    if mine is None or theirs is None:
+        return f"not tested: {why or why_ref}"
+    if isinstance(mine, CorpusItems):
+        corpus_rounds = min(rounds, 1000)  # every round recomputes the corpus metric twice
+        outcome = paired_corpus_test(mine, theirs, rounds=corpus_rounds, bootstrap_rounds=corpus_rounds)
+        if outcome is None:
+            return "not tested: the two baselines were scored on different test items"
+        _, p, low, high, n = outcome
+        row.update(p_value=p, delta_ci_low=low, delta_ci_high=high)
+        return (f"paired approximate randomization + paired bootstrap ({corpus_rounds} rounds each) with corpus "
+                f"{metric} recomputed from sentence statistics, over {n} items, statistics averaged over seeds")
+    result = paired_test(mine, theirs, rounds=rounds)
+    if result is None:
+        return "not tested: the two baselines were scored on different test items"
+    row.update(p_value=result.p_value, delta_ci_low=result.ci_low, delta_ci_high=result.ci_high)
+    return f"{result.method} over {result.n_items} items, seeds averaged per item"
