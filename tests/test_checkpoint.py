@@ -127,3 +127,81 @@ def test_checkpoint_folder_sits_next_to_the_record_and_is_removed(tmp_path):
     remove_checkpoints(record)
     assert not folder.exists()
     remove_checkpoints(record)  # absent is fine
+
+
+def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_from_the_previous_one(tmp_path, accelerator, monkeypatch):
+    from vlbench.training import checkpoint as checkpoint_module
+
+    cfg = config(epochs=3, checkpoint_every_steps=2)
+    reference = _fit(RegressionTask(), cfg, accelerator)
+    folder = tmp_path / "ckpt"
+    written = []
+    original = checkpoint_module._write_file
+
+    def dies_on_the_tenth_file(path, data):
+        written.append(path)
+        if len(written) == 10:  # three mid-epoch checkpoints of 3 files each, then the first epoch end dies
+            raise Interrupted()
+        original(path, data)
+
+    monkeypatch.setattr(checkpoint_module, "_write_file", dies_on_the_tenth_file)
+    with pytest.raises(Interrupted):
+        _fit(RegressionTask(), cfg, accelerator, folder)
+    monkeypatch.undo()
+    assert not any(p.name.startswith(".tmp-") for p in folder.iterdir())  # the torn folder went with the error
+    saved = json.loads((folder / (folder / POINTER).read_text().strip() / "state.json").read_text())
+    resumed = _fit(RegressionTask(), cfg, accelerator, folder)
+    assert resumed[1].resumed_from_step == saved["loop"]["step"] > 0
+    _same_run(reference, resumed)
+
+
+class _PassDependent(RegressionTask):
+    """Targets shift with each training pass, as captioning rotates the references it trains on."""
+
+    def __init__(self, stop_step: int = 0) -> None:
+        super().__init__()
+        self.passes, self.stop_step, self.calls = 0, stop_step, 0
+
+    def loader(self, split, batch_size, modalities, *, shuffle=False, generator=None):
+        if split == "train":
+            self.passes += 1
+        return super().loader(split, batch_size, modalities, shuffle=shuffle, generator=generator)
+
+    def collate(self, split, indices, modalities):
+        batch = super().collate(split, indices, modalities)
+        if split == "train":
+            batch["y"] = batch["y"] + 0.5 * self.passes
+        return batch
+
+    def loss(self, outputs, batch):
+        if outputs.requires_grad:
+            self.calls += 1
+            if self.calls == self.stop_step:
+                raise Interrupted()
+        return super().loss(outputs, batch)
+
+
+def test_a_resumed_run_is_in_the_same_training_pass(tmp_path, accelerator):
+    cfg = config(epochs=4, checkpoint_every_steps=3)
+    reference = _fit(_PassDependent(), cfg, accelerator)
+    with pytest.raises(Interrupted):
+        _fit(_PassDependent(stop_step=21), cfg, accelerator, tmp_path / "ckpt")  # in the third epoch
+    task = _PassDependent()
+    resumed = _fit(task, cfg, accelerator, tmp_path / "ckpt")
+    assert task.passes == 4
+    _same_run(reference, resumed)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_leaves_it_untouched(tmp_path, accelerator):
+    cfg = config(epochs=1)
+    folder = tmp_path / "ckpt"
+    _fit(RegressionTask(), cfg, accelerator, folder)  # a finished checkpoint of a 16-unit model
+    model = Regressor(hidden=8)  # same config digest, another shape: only a code change can do this
+    before = params(model)
+    result = fit(model, RegressionTask(), cfg, accelerator=accelerator, seed=0, modalities=(), checkpoint_dir=folder,
+                 run_id="abc")
+    assert result.resumed_from_step is None and result.steps == 8
+    fresh = Regressor(hidden=8)
+    fit(fresh, RegressionTask(), cfg, accelerator=accelerator, seed=0, modalities=())
+    assert all(torch.equal(a, b) for a, b in zip(params(model), params(fresh)))
+    assert not all(torch.equal(a, b) for a, b in zip(params(model), before))

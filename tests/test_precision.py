@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from tests.conftest import TINY_DATA
 from vlbench.cli.main import main
 from vlbench.errors import VLBenchError
 from vlbench.training import device as device_mod
-from vlbench.training.device import autocast, native_bf16, resolve_precision
+from vlbench.training.device import autocast, grad_scaler, native_bf16, resolve_precision, tf32_matmuls
 
 CPU = torch.device("cpu")
 
@@ -24,20 +25,50 @@ def test_auto_is_bf16_only_on_cpus_that_compute_it_natively(monkeypatch, avx512_
     assert resolve_precision("auto", CPU) == expected
 
 
-def test_auto_on_cuda_ignores_emulated_bf16(monkeypatch):
-    # pre-Ampere GPUs "support" bf16 only through emulation, slower than fp32
+def test_auto_on_cuda_ignores_emulated_bf16_and_takes_fp16_there(monkeypatch):
+    # pre-Ampere GPUs (T4, V100) "support" bf16 only through emulation, slower than fp32; their tensor cores do fp16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
-    assert resolve_precision("auto", torch.device("cuda")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert resolve_precision("auto", torch.device("cuda")) == "bf16"
 
 
-def test_explicit_precision_is_kept_and_mps_bf16_refused():
+def test_explicit_precision_is_kept_and_mps_bf16_and_cpu_fp16_refused():
     assert resolve_precision("fp32", CPU) == "fp32"
     assert resolve_precision("bf16", CPU) == "bf16"
+    assert resolve_precision("fp16", torch.device("cuda")) == "fp16"
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
     with pytest.raises(VLBenchError, match="mps"):
         resolve_precision("bf16", torch.device("mps"))
+    with pytest.raises(VLBenchError, match="fp16.*CUDA"):
+        resolve_precision("fp16", CPU)
+
+
+def test_fp16_gets_a_gradient_scaler_and_others_none():
+    with warnings.catch_warnings():  # without a GPU here, torch warns that the scaler would be disabled
+        warnings.simplefilter("ignore")
+        scaler = grad_scaler("fp16", torch.device("cuda"))
+    assert isinstance(scaler, torch.amp.GradScaler)
+    assert grad_scaler("bf16", CPU) is None and grad_scaler("fp32", torch.device("cuda")) is None
+
+
+def test_tf32_is_on_only_inside_the_training_block_and_only_on_cuda():
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with tf32_matmuls(True, CPU) as used:
+        assert used is False and (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+    with tf32_matmuls(True, torch.device("cuda")) as used:  # the switches exist without a GPU
+        assert used is True and torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+    with tf32_matmuls(False, torch.device("cuda")):
+        assert not torch.backends.cuda.matmul.allow_tf32
+
+
+def test_fp16_from_the_command_line_on_a_cpu_is_one_clear_error(tmp_path, capsys):
+    code = main(["run", "--task", "vqa", "--baseline", "vilt", "--results-dir", str(tmp_path), "--max-steps", "1",
+                 "--quiet", "--device", "cpu", "--precision", "fp16", *TINY_DATA])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "fp16" in err and "CUDA" in err and "Traceback" not in err
 
 
 def test_autocast_context_computes_in_the_resolved_dtype():

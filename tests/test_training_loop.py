@@ -85,7 +85,7 @@ def test_non_finite_loss_names_its_first_step_and_the_last_finite_loss(accelerat
     assert error.step == CHECK_EVERY + 3
     assert error.last_finite_loss == pytest.approx(task.losses[-1], rel=1e-6)
     assert len(task.losses) == CHECK_EVERY + 2
-    assert "step 13" in str(error) and "lower the learning rate" in str(error)
+    assert "step 13" in str(error) and "lower learning rate (--lr" in str(error) and "--lr" in error.hint
     assert task.calls < 2 * CHECK_EVERY + 1  # it stopped at the next look, not at the end of the epoch
 
 
@@ -154,6 +154,8 @@ def test_an_unknown_compile_backend_is_a_clear_error(accelerator):
     with pytest.raises(Exception) as caught:
         _fit(RegressionTask(n_train=16), config(epochs=1, compile=True, compile_backend="no-such-backend"), accelerator)
     assert "no-such-backend" in str(caught.value)
+    assert isinstance(caught.value, TrainingError) and caught.value.hint == "--no-compile"
+    assert accelerator._models == []
 
 
 def test_deterministic_switches_torch_to_deterministic_algorithms(accelerator, monkeypatch):

@@ -29,9 +29,15 @@ class DataError(VLBenchError):
 
 
 class TrainingError(VLBenchError):
-    """Training could not go on (for example a NaN loss); ``step`` and ``last_finite_loss`` say where, when known."""
+    """Training could not go on (for example a NaN loss).
 
-    def __init__(self, message: str = "", *, step: Optional[int] = None, last_finite_loss: Optional[float] = None) -> None:
+    ``step`` (the first bad optimizer step) and ``last_finite_loss`` say where, when known; ``hint`` is a
+    short fix for failed records and reports.
+    """
+
+    def __init__(self, message: str = "", *, step: Optional[int] = None, last_finite_loss: Optional[float] = None,
+                 hint: Optional[str] = None) -> None:
         super().__init__(message)
         self.step = step
         self.last_finite_loss = last_finite_loss
+        self.hint = hint

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from vlbench import distributed
 from vlbench.errors import SpecError, VLBenchError
 from vlbench.failures import describe_failure, is_out_of_memory, release_memory
 from vlbench.io import atomic_write_json, read_json
@@ -288,6 +289,9 @@ def _attempt(path: Path, digest: str, config: RunConfig, seed: int, task: Any, d
             record = _run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest,
                               cache_dir=request.cache_dir, checkpoint_dir=checkpoint_dir_for(path))
         record["memory"] = {"peak_bytes": memory.peak, "kind": memory.kind}
+        if not distributed.is_main():  # only the main process writes predictions, weights and records
+            outcome.written.append(path)
+            return
         record.setdefault("status", "ok")
         pred_path = predictions_path(path, task.predictions_suffix)
         task.write_predictions(record.pop("_predictions"), pred_path)
@@ -305,7 +309,8 @@ def _attempt(path: Path, digest: str, config: RunConfig, seed: int, task: Any, d
             release_memory()
         _, status = _previous_record(path)
         outcome.failed.append((config.baseline.name, seed, describe_failure(exc)["reason"]))
-        report(_report_failure(path, config, seed, digest, accelerator.device, exc, status), exc)
+        if distributed.is_main():
+            report(_report_failure(path, config, seed, digest, accelerator.device, exc, status), exc)
         return
     outcome.written.append(path)
     primary = record["test"]["metrics"].get(config.task.primary_metric)
@@ -314,6 +319,27 @@ def _attempt(path: Path, digest: str, config: RunConfig, seed: int, task: Any, d
         f"{config.baseline.name} seed {seed}: test {config.task.primary_metric} = {shown} "
         f"({record['timing']['wall_seconds']:.0f} s) -> {path}"
     )
+
+
+def _run_digest(config: RunConfig, dataset: Any, device: Any) -> str:
+    """A run's config hash: its config, the data it reads, the precision ``device`` runs, the number of processes."""
+    extra: dict[str, Any] = {"data": dataset.fingerprint,  # the precision the device runs, not "auto"
+                             "precision": resolve_precision(config.training.precision, device)}
+    if distributed.world_size() > 1:  # more processes, a larger global batch: other numbers
+        extra["world_size"] = distributed.world_size()
+    return config_hash(config, extra)
+
+
+def _silent(message: str) -> None:
+    """Echo of the processes other than the main one."""
+
+
+def _distributed_info(config: RunConfig) -> dict[str, Any]:
+    """How many processes trained the run and the batch that one optimizer step saw across them."""
+    world = distributed.world_size()
+    cfg = config.training
+    return {"world_size": world, "per_process_batch_size": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps,
+            "global_batch_size": cfg.batch_size * cfg.grad_accum_steps * world}
 
 
 def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
@@ -332,43 +358,56 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
     notify = warn or echo
     configs = _drop_unavailable(_resolve_all(request), echo)
     task_config = configs[0]
-    accelerator = get_accelerator(request.device)  # a missing device fails before the dataset is built
-    for config in configs:  # a precision the device cannot run fails before any baseline trains
+    # a missing device, or a precision it cannot run, fails before the dataset is built
+    accelerator = get_accelerator(request.device)  # joins the process group under accelerate launch / torchrun
+    for config in configs:
         resolve_precision(config.training.precision, accelerator.device)
-    dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir, request.quiet)
+    main_process = distributed.is_main()
+    if not main_process:  # one process reports, the others only compute
+        echo = notify = _silent
+    with distributed.main_process_first():  # the main process builds the cache, the others then read it
+        dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir,
+                               request.quiet or not main_process)
     task = TASK_TYPES.get(task_config.task.type)(task_config.task, dataset)
     tokenizers = _TokenizerCache(task, configs)
     outcome = RunOutcome()
     dataset_name = task_config.dataset.partition(":")[0]
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=request.quiet
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        disable=request.quiet or not main_process,
     )
     with progress:
         for config in configs:
             seeds = request.seeds if request.seeds is not None else config.training.seeds
             for seed in seeds:
                 path = record_path(request.results_dir, config.task.name, dataset_name, config.baseline.name, seed)
-                extra = {"data": dataset.fingerprint,  # the precision the device runs, not "auto"
-                         "precision": resolve_precision(config.training.precision, accelerator.device)}
-                digest = config_hash(config, extra)
-                if _already_done(path, digest, request, config, seed, echo, outcome):
+                digest = _run_digest(config, dataset, accelerator.device)
+                # with several processes the main one decides, and the others follow it into the same runs
+                if distributed.broadcast(_already_done(path, digest, request, config, seed, echo, outcome)):
                     continue
-                lock = RunLock(path, wait=request.wait, note=notify)
-                try:
-                    lock.acquire()
-                except LockBusy as busy:
-                    notify(f"skip {config.baseline.name} seed {seed}: {describe_holder(busy.holder)} is running it "
-                           f"(lock {busy.path}); rerun later, or pass --wait to wait for it")
+                lock = RunLock(path, wait=request.wait, note=notify) if main_process else None
+                holder = None
+                if lock is not None:
+                    try:
+                        lock.acquire()
+                    except LockBusy as busy:
+                        holder = (describe_holder(busy.holder), str(busy.path))
+                holder = distributed.broadcast(holder)
+                if holder is not None:
+                    notify(f"skip {config.baseline.name} seed {seed}: {holder[0]} is running it "
+                           f"(lock {holder[1]}); rerun later, or pass --wait to wait for it")
                     outcome.busy.append(path)
                     continue
                 try:
                     # while this process waited, the holder may have finished the same run
-                    if _already_done(path, digest, request, config, seed, echo, outcome, quiet=True):
+                    if distributed.broadcast(_already_done(path, digest, request, config, seed, echo, outcome,
+                                                           quiet=True)):
                         continue
                     _attempt(path, digest, config, seed, task, dataset, tokenizers, accelerator, progress, request,
                              outcome, echo, report)
                 finally:
-                    lock.release()
+                    if lock is not None:
+                        lock.release()
     return outcome
 
 
@@ -394,7 +433,7 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
     weights = features = ablation = None
     eval_seconds = 0.0
     if isinstance(built, FittedModel):
-        results = task.fit_and_evaluate(built, ["validation", "test"])
+        results = distributed.on_main(lambda: task.fit_and_evaluate(built, ["validation", "test"]))
         validation, test = results["validation"], results["test"]
         fit_info: dict[str, Any] = {"history": [], "best_epoch": 0, "best_validation": validation.primary, "steps": 0,
                                     "stopped_early": False, "precision": None}
@@ -443,6 +482,7 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
         "versions": package_versions(),
         "git_commit": git_commit(),
         "device": describe_device(accelerator.device),
+        "distributed": _distributed_info(config),
         "created": now_iso(),
         "parameters": {"trainable": trainable, "total": total},
         "tokenizer": {"source": config.baseline.tokenizer or WORD_LEVEL, "vocab_size": len(tokenizer),

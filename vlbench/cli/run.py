@@ -85,14 +85,23 @@ def run(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache (default $VLBENCH_CACHE or ~/.cache/vlbench)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-run lines."),
+    executor: str = typer.Option(
+        "local", "--executor", help="local (this process), ray (a Ray task per run) or slurm (a job per run, submitit)."
+    ),
+    cpus_per_run: Optional[float] = typer.Option(None, "--cpus-per-run", help="CPUs reserved per run (ray, slurm)."),
+    gpus_per_run: Optional[float] = typer.Option(None, "--gpus-per-run", help="GPUs reserved per run (ray, slurm)."),
 ) -> None:
     """Fine-tune and score baselines on a task under fixed seeds, then print the comparison table."""
     load_plugins(plugin)
     from vlbench.results.records import ensure_writable, load_records
     from vlbench.results.table import aggregate, render
-    from vlbench.runner import RunRequest, run_task, select_baselines
+    from vlbench.distributed import is_main
+    from vlbench.executors import execute, make_options, split_executor_overrides
+    from vlbench.runner import RunRequest, select_baselines
     from vlbench.specs import load_task_spec
 
+    spec_overrides, executor_settings = split_executor_overrides(list(set_ or []))
+    executor_options = make_options(executor, executor_settings, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     seed_list = parse_seeds(seeds)
     _check_lr(lr)
     task_spec = load_task_spec(task)
@@ -105,7 +114,7 @@ def run(
         results_dir=results_dir,
         seeds=seed_list,
         dataset=dataset,
-        overrides=list(set_ or []),
+        overrides=spec_overrides,
         training_overrides={"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
                             "precision": precision, "grad_accum_steps": grad_accum_steps, "compile": compile_,
                             "deterministic": deterministic, "tf32": tf32, "num_workers": num_workers,
@@ -123,11 +132,13 @@ def run(
             traceback.print_exception(exc)
         err_console.print(f"error: {message}", markup=False)
 
-    outcome = run_task(request, echo=(lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False)),
-                       on_error=on_error, warn=lambda msg: err_console.print(msg, markup=False))
+    outcome = execute(request, executor_options, plugins=list(plugin or []),
+                      echo=(lambda msg: None) if quiet else (lambda msg: console.print(msg, markup=False)),
+                      on_error=on_error, warn=lambda msg: err_console.print(msg, markup=False))
     names = {b.name for b in baselines}
+    # failed runs stay in: the table lists them as failed
     records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names]
-    if records:
+    if records and is_main():  # under accelerate launch / torchrun one process prints the table
         console.print(render(aggregate(records), "rich"))
     if outcome.failed or outcome.busy:  # each was reported once as it happened; the code tells scripts
         raise typer.Exit(1)

@@ -103,6 +103,8 @@ def warm_features(assembled: Assembled, task: Any, batch_size: int, device: Any,
     start = time.perf_counter()
     loaded = encoder.cache.loaded_from_disk
     computed = warm_cache(encoder, task, ["train", "validation", "test"], batch_size, device, progress, label)
-    path = encoder.cache.save()
+    from vlbench.distributed import is_main
+
+    path = encoder.cache.save() if is_main() else None  # one writer of the shared feature cache
     return {"cached": len(encoder.cache), "computed": computed, "reused_from_disk": loaded,
             "file": str(path) if path is not None else None, "seconds": time.perf_counter() - start}

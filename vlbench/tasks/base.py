@@ -123,7 +123,7 @@ class TaskType:
     ) -> "DataLoader":
         """A torch DataLoader for one pass over a split (seeded shuffling when training).
 
-        One loader serves one pass: a task type may change what a pass yields (see ``GenerationTask``),
+        One loader serves one pass: a task type may change what a pass yields (see ``Seq2SeqTask``),
         and worker processes started for the pass see the task as it is when the pass begins.
         """
         from torch.utils.data import DataLoader

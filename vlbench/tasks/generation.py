@@ -356,23 +356,28 @@ class Seq2SeqTask(TaskType):
     def predict(self, model: nn.Module, split: str, batch_size: int, modalities: tuple[str, ...], device: torch.device,
                 beam_size: Optional[int] = None) -> list[str]:
         """One generated text per example of a role (beam size: the test setting unless given)."""
+        from vlbench.distributed import eval_batches, gather_list, unwrap
+
+        model = unwrap(model)
         model.eval()
         beam = self.options.beam_size if beam_size is None else beam_size
         # the cache holds beam_size copies of the memory: keep the number of rows per call bounded
         step = max(1, batch_size // beam)
         out: list[str] = []
-        for batch in self.batches(split, step, modalities):
+        for batch in eval_batches(self, split, step, modalities):  # this process's block of the role
             batch = {k: v.to(device) for k, v in batch.items()}
             result = generate(model, batch, beam_size=beam, max_length=self.options.max_target_length - 1,
                               length_penalty=self.options.length_penalty, vocab=self.vocab)
             out.extend(self.vocab.decode(row) for row in result.tokens.tolist())
-        return out
+        return gather_list(out)
 
     def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
         """Generate (greedy for validation unless configured, beam search on test) and score."""
         beam = self.options.validation_beam_size if split == "validation" else self.options.beam_size
         hypotheses = self.predict(model, split, batch_size, modalities, device, beam_size=beam)
-        result = self.score(split, hypotheses)
+        from vlbench.distributed import on_main
+
+        result = on_main(lambda: self.score(split, hypotheses))  # one scorer (one METEOR JVM) per run
         result.details.setdefault("decoding", {"beam_size": beam, "length_penalty": self.options.length_penalty,
                                                "max_length": self.options.max_target_length - 1})
         return result

@@ -87,15 +87,31 @@ class RetrievalOptions(TaskOptions):
 PairScorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+def _score_in_chunks(score_pairs: PairScorer, image_idx: np.ndarray, text_idx: np.ndarray, chunk: int,
+                     label: str) -> np.ndarray:
+    """``score_pairs`` over aligned index arrays, ``chunk`` pairs per call; with several processes each scores
+    every N-th chunk and all of them receive every score."""
+    from vlbench.distributed import gather_list, rank, world_size
+
+    out = np.empty(image_idx.size, dtype=np.float64)
+    starts = list(range(0, image_idx.size, chunk))
+    mine = starts[rank()::world_size()]
+    parts = []
+    for start in track(mine, len(mine), label):
+        stop = start + chunk
+        out[start:stop] = score_pairs(image_idx[start:stop], text_idx[start:stop])
+        parts.append((start, out[start:stop]))
+    if world_size() > 1:
+        for start, values in gather_list(parts):
+            out[start:start + values.size] = values
+    return out
+
+
 def full_cross_scores(score_pairs: PairScorer, n_images: int, n_texts: int, chunk: int = 1024) -> np.ndarray:
     """Every (image, text) pair through ``score_pairs(image_idx, text_idx) -> scores``: an (N, M) float64 matrix."""
-    out = np.empty((n_images, n_texts), dtype=np.float64)
-    flat = out.reshape(-1)
-    total = n_images * n_texts
-    for start in track(range(0, total, chunk), -(-total // chunk), "cross-scoring pairs"):
-        cells = np.arange(start, min(start + chunk, total))
-        flat[cells] = score_pairs(cells // n_texts, cells % n_texts)
-    return out
+    cells = np.arange(n_images * n_texts)
+    return _score_in_chunks(score_pairs, cells // n_texts, cells % n_texts, chunk,
+                            "cross-scoring pairs").reshape(n_images, n_texts)
 
 
 def two_stage_scores(dual: np.ndarray, score_pairs: PairScorer, k: int, chunk: int = 1024) -> tuple[np.ndarray, int]:
@@ -117,10 +133,7 @@ def two_stage_scores(dual: np.ndarray, score_pairs: PairScorer, k: int, chunk: i
     selected[np.repeat(np.arange(n_images), k_texts), top_texts.reshape(-1)] = True
     selected[top_images.reshape(-1), np.tile(np.arange(n_texts), k_images)] = True
     image_idx, text_idx = np.nonzero(selected)
-    cross = np.empty(image_idx.size, dtype=np.float64)
-    for start in track(range(0, image_idx.size, chunk), -(-image_idx.size // chunk), "re-ranking pairs"):
-        stop = start + chunk
-        cross[start:stop] = score_pairs(image_idx[start:stop], text_idx[start:stop])
+    cross = _score_in_chunks(score_pairs, image_idx, text_idx, chunk, "re-ranking pairs")
     if selected.all():
         out = np.empty_like(dual)
         out[image_idx, text_idx] = cross
@@ -425,10 +438,13 @@ class RetrievalTask(TaskType):
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Symmetric InfoNCE when there are embeddings, plus weighted matching cross-entropy when there are pairs."""
+        from vlbench.distributed import gather_with_grad
+
         total = torch.zeros((), device=batch["image_keys"].device)
         if "text_emb" in outputs:
-            total = total + contrastive_loss(outputs["text_emb"], outputs["image_emb"], outputs["logit_scale"],
-                                             batch["image_keys"])
+            # negatives from every process's part of the global batch (one process: the batch itself)
+            total = total + contrastive_loss(gather_with_grad(outputs["text_emb"]), gather_with_grad(outputs["image_emb"]),
+                                             outputs["logit_scale"], gather_with_grad(batch["image_keys"]))
         if "itm_logits" in outputs:
             total = total + self.options.itm_weight * F.cross_entropy(outputs["itm_logits"].float(), outputs["itm_labels"])
         return total
@@ -458,14 +474,23 @@ class RetrievalTask(TaskType):
 
     # --- evaluation --------------------------------------------------------------------------------
     def _states(self, fn: Callable, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, torch.Tensor]:
-        parts = [fn({k: v.to(device) for k, v in b.items()}) for b in batches]
-        return _concat_states(parts)
+        from vlbench.distributed import gather_list, shard_range, world_size
+
+        if world_size() == 1:
+            parts = [fn({k: v.to(device) for k, v in b.items()}) for b in batches]
+            return _concat_states(parts)
+        # each process encodes its block of batches; the blocks meet in order on every process
+        mine = [fn({k: v.to(device) for k, v in batches[i].items()}) for i in shard_range(len(batches))]
+        parts = gather_list([{k: v.cpu() for k, v in p.items()} for p in mine])
+        return {k: v.to(device) for k, v in _concat_states(parts).items()}
 
     @torch.no_grad()
     def similarity(self, model: nn.Module, split: str, batch_size: int, modalities: tuple[str, ...],
                    device: torch.device, scoring: Optional[str] = None) -> tuple[np.ndarray, int]:
         """The (images x texts) score matrix of a split (the model's scoring unless given), and the joint passes it took."""
-        model = getattr(model, "module", model)
+        from vlbench.distributed import unwrap
+
+        model = unwrap(model)
         scoring = scoring or model.scoring
         if scoring not in ("dual", "cross", "two-stage"):
             raise SpecError(f"retrieval scoring {scoring!r}: use dual, cross or two-stage.")

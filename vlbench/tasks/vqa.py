@@ -191,14 +191,18 @@ class VQATask(TaskType):
 
     @torch.no_grad()
     def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
-        """Argmax answer per question, scored with the official metric."""
+        """Argmax answer per question, scored with the official metric (each process predicts its block)."""
+        from vlbench.distributed import eval_batches, gather_list, on_main, unwrap
+
+        model = unwrap(model)
         model.eval()
         answers: list[str] = []
-        for batch in self.batches(split, batch_size, modalities):
+        for batch in eval_batches(self, split, batch_size, modalities):
             batch = {k: v.to(device) for k, v in batch.items()}
             logits = model(batch)
             answers.extend(self.answers[i] for i in logits.argmax(-1).tolist())
-        return self.score(split, answers)
+        answers = gather_list(answers)
+        return on_main(lambda: self.score(split, answers))
 
     def fit_and_evaluate(self, fitted, splits):
         """Fit a counting model on the training questions and score the given split roles."""

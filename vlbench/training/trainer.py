@@ -140,7 +140,7 @@ class _Trainer:
         self.epochs = math.ceil(total / per_epoch)
         self.scheduler = make_scheduler(optimizer, total, cfg.warmup_ratio)  # counts optimizer steps
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
-        self.train_model = torch.compile(self.model, backend=cfg.compile_backend) if cfg.compile else self.model
+        self.train_model = self.model  # compiled in ``run``, where a failure still releases what was prepared
         self.scaler = grad_scaler(self.precision, self.device)
         self.generator = data_generator(seed)
         self.epoch_start = self.generator.get_state()
@@ -157,6 +157,8 @@ class _Trainer:
     # --- the run ---------------------------------------------------------------------------------------
     def run(self) -> FitResult:
         """Train (or go on training) until the step budget, the epochs or the patience run out."""
+        if self.cfg.compile:
+            self.train_model = self._compiled(self.model)
         if self.store is not None:
             self._resume()
         s = self.state
@@ -184,7 +186,8 @@ class _Trainer:
             history=s.history, best_epoch=s.best_epoch,
             best_validation=s.best_validation if s.best_validation is not None else float("-inf"),
             steps=s.step, stopped_early=s.stopped_early, train_seconds=s.train_seconds,
-            train_examples=s.train_examples, eval_seconds=s.eval_seconds, precision=self.precision,
+            train_examples=int(self._global_sums(s.train_examples)[0]), eval_seconds=s.eval_seconds,
+            precision=self.precision,
             grad_accum_steps=self.accum, tf32=self.cfg.tf32 and self.device.type == "cuda",
             compiled=self.cfg.compile, deterministic=self.cfg.deterministic, resumed_from_step=self.resumed_from,
         )
@@ -201,7 +204,7 @@ class _Trainer:
         self.loaders.append(loader)
         source = self.accelerator.skip_first_batches(loader, s.skip_batches) if s.skip_batches else loader
         loss_sum = torch.tensor(s.loss_sum, dtype=self.loss_dtype, device=device)
-        group_loss = torch.zeros((), dtype=self.loss_dtype, device=device)
+        group_loss: Optional[torch.Tensor] = None  # the group's loss summed over its examples, on the device
         loss_count, group_n, micro = s.loss_count, 0, s.skip_batches
         window: list[torch.Tensor] = []  # each optimizer step's mean loss since the last look
         nominal = self.accum * cfg.batch_size
@@ -218,9 +221,14 @@ class _Trainer:
                         loss = self.task.loss(self.train_model(batch), batch)
                     # each micro-batch counts by its examples: the group's gradient is the mean over its examples
                     scaled = loss if self.accum == 1 else loss * (n / nominal)
-                    scaled = self.scaler.scale(scaled) if self.scaler is not None else scaled
-                    scaled.backward() if self.plain else self.accelerator.backward(scaled)
-                group_loss = group_loss + loss.detach().to(self.loss_dtype) * n
+                    if self.scaler is not None:
+                        scaled = self.scaler.scale(scaled)
+                    if self.plain:
+                        scaled.backward()
+                    else:
+                        self.accelerator.backward(scaled)
+                term = loss.detach().to(self.loss_dtype) * n
+                group_loss = term if group_loss is None else group_loss + term
                 group_n += n
                 if not ends_group:
                     continue
@@ -230,7 +238,7 @@ class _Trainer:
                 loss_sum = loss_sum + group_loss
                 loss_count += group_n
                 window.append(group_loss / group_n)
-                group_loss, group_n = torch.zeros_like(group_loss), 0
+                group_loss, group_n = None, 0
                 done = s.step >= self.total_steps
                 every = cfg.checkpoint_every_steps
                 save = self.store is not None and every > 0 and s.step % every == 0 and not done and not last_batch
@@ -272,15 +280,18 @@ class _Trainer:
     def _look(self, window: list[torch.Tensor], epoch: int, loss_sum: torch.Tensor, loss_count: int) -> None:
         """Bring the recent losses to the host (one sync): stop on a non-finite one, update the bar."""
         s = self.state
-        values = torch.stack([*window, loss_sum.to(self.loss_dtype)]).tolist() if window else [float(loss_sum)]
+        stacked = torch.stack([*window, loss_sum.to(self.loss_dtype)])
+        if self.accelerator.num_processes > 1:  # every process stops at the same step, on any process's bad loss
+            stacked = self.accelerator.reduce(stacked, reduction="mean")
+        values = stacked.tolist()
         first = s.step - len(window) + 1
         for offset, value in enumerate(values[:-1]):
             if not math.isfinite(value):
                 step = first + offset
                 raise TrainingError(
-                    f"{self.label}: loss became {value} at epoch {epoch}, step {step}; lower the learning rate "
+                    f"{self.label}: loss became {value} at epoch {epoch}, step {step}; try a lower learning rate "
                     f"(--lr, now {self.cfg.lr:g}) or check the data.",
-                    step=step, last_finite_loss=s.last_finite_loss,
+                    step=step, last_finite_loss=s.last_finite_loss, hint="a lower learning rate (--lr)",
                 )
             s.last_finite_loss = value
         if self.bar is not None:
@@ -289,7 +300,8 @@ class _Trainer:
 
     def _end_epoch(self, epoch: int, seconds: float) -> None:
         s, cfg = self.state, self.cfg
-        entry: dict[str, Any] = {"epoch": epoch, "train_loss": s.loss_sum / max(s.loss_count, 1), "steps": s.step}
+        loss_sum, loss_count = self._global_sums(s.loss_sum, s.loss_count)
+        entry: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / max(loss_count, 1), "steps": s.step}
         last = s.step >= self.total_steps or epoch == self.epochs
         if epoch % cfg.eval_every_epochs == 0 or last:
             eval_start = time.perf_counter()
@@ -312,6 +324,13 @@ class _Trainer:
         s.finished = last or stop_early
         s.epoch, s.skip_batches, s.loss_sum, s.loss_count = epoch + 1, 0, 0.0, 0
         self._save(mid_epoch=False)
+
+    def _global_sums(self, *values: float) -> list[float]:
+        """Sums over every process (the values themselves with one process)."""
+        if self.accelerator.num_processes == 1:
+            return list(values)
+        total = torch.tensor(values, dtype=self.loss_dtype, device=self.device)
+        return self.accelerator.reduce(total, reduction="sum").tolist()
 
     # --- checkpoints -----------------------------------------------------------------------------------
     def _save(self, mid_epoch: bool) -> None:
@@ -338,10 +357,11 @@ class _Trainer:
             if self.store.ignored:
                 self._say(f"{self.label}: starting afresh: {self.store.ignored}")
             return
-        result = self.module.load_state_dict(checkpoint.model, strict=False)
-        if result.unexpected_keys:
-            self._say(f"{self.label}: starting afresh: the checkpoint does not fit the model")
+        expected = {k: tuple(v.shape) for k, v in trainable_state(self.module).items()}
+        if expected != {k: tuple(v.shape) for k, v in checkpoint.model.items()}:  # checked before touching the model
+            self._say(f"{self.label}: starting afresh: the checkpoint's tensors do not fit the model")
             return
+        self.module.load_state_dict(checkpoint.model, strict=False)
         self.optimizer.load_state_dict(checkpoint.training["optimizer"])
         self.scheduler.load_state_dict(checkpoint.training["scheduler"])
         if self.scaler is not None and checkpoint.training.get("scaler"):
@@ -357,6 +377,16 @@ class _Trainer:
         where = "training is done" if self.state.finished else f"epoch {self.state.epoch}"
         self._say(f"{self.label}: resuming from step {self.state.step} of {self.total_steps} ({where})")
 
+    def _compiled(self, model: nn.Module) -> nn.Module:
+        try:
+            return torch.compile(model, backend=self.cfg.compile_backend)
+        except Exception as exc:  # noqa: BLE001  an unknown or broken backend is the setting's fault
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise TrainingError(
+                f"{self.label}: training.compile_backend {self.cfg.compile_backend!r}: {text}; "
+                "train without --compile or pick another backend.", hint="--no-compile"
+            ) from exc
+
     def _say(self, message: str) -> None:
         if self.progress is not None and not getattr(self.progress, "disable", False):
             self.progress.console.print(message, markup=False)
@@ -370,10 +400,10 @@ class _Trainer:
             if isinstance(exc, TorchDynamoException):
                 return TrainingError(
                     f"{self.label}: torch.compile (backend {self.cfg.compile_backend!r}) failed: {text}; "
-                    "train without --compile or set training.compile_backend."
+                    "train without --compile or set training.compile_backend.", hint="--no-compile"
                 )
         if self.cfg.deterministic and "deterministic" in text:
-            return TrainingError(f"{self.label}: {text}; train without --deterministic.")
+            return TrainingError(f"{self.label}: {text}; train without --deterministic.", hint="--no-deterministic")
         return exc
 
     def close(self) -> None:

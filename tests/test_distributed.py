@@ -1,0 +1,154 @@
+"""Data parallelism on CPU with the gloo backend: gathered evaluation blocks and cross-process InfoNCE negatives."""
+
+from __future__ import annotations
+
+import torch
+import torch.multiprocessing as mp
+
+from vlbench import distributed
+from vlbench.tasks.retrieval import contrastive_loss
+
+WORLD = 2
+DATA = ["task.data.train_images=48", "task.data.val_images=12", "task.data.test_images=13"]
+CASES = {  # task: (baseline, overrides, evaluation batch size)
+    # batches of one: each question's forward is the same computation whichever process runs it
+    "vqa": ("vilt", ["baseline.config.hidden_size=32", "baseline.config.num_layers=1", "baseline.config.num_heads=2",
+                     "baseline.config.intermediate_size=64"], 1),
+    # image and caption batches are cut the same way whatever the number of processes, then dealt out
+    "retrieval": ("retrieval-two-stage", ["baseline.config.hidden_size=16", "baseline.config.text_layers=1",
+                                          "baseline.config.image_layers=1", "baseline.config.num_heads=2",
+                                          "baseline.config.intermediate_size=32", "task.options.embed_dim=8",
+                                          "baseline.config.top_k=2", "task.options.pair_batch_size=16"], 4),
+}
+
+
+def _task_and_model(cache_dir: str, task_name: str):
+    """A tiny task and a freshly initialised model, exactly as the runner builds them (seed 0)."""
+    from vlbench import builtins  # noqa: F401
+    from vlbench.peft.assemble import assemble
+    from vlbench.registry import TASK_TYPES
+    from vlbench.runner import _TokenizerCache, load_dataset
+    from vlbench.specs import load_baseline_spec, load_task_spec, resolve_run_config
+
+    baseline, overrides, _ = CASES[task_name]
+    config = resolve_run_config(load_task_spec(task_name), load_baseline_spec(baseline), overrides=DATA + overrides)
+    task = TASK_TYPES.get(config.task.type)(config.task,
+                                            load_dataset(config.dataset, config.task.data, cache_dir, quiet=True))
+    tokenizer = _TokenizerCache(task, [config]).get(config.baseline.tokenizer)
+    built = assemble(config, 0, task, tokenizer, pretrained=None)
+    return task, built.model, built.modalities
+
+
+def _evaluate(task_name: str, task, model, modalities):
+    return task.evaluate(model, "test", CASES[task_name][2], modalities, torch.device("cpu"))
+
+
+def _comparable(result):
+    predictions = result.predictions
+    if isinstance(predictions, dict):  # retrieval: the similarity matrix and its index lists
+        predictions = {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in predictions.items()}
+    return result.metrics, predictions, result.per_example
+
+
+def _pairs():
+    """A global batch of 8 (text, image) feature pairs; images 0 and 5 are the same picture (two captions)."""
+    g = torch.Generator().manual_seed(7)
+    text, image = torch.randn(8, 6, generator=g), torch.randn(8, 5, generator=g)
+    keys = torch.tensor([0, 1, 2, 3, 4, 0, 6, 7])
+    return text, image, keys
+
+
+class Towers(torch.nn.Module):
+    """A tiny two-tower model: text and image projections and a learnable temperature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.text, self.image = torch.nn.Linear(6, 4), torch.nn.Linear(5, 4)
+        self.scale = torch.nn.Parameter(torch.tensor(3.0))
+
+    def forward(self, text, image):
+        """Normalised embeddings and the logit scale."""
+        n = torch.nn.functional.normalize
+        return n(self.text(text), dim=-1), n(self.image(image), dim=-1), self.scale.exp()
+
+
+def _worker(rank: int, init: str, out: str, cache_dir: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    try:
+        # evaluation: contiguous blocks, gathered in rank order, give every example exactly once, in order
+        blocks = {n: distributed.gather_list(list(distributed.shard_range(n))) for n in (0, 1, 7, 8, 13)}
+        tensor_rows = distributed.gather_tensor_rows(torch.arange(rank * 10, rank * 10 + rank + 1))
+        # training: each process holds half of the global batch; DDP averages the gradients
+        model = DDP(Towers())
+        text, image, keys = _pairs()
+        part = slice(rank * 4, rank * 4 + 4)
+        t, i, scale = model(text[part], image[part])
+        g = distributed.gather_with_grad
+        loss = contrastive_loss(g(t), g(i), scale, g(keys[part]))
+        loss.backward()
+        grads = {name: p.grad.clone() for name, p in model.module.named_parameters()}
+        broadcast = distributed.broadcast("from-main" if rank == 0 else "ignored")
+        # evaluation of the same weights: each process predicts its block, the main one scores all of them
+        evaluated = {}
+        for name in CASES:
+            task, task_model, modalities = _task_and_model(cache_dir, name)
+            evaluated[name] = _comparable(_evaluate(name, task, DDP(task_model), modalities))
+        if rank == 0:
+            torch.save({"blocks": blocks, "rows": tensor_rows, "loss": loss.detach(), "grads": grads,
+                        "main": distributed.is_main(), "world": distributed.world_size(), "broadcast": broadcast,
+                        "evaluated": evaluated}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gloo_evaluation_and_infonce_negatives_match_one_process(tmp_path, cache_dir):
+    single, sizes = {}, {}
+    for name in CASES:  # builds the tiny datasets once, before the processes start
+        task, model, modalities = _task_and_model(str(cache_dir), name)
+        single[name] = _comparable(_evaluate(name, task, model, modalities))
+        sizes[name] = task.num_examples("test")
+    out = tmp_path / "rank0.pt"
+    # fork: the workers start with everything already imported (spawn would import torch and transformers again)
+    mp.start_processes(_worker, args=(f"file://{tmp_path / 'rendezvous'}", str(out), str(cache_dir)), nprocs=WORLD,
+                       join=True, start_method="fork")
+    got = torch.load(out, weights_only=False)
+    for name in CASES:
+        # same test set (odd-sized, so the blocks are unequal), same predictions in the same order, same scores
+        assert got["evaluated"][name] == single[name], name
+    metrics, predictions, per_example = got["evaluated"]["vqa"]
+    assert len(predictions) == len(per_example) == sizes["vqa"]
+    similarity = got["evaluated"]["retrieval"][1]["similarity"]  # test images x captions, every row and column once
+    assert (len(similarity), len(similarity[0])) == (13, sizes["retrieval"])
+
+    assert got["main"] and got["world"] == WORLD and got["broadcast"] == "from-main"
+    for n, gathered in got["blocks"].items():
+        assert gathered == list(range(n))  # no example dropped, none twice, original order
+    assert got["rows"].tolist() == [0, 10, 11]  # unequal row counts per process are fine
+
+    # reference: one process, the whole global batch, no gathering
+    model = Towers()
+    text, image, keys = _pairs()
+    loss = contrastive_loss(*model(text, image), keys)
+    loss.backward()
+    assert torch.allclose(got["loss"], loss.detach(), atol=1e-6)
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    assert set(got["grads"]) == set(expected)
+    for name, grad in expected.items():
+        assert torch.allclose(got["grads"][name], grad, atol=1e-6), name
+    # with only local negatives (half the batch) the gradient differs: the comparison above can fail
+    model.zero_grad()
+    contrastive_loss(*model(text[:4], image[:4]), keys[:4]).backward()
+    assert not torch.allclose(model.text.weight.grad, expected["text.weight"], atol=1e-4)
+
+
+def test_single_process_is_a_no_op():
+    assert distributed.world_size() == 1 and distributed.is_main()
+    assert list(distributed.shard_range(5)) == [0, 1, 2, 3, 4]
+    x = torch.randn(3, requires_grad=True)
+    assert distributed.gather_with_grad(x) is x and distributed.gather_list([1, 2]) == [1, 2]
+    assert distributed.on_main(lambda: 42) == 42
