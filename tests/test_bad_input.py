@@ -247,3 +247,23 @@ def test_debug_still_shows_the_traceback(finished, capsys):
     assert main(["--debug", "run", "--task", "vqa", "--baseline", "prior", "--results-dir", str(results),
                  "--set", "training=5"]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_lone_surrogate_caption_is_refused(tmp_path, capsys):
+    pred = tmp_path / "captions.json"
+    pred.write_text('[{"image_id": 1, "caption": "a \\ud800 dog"}]')
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps({"images": [{"id": 1}], "annotations": [{"image_id": 1, "id": 1, "caption": "a dog"}]}))
+    assert main(["score", "--task", "captioning", "-p", str(pred), "-r", str(ref), "--quiet"]) == 2
+    assert "valid Unicode" in _one_error(capsys)
+
+
+def test_missing_device_fails_before_any_data_is_built(tmp_path, capsys, monkeypatch):
+    import torch
+
+    import vlbench.runner as runner
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(runner, "load_dataset", lambda *a, **k: pytest.fail("the dataset was built"))
+    assert main(["run", "--task", "vqa", "--baseline", "prior", "--device", "cuda", "--results-dir", str(tmp_path)]) == 2
+    assert "--device cuda" in _one_error(capsys)

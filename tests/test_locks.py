@@ -92,7 +92,7 @@ def test_two_processes_on_one_results_folder(tmp_path, cache_dir):
         assert f"pid {first.pid}" in second.stderr and "--wait" in second.stderr and "Traceback" not in second.stderr
         assert not record.exists()
         waiter = start([*base, "--max-steps", "2", "--wait"], cache_dir)
-        time.sleep(8)
+        time.sleep(3)
         assert waiter.poll() is None and not record.exists()  # still waiting for the first process
     finally:
         first.send_signal(signal.SIGKILL)

@@ -257,7 +257,7 @@ def _report_failure(path: Path, config: RunConfig, seed: int, digest: str, devic
         return f"{what}; the finished record at {path} is kept"
     try:
         atomic_write_json(path, _failed_record(config, seed, digest, device, exc))
-    except (OSError, ValueError) as write_error:
+    except (OSError, ValueError, VLBenchError) as write_error:
         return f"{what}; the failed record could not be written to {path}: {write_error}"
     return f"{what} -> {path}"
 
@@ -270,6 +270,11 @@ def _already_done(path: Path, digest: str, request: RunRequest, config: RunConfi
         echo(f"skip {config.baseline.name} seed {seed}: {path} exists with the same config (use --force)")
         outcome.skipped.append(path)
         return True
+    kept = archived_record_path(path, digest)
+    if not request.force and _previous_record(kept) == (digest, "ok"):
+        echo(f"skip {config.baseline.name} seed {seed}: {kept} holds this config's finished run (use --force)")
+        outcome.skipped.append(kept)
+        return True
     if quiet:
         return False
     if previous == digest and status != "ok":
@@ -278,6 +283,41 @@ def _already_done(path: Path, digest: str, request: RunRequest, config: RunConfi
         echo(f"config of {config.baseline.name} seed {seed} changed since {path}; running again")
     return False
 
+
+
+def archived_record_path(path: Path, digest: str) -> Path:
+    """Where the finished record of another config of the same run is kept: ``seed-N.cfg-<hash>.json``."""
+    return path.with_name(f"{path.stem}.cfg-{digest}{path.suffix}")
+
+
+def _set_aside(path: Path, digest: str, request: RunRequest, echo: Callable[[str], None]) -> None:
+    """Before a run starts over: keep a finished record of another config, and drop stale checkpoints.
+
+    Records of one (task, dataset, baseline, seed) share a path, so a run with a new config would
+    otherwise replace the finished result of the old one; it moves, with its predictions and weights,
+    to :func:`archived_record_path` (tables read it as a row of its own config). ``--force`` trains from
+    scratch, so it also removes a checkpoint left by an earlier attempt.
+    """
+    if request.force:
+        remove_checkpoints(path)
+    previous, status = _previous_record(path)
+    if previous is None or previous == digest or status != "ok":
+        return
+    target = archived_record_path(path, previous)
+    prefix = path.stem + "."
+    record = read_json(path)
+    for companion in sorted(path.parent.glob(prefix + "*")):
+        rest = companion.name[len(prefix):]
+        if companion == path or not rest.startswith(("predictions", "weights")):
+            continue
+        renamed = companion.with_name(f"{target.stem}.{rest}")
+        companion.replace(renamed)
+        for key in ("predictions_file", "weights_file"):
+            if record.get(key) == companion.name:
+                record[key] = renamed.name
+    atomic_write_json(target, record)
+    path.unlink()
+    echo(f"kept the finished record of the earlier config as {target}")
 
 def _attempt(path: Path, digest: str, config: RunConfig, seed: int, task: Any, dataset: Any,
              tokenizers: "_TokenizerCache", accelerator: Any, progress: Any, request: RunRequest,
@@ -363,7 +403,10 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
     if per_seed is not None:  # each seed draws its own training subset, so each gets its own task
         return per_seed
     task_config = configs[0]
+    # a missing device, or a precision it cannot run, fails before the dataset is built
     accelerator = get_accelerator(request.device)  # joins the process group under accelerate launch / torchrun
+    for config in configs:
+        resolve_precision(config.training.precision, accelerator.device)
     main_process = distributed.is_main()
     if not main_process:  # one process reports, the others only compute
         echo = notify = _silent
@@ -374,8 +417,6 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
         dataset = apply_train_subset(dataset, task_config.task, subset_seed(request, configs))
     task = TASK_TYPES.get(task_config.task.type)(task_config.task, dataset)
     tokenizers = _TokenizerCache(task, configs)
-    for config in configs:  # a precision the device cannot run fails before any baseline trains
-        resolve_precision(config.training.precision, accelerator.device)
     outcome = RunOutcome()
     dataset_name = task_config.dataset.partition(":")[0]
     progress = Progress(
@@ -409,6 +450,8 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
                     if distributed.broadcast(_already_done(path, digest, request, config, seed, echo, outcome,
                                                            quiet=True)):
                         continue
+                    if main_process:
+                        _set_aside(path, digest, request, echo)
                     _attempt(path, digest, config, seed, task, dataset, tokenizers, accelerator, progress, request,
                              outcome, echo, report)
                 finally:

@@ -119,4 +119,13 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def cli() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if code == 130:
+        # CPython re-kills itself with SIGINT at exit when a KeyboardInterrupt once left a C-level eval
+        # (PyRun_*, as pybind11's py::exec uses), even though vlbench handled it; scripts must still see 130
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)

@@ -169,8 +169,13 @@ def run(
         return
     outcome = launch(request)
     names = {b.name for b in baselines}
-    records = [r for r in load_records(results_dir) if r["task"] == task_spec.name and r["baseline"] in names
-               and r.get("status", "ok") == "ok"]
+    # failed runs stay in: the table lists them as failed
+    dataset_name = (dataset or task_spec.dataset).partition(":")[0]
+    # this task on this dataset, as the latest runs left it (records kept for earlier configs are left
+    # to `vlbench table`)
+    records = [r for r in load_records(results_dir)
+               if r["task"] == task_spec.name and r["dataset"] == dataset_name and r["baseline"] in names
+               and ".cfg-" not in Path(r.get("_path", "")).name]
     if records and is_main():  # under accelerate launch / torchrun one process prints the table
         console.print(render(aggregate(records), "rich"))
     if outcome.failed or outcome.busy:  # each was reported once as it happened; the code tells scripts

@@ -74,6 +74,17 @@ def _preview(value: Any) -> str:
     return _PREVIEW.repr(value)[:80]
 
 
+def _is_text(value: Any) -> bool:
+    """A string that can be written out as UTF-8 (JSON's \\ud800-style escapes can make lone surrogates)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _is_id(value: Any) -> bool:
     return isinstance(value, (int, str)) and not isinstance(value, bool)
 
@@ -130,8 +141,9 @@ def read_coco_results(path: Path) -> dict[Hashable, str]:
     out: dict[Hashable, str] = {}
     for k, rec in enumerate(recs):
         image_id, caption = rec["image_id"], rec["caption"]
-        if not _is_id(image_id) or not isinstance(caption, str):
-            raise DataError(f"predictions file {str(path)!r}: entry #{k} needs an integer image_id and a string caption.")
+        if not _is_id(image_id) or not _is_text(caption):
+            raise DataError(f"predictions file {str(path)!r}: entry #{k} needs an integer image_id and a string caption "
+                            "(valid Unicode).")
         if image_id in out:
             raise DataError(f"predictions file {str(path)!r} has more than one caption for image_id {image_id}; keep one.")
         out[image_id] = caption
@@ -152,7 +164,7 @@ def read_coco_references(path: Path) -> dict[Hashable, list[str]]:
             raise DataError(f"references file {str(path)!r}: 'images' must be a list of objects with an integer 'id'.")
         refs = {im["id"]: [] for im in images}
     for k, ann in enumerate(obj["annotations"]):
-        if not isinstance(ann, dict) or not _is_id(ann.get("image_id")) or not isinstance(ann.get("caption"), str):
+        if not isinstance(ann, dict) or not _is_id(ann.get("image_id")) or not _is_text(ann.get("caption")):
             raise DataError(f"references file {str(path)!r}: annotation #{k} needs an integer image_id and a string caption.")
         if images is not None and ann["image_id"] not in refs:
             raise DataError(f"references file {str(path)!r}: annotation #{k} refers to image_id {ann['image_id']}, "
