@@ -152,6 +152,13 @@ def test_continual_command_writes_stage_records_summaries_and_heat_maps(tmp_path
     assert (folder / "continual-table.md").is_file()
     assert main(["validate", str(folder)]) == 0  # the stage records are ordinary, schema-valid run records
     assert main(args) == 0 and "| text-bert | naive |" in capsys.readouterr().out  # second call: skipped, same table
+    before = json.loads((folder / "summaries" / "text-bert.naive.s0.json").read_text())["config_hash"]
+    changed = [*args, "--strategy", "naive", "--lr", "0.002"]
+    assert main(changed) == 0
+    kept = folder / "summaries" / f"text-bert.naive.s0.cfg-{before}.json"
+    assert kept.is_file()  # the earlier config's summary is kept, not replaced
+    assert json.loads((folder / "summaries" / "text-bert.naive.s0.json").read_text())["config_hash"] != before
+    assert list((folder / "naive" / "stage-1-color" / "vqa" / "shapes" / "text-bert").glob("seed-0.cfg-*.json"))
 
 
 @pytest.mark.parametrize("extra, needle", [

@@ -128,6 +128,13 @@ def run_continual(request: ContinualRequest, *, echo: Callable[[str], None] = pr
                         echo(f"skip {config.baseline.name} {strategy} seed {seed}: {path} exists (use --force)")
                         written.append(path)
                         continue
+                if path.is_file():  # a summary of another config is kept beside the new one, never replaced
+                    try:
+                        earlier = read_json(path).get("config_hash") or "unknown"
+                    except (OSError, ValueError):
+                        earlier = "unreadable"
+                    if earlier != digest:
+                        path.replace(path.with_name(f"{path.stem}.cfg-{earlier}{path.suffix}"))
                 start = time.perf_counter()
                 summary = run_one_sequence(context, config, strategy, seed, request.settings, digest, echo)
                 summary["timing"] = {"wall_seconds": time.perf_counter() - start}

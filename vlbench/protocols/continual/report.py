@@ -21,6 +21,8 @@ def load_summaries(folder: Path) -> list[dict[str, Any]]:
     """Every continual summary under ``folder/summaries``."""
     summaries = []
     for path in sorted((Path(folder) / "summaries").glob("*.json")):
+        if ".cfg-" in path.name:  # summaries of earlier configs, kept but not mixed into the table
+            continue
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -152,6 +152,12 @@ def _write_stage_record(ctx: SequenceContext, config: Any, strategy: str, seed: 
         test = task.evaluate(model, "test", config.training.eval_batch_size, modalities, ctx.accelerator.device)
     folder = stage_record_dir(ctx.results_dir, ctx.sequence.name, strategy, row, stage_name)
     path = record_path(folder, config.task.name, config.dataset.partition(":")[0], config.baseline.name, seed)
+    digest = ctx.digest(config, strategy, settings, row)
+    from types import SimpleNamespace
+
+    from vlbench.runner import _set_aside
+
+    _set_aside(path, digest, SimpleNamespace(force=False), lambda message: None)  # another config's record is kept
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     record = {
@@ -161,7 +167,7 @@ def _write_stage_record(ctx: SequenceContext, config: Any, strategy: str, seed: 
         "dataset": config.dataset.partition(":")[0],
         "baseline": config.baseline.name,
         "seed": seed,
-        "config_hash": ctx.digest(config, strategy, settings, row),
+        "config_hash": digest,
         "config": config.model_dump(mode="json"),
         "primary_metric": config.task.primary_metric,
         "data": {"name": ctx.dataset.name, "source": config.dataset, "fingerprint": ctx.dataset.fingerprint,
