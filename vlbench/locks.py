@@ -56,6 +56,16 @@ def _process_start(pid: int) -> Optional[float]:
         return None
 
 
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but its parent has not reaped it yet."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except Exception:  # noqa: BLE001  no such process, no permission, or psutil missing
+        return False
+
+
 def _alive(holder: dict[str, Any]) -> bool:
     """Whether the recorded holder still runs; a holder on another host is assumed alive."""
     pid = holder.get("pid")
@@ -67,6 +77,8 @@ def _alive(holder: dict[str, Any]) -> bool:
         return False
     except PermissionError:
         return True  # it exists, under another user
+    if _zombie(pid):
+        return False  # killed and not yet reaped: it holds no lock any more
     started = holder.get("process_start")
     now_started = _process_start(pid)
     if isinstance(started, (int, float)) and now_started is not None and abs(now_started - started) > 1.0:
