@@ -144,6 +144,10 @@ def test_train_fraction_cli_writes_nested_records_and_the_efficiency_plot(tmp_pa
     plot = tmp_path / "curve.png"
     assert main(["efficiency", str(results), "--task", "vqa", "--plot", str(plot)]) == 0
     assert plot.is_file() and "prior" in capsys.readouterr().out
+    # a rerun with another config keeps the earlier records aside; the curves use only the current ones
+    assert main([*args, "--lr", "0.002"]) == 0
+    assert list((results / "fraction-0.5" / "vqa" / "shapes" / "text-bert").glob("seed-0.cfg-*.json"))
+    assert main(["efficiency", str(results), "--task", "vqa"]) == 0
 
 
 @pytest.mark.parametrize("bad", ["0,0.5", "1.5", "a,b", "0.5,0.5"])

@@ -98,6 +98,7 @@ def curves_from_records(records: list[dict[str, Any]], task: str, metric: Option
                         rule: str = "fraction") -> tuple[list[Curve], str]:
     """Curves of ``metric`` (default: the primary metric) per baseline over the ``rule`` (fraction or k_shot) records."""
     chosen = [r for r in records if r.get("task") == task and r.get("status", "ok") == "ok"
+              and ".cfg-" not in Path(r.get("_path", "")).name  # records of earlier configs, kept aside by reruns
               and ((r["config"]["task"].get("train_subset") or {}).get(rule) is not None)]
     if not chosen:
         flag = "--train-fraction 0.1,1" if rule == "fraction" else "--k-shot 1,4,8"
