@@ -56,6 +56,16 @@ def _process_start(pid: int) -> Optional[float]:
         return None
 
 
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but not yet been reaped by its parent."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _alive(holder: dict[str, Any]) -> bool:
     """Whether the recorded holder still runs; a holder on another host is assumed alive."""
     pid = holder.get("pid")
@@ -67,6 +77,8 @@ def _alive(holder: dict[str, Any]) -> bool:
         return False
     except PermissionError:
         return True  # it exists, under another user
+    if _zombie(pid):
+        return False  # killed, and only waiting for its parent to collect its exit status
     started = holder.get("process_start")
     now_started = _process_start(pid)
     if isinstance(started, (int, float)) and now_started is not None and abs(now_started - started) > 1.0:
