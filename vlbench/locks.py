@@ -57,12 +57,12 @@ def _process_start(pid: int) -> Optional[float]:
 
 
 def _zombie(pid: int) -> bool:
-    """Whether ``pid`` has exited but its parent has not reaped it yet."""
-    try:
-        import psutil
+    """Whether ``pid`` has exited but not yet been reaped by its parent."""
+    import psutil
 
+    try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except Exception:  # noqa: BLE001  no such process, no permission, or psutil missing
+    except psutil.Error:
         return False
 
 
@@ -78,7 +78,7 @@ def _alive(holder: dict[str, Any]) -> bool:
     except PermissionError:
         return True  # it exists, under another user
     if _zombie(pid):
-        return False  # killed and not yet reaped: it holds no lock any more
+        return False  # killed, and only waiting for its parent to collect its exit status
     started = holder.get("process_start")
     now_started = _process_start(pid)
     if isinstance(started, (int, float)) and now_started is not None and abs(now_started - started) > 1.0:
