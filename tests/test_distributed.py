@@ -117,12 +117,20 @@ def test_gloo_evaluation_and_infonce_negatives_match_one_process(tmp_path, cache
     mp.start_processes(_worker, args=(f"file://{tmp_path / 'rendezvous'}", str(out), str(cache_dir)), nprocs=WORLD,
                        join=True, start_method="fork")
     got = torch.load(out, weights_only=False)
+    similarity = got["evaluated"]["retrieval"][1]["similarity"]  # test images x captions, every row and column once
+    # a block of other rows runs its matmuls in another blocking, so scores agree to float rounding, not bits
+    assert torch.allclose(torch.tensor(similarity), torch.tensor(single["retrieval"][1]["similarity"]), rtol=1e-5,
+                          atol=1e-5)
     for name in CASES:
         # same test set (odd-sized, so the blocks are unequal), same predictions in the same order, same scores
-        assert got["evaluated"][name] == single[name], name
+        got_case, single_case = got["evaluated"][name], single[name]
+        if name == "retrieval":
+            got_case = (got_case[0], {k: v for k, v in got_case[1].items() if k != "similarity"}, *got_case[2:])
+            single_case = (single_case[0], {k: v for k, v in single_case[1].items() if k != "similarity"},
+                           *single_case[2:])
+        assert got_case == single_case, name
     metrics, predictions, per_example = got["evaluated"]["vqa"]
     assert len(predictions) == len(per_example) == sizes["vqa"]
-    similarity = got["evaluated"]["retrieval"][1]["similarity"]  # test images x captions, every row and column once
     assert (len(similarity), len(similarity[0])) == (13, sizes["retrieval"])
 
     assert got["main"] and got["world"] == WORLD and got["broadcast"] == "from-main"
