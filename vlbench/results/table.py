@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from typing import Any, Iterable, Optional
@@ -182,18 +180,20 @@ def _json(table: Table) -> str:
 
 
 def _csv(table: Table) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(LONG_FIELDS)
+    import pandas as pd
+
+    rows = []
     for r in table.rows:
-        cells = []
+        cells = {}
         for k in LONG_FIELDS:
             v = _strict(r.get(k))
             if isinstance(v, list):
                 v = "; ".join(str(x) for x in v)
-            cells.append("" if v is None else escape.csv_cell(v) if isinstance(v, str) else v)
-        writer.writerow(cells)
-    return out.getvalue()
+            cells[k] = None if v is None else escape.csv_cell(v) if isinstance(v, str) else v
+        rows.append(cells)
+    # object columns keep ints as ints and None as an empty cell, as the long format promises
+    frame = pd.DataFrame(rows, columns=list(LONG_FIELDS), dtype=object)
+    return frame.to_csv(index=False, lineterminator="\n")
 
 
 def _tex(text: str) -> str:
