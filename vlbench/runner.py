@@ -42,7 +42,7 @@ from vlbench.training.memory import PeakMemory
 from vlbench.training.seeding import seed_everything
 from vlbench.training.trainer import fit
 
-__all__ = ["RunRequest", "RunOutcome", "select_baselines", "split_dataset_arg", "load_dataset", "run_task"]
+__all__ = ["RunRequest", "RunOutcome", "select_baselines", "split_dataset_arg", "load_dataset", "run_task", "record_identity"]
 
 
 @dataclass
@@ -226,11 +226,12 @@ def _previous_record(path: Path) -> tuple[Optional[str], Optional[str]]:
     return (digest if isinstance(digest, str) else None), (record.get("status") or "ok")
 
 
-def _failed_record(config: RunConfig, seed: int, digest: str, device: Any, exc: BaseException) -> dict[str, Any]:
-    """A record for a run that did not finish: the run's identity plus what went wrong (no test block)."""
+
+def record_identity(config: RunConfig, seed: int, digest: str, status: str) -> dict[str, Any]:
+    """The fields every run record starts with: schema, status, what ran (task, dataset, baseline, seed), its config."""
     return {
         "schema": RECORD_SCHEMA,
-        "status": "failed",
+        "status": status,
         "task": config.task.name,
         "dataset": config.dataset.partition(":")[0],
         "baseline": config.baseline.name,
@@ -238,6 +239,12 @@ def _failed_record(config: RunConfig, seed: int, digest: str, device: Any, exc: 
         "config_hash": digest,
         "config": config.model_dump(mode="json"),
         "primary_metric": config.task.primary_metric,
+    }
+
+def _failed_record(config: RunConfig, seed: int, digest: str, device: Any, exc: BaseException) -> dict[str, Any]:
+    """A record for a run that did not finish: the run's identity plus what went wrong (no test block)."""
+    return {
+        **record_identity(config, seed, digest, "failed"),
         "versions": package_versions(),
         "git_commit": git_commit(),
         "device": describe_device(device),
@@ -519,15 +526,7 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
             weights = trained_state(accelerator.unwrap_model(model))
     wall = time.perf_counter() - start
     return {
-        "schema": RECORD_SCHEMA,
-        "status": "ok",
-        "task": config.task.name,
-        "dataset": config.dataset.partition(":")[0],
-        "baseline": config.baseline.name,
-        "seed": seed,
-        "config_hash": digest,
-        "config": config.model_dump(mode="json"),
-        "primary_metric": config.task.primary_metric,
+        **record_identity(config, seed, digest, "ok"),
         "data": {"name": dataset.name, "source": config.dataset, "fingerprint": dataset.fingerprint, "info": dataset.info,
                  "sizes": {role: task.num_examples(role) for role in ("train", "validation", "test")}},
         "versions": package_versions(),

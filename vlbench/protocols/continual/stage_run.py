@@ -142,7 +142,7 @@ def _write_stage_record(ctx: SequenceContext, config: Any, strategy: str, seed: 
                         row: int, stage_name: str, own: Optional[int], scores: list[Any], result: Any,
                         model: torch.nn.Module, modalities: tuple[str, ...], wall: float) -> Path:
     from vlbench.models.pretrained import WORD_LEVEL, describe_pretrained, tokenizer_signature
-    from vlbench.results.records import RECORD_SCHEMA, git_commit, now_iso, package_versions, predictions_path, record_path
+    from vlbench.results.records import git_commit, now_iso, package_versions, predictions_path, record_path
     from vlbench.training.device import describe_device
 
     stages = ctx.sequence.stages
@@ -155,21 +155,13 @@ def _write_stage_record(ctx: SequenceContext, config: Any, strategy: str, seed: 
     digest = ctx.digest(config, strategy, settings, row)
     from types import SimpleNamespace
 
-    from vlbench.runner import _set_aside
+    from vlbench.runner import _set_aside, record_identity
 
     _set_aside(path, digest, SimpleNamespace(force=False), lambda message: None)  # another config's record is kept
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     record = {
-        "schema": RECORD_SCHEMA,
-        "status": "ok",
-        "task": config.task.name,
-        "dataset": config.dataset.partition(":")[0],
-        "baseline": config.baseline.name,
-        "seed": seed,
-        "config_hash": digest,
-        "config": config.model_dump(mode="json"),
-        "primary_metric": config.task.primary_metric,
+        **record_identity(config, seed, digest, "ok"),
         "data": {"name": ctx.dataset.name, "source": config.dataset, "fingerprint": ctx.dataset.fingerprint,
                  "info": task.dataset.info,
                  "sizes": {role: task.num_examples(role) for role in ("train", "validation", "test")}},
