@@ -24,7 +24,7 @@ from vlbench.errors import SpecError
 from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput
 from vlbench.registry import register_model
 
-__all__ = ["FilmConfig", "FilmEncoder", "FilmLayer"]
+__all__ = ["FilmConfig", "FilmEncoder", "FilmLayer", "conv_stem"]
 
 
 class FilmConfig(EncoderConfig):
@@ -37,6 +37,16 @@ class FilmConfig(EncoderConfig):
     embedding_size: int = Field(128, ge=8, description="question word embedding size")
     dropout: float = Field(0.0, ge=0, lt=1)
 
+
+
+def conv_stem(channels: list[int], image_size: int) -> tuple[nn.Sequential, int, int]:
+    """One stride-2 3x3 conv (+BatchNorm, ReLU) per entry: the stem, its output channels and grid side."""
+    layers: list[nn.Module] = []
+    width, side = 3, image_size
+    for out in channels:
+        layers += [nn.Conv2d(width, out, 3, stride=2, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        width, side = out, (side + 1) // 2
+    return nn.Sequential(*layers), width, side
 
 class FilmLayer(nn.Module):
     """relu(Linear(x) * (1 + gamma) + beta) per grid cell; gamma and beta come from the question."""
@@ -63,15 +73,7 @@ class FilmEncoder(Encoder):
         hidden = config.hidden_size
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=pad_token_id)
         self.question = nn.GRU(config.embedding_size, hidden, batch_first=True)
-        stem: list[nn.Module] = []
-        width = 3
-        for out in config.stem_channels:
-            stem += [nn.Conv2d(width, out, 3, stride=2, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-            width = out
-        self.stem = nn.Sequential(*stem)
-        side = image_size
-        for _ in config.stem_channels:
-            side = (side + 1) // 2
+        self.stem, width, side = conv_stem(config.stem_channels, image_size)
         self.cells = side * side
         self.position = nn.Parameter(torch.randn(self.cells, self.cells) * 0.1)  # a learned code per grid cell
         self.mix = nn.Linear(width + self.cells, hidden)

@@ -17,7 +17,7 @@ from torch import nn
 
 from vlbench.errors import SpecError
 from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput
-from vlbench.models.film import FilmEncoder
+from vlbench.models.film import FilmEncoder, conv_stem
 from vlbench.registry import register_model
 
 __all__ = ["RelationNetworkConfig", "RelationNetworkEncoder", "cell_coordinates"]
@@ -63,17 +63,8 @@ class RelationNetworkEncoder(Encoder):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, config.embedding_size, padding_idx=pad_token_id)
         self.question = nn.GRU(config.embedding_size, config.question_size, batch_first=True)
-        stem: list[nn.Module] = []
-        width = 3
-        for out in config.stem_channels:
-            stem += [nn.Conv2d(width, out, 3, stride=2, padding=1), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
-            width = out
-        self.stem = nn.Sequential(*stem)
-        side = image_size
-        for _ in config.stem_channels:
-            side = (side + 1) // 2
-        self.side = side
-        self.register_buffer("coords", cell_coordinates(side), persistent=False)
+        self.stem, width, self.side = conv_stem(config.stem_channels, image_size)
+        self.register_buffer("coords", cell_coordinates(self.side), persistent=False)
         object_size = width + 2
         self.g = _mlp(2 * object_size + config.question_size, config.hidden_size, config.g_layers)
         self.f = _mlp(config.hidden_size, config.hidden_size, config.f_layers, config.dropout)
