@@ -154,3 +154,12 @@ def test_workers_give_the_same_metrics_on_disk_images(data, tmp_path):
         record = json.loads(record_file.read_text())
         metrics.append((record["test"]["metrics"], record["per_example"]["test"], record["training"]["history"][0]["train_loss"]))
     assert metrics[0] == metrics[1]
+
+
+def test_strict_images_flag_turns_the_skipped_image_into_an_error(data, tmp_path, capsys):
+    args = ["run", "--task", "vqa", "--dataset", f"vqav2:{data['vqa']}", "--baseline", "vilt", *SMALL_MODEL, *TINY,
+            "--results-dir", str(tmp_path)]
+    assert main([*args, "--strict-images"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "COCO_train2014_000000000003.jpg" in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("seed-0.json"))

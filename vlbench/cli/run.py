@@ -81,6 +81,10 @@ def run(
     device: str = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value; repeatable."),
     force: bool = typer.Option(False, "--force", help="Run again even when a record with the same config exists."),
+    strict_images: bool = typer.Option(
+        False, "--strict-images",
+        help="An unreadable or truncated image is an error instead of being skipped (datasets read from files).",
+    ),
     wait: bool = typer.Option(False, "--wait", help="Wait for runs that another vlbench process is running (default: leave them to it)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache (default $VLBENCH_CACHE or ~/.cache/vlbench)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
@@ -109,6 +113,8 @@ def run(
     from vlbench.specs import load_task_spec
 
     spec_overrides, executor_settings = split_executor_overrides(list(set_ or []))
+    if strict_images:  # shorthand for the file datasets' data option
+        spec_overrides.append("task.data.strict_images=true")
     executor_options = make_options(executor, executor_settings, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     seed_list = parse_seeds(seeds)
     _check_lr(lr)
