@@ -1,6 +1,6 @@
 """Training throughput of vlbench's trainer against a bare PyTorch loop, for every baseline of the VQA benchmark.
 
-    python benchmarks/train_overhead.py [--baseline vilt ...] [--steps 150] [--batch-size 64] [--precision auto]
+    python benchmarks/train_overhead.py [--baseline vilt ...] [--steps 150] [--repeats 3] [--batch-size 64]
 
 For each baseline, both loops train the same freshly initialised model (same seed, built exactly as the
 runner builds it, PEFT included) for the same number of steps at the same batch size. The bare loop
@@ -9,11 +9,18 @@ never validates and draws no progress bar. vlbench's time is the wall time of ``
 validation pass (timed separately). Printed per baseline: examples/second of both and the ratio
 vlbench / bare (1.0 = no overhead), first over vlbench's training loop (its epochs: data loading, steps,
 loss checks), then over all of ``fit`` but validation (adding fixed costs: prepare, release). Counting models (``prior``) have no training loop and are left out.
+
+A CPU throughput measured once over a few seconds moves by several percent from one run to the next
+(frequency, caches, the allocator), which is the size of the effect being measured. So each baseline
+is measured ``--repeats`` times, the two loops back to back each time and in alternating order (vlbench
+first, then bare first, ...), and the printed ratio is the median of the per-repeat ratios, with their
+range beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 
 from _common import add_common_args, bare_loop, fixed_batches, fresh_model, make_setup, trainable_baselines, vlbench_loop
 
@@ -24,28 +31,44 @@ def main() -> None:
     add_common_args(parser)
     parser.add_argument("--distinct-batches", type=int, default=32,
                         help="distinct pre-collated batches the bare loop cycles through")
+    parser.add_argument("--repeats", type=int, default=3, help="paired measurements per baseline (median reported)")
     args = parser.parse_args()
     baselines = args.baseline or trainable_baselines("vqa")
     setup = make_setup(args, baselines)
     print(f"batch={args.batch_size} steps={args.steps} threads={args.threads} precision={setup.precision} "
           f"device={setup.device}")
-    header = f"{'baseline':<20} {'vlbench ex/s':>13} {'bare ex/s':>10} {'ratio':>7}   {'with setup':>10} {'ratio':>7}"
+    header = (f"{'baseline':<20} {'vlbench ex/s':>13} {'bare ex/s':>10} {'ratio':>7} {'range':>13}   "
+              f"{'with setup':>10} {'ratio':>7}")
     print(header)
     print("-" * len(header))
-    ratios = []
+    medians = []
     for name in baselines:
         config = setup.config(name)
         warm, modalities = fresh_model(setup, name)
         batches = fixed_batches(setup, modalities, min(args.distinct_batches, args.steps))
         bare_loop(setup, warm, batches, min(10, args.steps), config.training.lr)  # kernels and allocator warm
-        model, _ = fresh_model(setup, name)
-        vlbench_eps, with_setup, _ = vlbench_loop(setup, name, model, modalities)
-        model, _ = fresh_model(setup, name)
-        bare_eps = bare_loop(setup, model, batches, args.steps, config.training.lr, config.training.grad_clip)
-        ratios.append(vlbench_eps / bare_eps)
-        print(f"{name:<20} {vlbench_eps:13.1f} {bare_eps:10.1f} {vlbench_eps / bare_eps:7.3f}   {with_setup:10.1f} "
-              f"{with_setup / bare_eps:7.3f}", flush=True)
-    print(f"lowest ratio vlbench/bare = {min(ratios):.3f}")
+        pairs = []
+        for repeat in range(max(args.repeats, 1)):
+            measured = {}
+            for which in (("vlbench", "bare") if repeat % 2 == 0 else ("bare", "vlbench")):
+                model, _ = fresh_model(setup, name)
+                if which == "vlbench":
+                    measured["vlbench"], measured["setup"], _ = vlbench_loop(setup, name, model, modalities)
+                else:
+                    measured["bare"] = bare_loop(setup, model, batches, args.steps, config.training.lr,
+                                                 config.training.grad_clip)
+            pairs.append(measured)
+        ratios = [p["vlbench"] / p["bare"] for p in pairs]
+        median = statistics.median(ratios)
+        medians.append(median)
+        vlbench_eps = statistics.median(p["vlbench"] for p in pairs)
+        bare_eps = statistics.median(p["bare"] for p in pairs)
+        with_setup = statistics.median(p["setup"] / p["bare"] for p in pairs)
+        spread = f"{min(ratios):.3f}-{max(ratios):.3f}"
+        print(f"{name:<20} {vlbench_eps:13.1f} {bare_eps:10.1f} {median:7.3f} {spread:>13}   "
+              f"{statistics.median(p['setup'] for p in pairs):10.1f} {with_setup:7.3f}", flush=True)
+    print(f"lowest median ratio vlbench/bare = {min(medians):.3f} ({len(medians)} baselines, "
+          f"{max(args.repeats, 1)} repeats of {args.steps} steps each)")
 
 
 if __name__ == "__main__":

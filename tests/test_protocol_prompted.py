@@ -101,6 +101,29 @@ def test_prompted_baseline_runs_through_vlbench_run(checkpoint, tmp_path):
     assert record["config"]["task"]["prompt"]["query"] == "Question: {question} Answer:"
 
 
+def test_prompted_baseline_captions_through_vlbench_run(checkpoint, tmp_path):
+    spec = tmp_path / "prompted-captioner.yaml"
+    spec.write_text(f"model: prompted\npretrained: {checkpoint}\ntasks: [captioning]\nfamily: prompted\n"
+                    "config: {shots: 2, max_new_tokens: 4, batch_size: 16}\n")
+    results = tmp_path / "runs"
+    assert main(["run", "--task", "captioning", "--baseline", str(spec), "--results-dir", str(results), "--quiet",
+                 *TINY_DATA]) == 0
+    folder = results / "captioning" / "shapes" / "prompted-captioner"
+    record = json.loads((folder / "seed-0.json").read_text())
+    assert record["status"] == "ok" and record["parameters"]["trainable"] == 0
+    assert record["config"]["task"]["prompt"]["query"] == "Caption:" and "CIDEr" in record["test"]["metrics"]
+    predictions = json.loads((folder / record["predictions_file"]).read_text())
+    assert len(predictions) == 12 and all(isinstance(p["caption"], str) for p in predictions)  # one per test image
+    # the examples of a caption prompt are (image, reference caption) pairs of the training split
+    model = _model(checkpoint, shots=2)
+    model.template = PromptTemplate(instruction="Describe.", example="Caption: {caption}", query="Caption:")
+    model.fit([{"image_id": 100 + i, "caption": f"a red circle {i}"} for i in range(5)])
+    content, image_ids = model.build_prompt({"image_id": 7}, 0)
+    texts = [part["text"] for part in content if part["type"] == "text"]
+    assert texts[0] == "Describe." and texts[-1] == "Caption:" and len(image_ids) == 3 and image_ids[-1] == 7
+    assert all(t.startswith("Caption: a red circle ") for t in texts[1:-1])
+
+
 def test_prompted_without_pretrained_is_one_error_line(tmp_path, capsys):
     spec = tmp_path / "prompted-none.yaml"
     spec.write_text("model: prompted\ntasks: [vqa]\n")

@@ -121,6 +121,37 @@ def test_matching_fraction_is_the_first_fraction_at_or_above_the_target():
     assert matching_fraction(curve, 61.0) is None
 
 
+def test_k_shot_table_puts_prompted_baselines_at_k_in_context_beside_fine_tuning(tmp_path):
+    from vlbench.protocols.efficiency import curves_from_records, plot_curves, render_efficiency
+
+    def record(baseline, seed, value, k_shot=None, shots=None):
+        model = "prompted" if shots is not None else "vilt"
+        subset = {"k_shot": k_shot} if k_shot is not None else None
+        draws = {"vqa/train": {"examples": 20 * k_shot, "images": 15 * k_shot}} if k_shot is not None else {}
+        return {"task": "vqa", "status": "ok", "_path": f"/r/{baseline}/{k_shot}/{shots}/seed-{seed}.json",
+                "baseline": baseline, "seed": seed, "primary_metric": "accuracy", "config_hash": f"{baseline}{k_shot}{shots}",
+                "config": {"task": {"train_subset": subset},
+                           "baseline": {"model": model, "family": model, "config": {"shots": shots} if shots is not None else {}}},
+                "data": {"info": {"train_subset": draws}}, "test": {"metrics": {"accuracy": value}}}
+
+    records = [record("vilt", s, 30.0 + k + s, k_shot=k) for k in (1, 4) for s in (0, 1)]
+    records += [record("prompted-prefix", s, 40.0 + k - s, shots=k) for k in (0, 1, 4) for s in (0, 1)]
+    records.append(record("prior", 0, 20.0))  # neither a subset nor prompted: not in a k-shot table
+    curves, metric = curves_from_records(records, "vqa", rule="k_shot")
+    by_name = {c.baseline: c for c in curves}
+    assert set(by_name) == {"vilt", "prompted-prefix"} and metric == "accuracy"
+    assert by_name["prompted-prefix"].regime == "prompted" and by_name["vilt"].regime == "fine-tuned"
+    assert [(p.fraction, p.examples, p.mean) for p in by_name["prompted-prefix"].points] == [
+        (0.0, 0.0, 39.5), (1.0, 1.0, 40.5), (4.0, 4.0, 43.5)]
+    assert [(p.fraction, p.examples, p.mean) for p in by_name["vilt"].points] == [(1.0, 20.0, 31.5), (4.0, 80.0, 34.5)]
+    table, notes = render_efficiency(curves, metric, None, rule="k_shot")
+    assert "| prompted-prefix | k in the prompt, no training | 0 | 0 | 0 | 39.50 ± 0.71 | 2 |" in table
+    assert "| vilt | k per answer, fine-tuned | 4 | 60 | 80 | 34.50 ± 0.71 | 2 |" in table
+    assert notes and "prompted rows" in notes[0]
+    plot = plot_curves(curves, metric, None, tmp_path / "k.png", "k", by_k=True)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_train_fraction_cli_writes_nested_records_and_the_efficiency_plot(tmp_path, capsys):
     results = tmp_path / "runs"
     args = ["run", "--task", "vqa", "--baseline", "prior", "--baseline", "text-bert", "--train-fraction", "0.5,1",
@@ -161,7 +192,7 @@ def test_k_shot_cli_runs_one_folder_per_k_with_k_examples_per_answer(tmp_path, c
     results = tmp_path / "runs"
     assert main(["run", "--task", "vqa", "--baseline", "prior", "--k-shot", "1,2", "--seeds", "0", "--quiet",
                  "--results-dir", str(results), *TINY_DATA]) == 0
-    assert "k (per answer)" in capsys.readouterr().out
+    assert "k per answer, fine-tuned" in capsys.readouterr().out
     for k in (1, 2):
         record = json.loads((results / f"k-shot-{k}" / "vqa" / "shapes" / "prior" / "seed-0.json").read_text())
         draw = record["data"]["info"]["train_subset"]["vqa/train"]

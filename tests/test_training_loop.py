@@ -198,3 +198,31 @@ def test_losses_stay_on_the_device_between_looks(accelerator, monkeypatch):
     monkeypatch.undo()
     # 4 * CHECK_EVERY more steps cost 4 more looks, not one read per step
     assert counts[6 * CHECK_EVERY] - counts[2 * CHECK_EVERY] == 4
+
+
+def test_min_steps_raises_the_epochs_of_a_small_training_set_and_spaces_validation(accelerator):
+    task = RegressionTask(n_train=64)  # 2 steps per epoch at batch 32
+    _, plain = _fit(task, config(epochs=3, batch_size=32, patience=0), accelerator)
+    assert plain.steps == 6 and plain.epochs == 3 and plain.eval_every_epochs == 1
+    _, floored = _fit(task, config(epochs=3, batch_size=32, patience=0, min_steps=20), accelerator)
+    assert floored.steps == 20 and floored.epochs == 10
+    # validated every ceil(10 / 3) = 4 epochs and at the last: as many passes as 3 epochs would give
+    validated = [h["epoch"] for h in floored.history if "validation" in h]
+    assert validated == [4, 8, 10] and floored.eval_every_epochs == 4
+    assert floored.settings()["epochs_planned"] == 10
+    # a training set already large enough is untouched
+    _, large = _fit(task, config(epochs=3, batch_size=32, patience=0, min_steps=4), accelerator)
+    assert large.steps == 6 and [h["epoch"] for h in large.history if "validation" in h] == [1, 2, 3]
+    # max_steps still caps
+    _, capped = _fit(task, config(epochs=3, batch_size=32, patience=0, min_steps=20, max_steps=9), accelerator)
+    assert capped.steps == 9
+
+
+def test_min_steps_enters_the_config_hash_only_when_set():
+    from vlbench.specs import config_hash, load_baseline_spec, load_task_spec, resolve_run_config
+
+    task, baseline = load_task_spec("vqa"), load_baseline_spec("text-bert")
+    plain = resolve_run_config(task, baseline)
+    floored = resolve_run_config(task, baseline, training_overrides={"min_steps": 500})
+    unset = resolve_run_config(task, baseline, training_overrides={"min_steps": None})
+    assert config_hash(plain) == config_hash(unset) != config_hash(floored)

@@ -77,6 +77,11 @@ class TrainingConfig(_Strict):
 
     epochs: int = Field(10, ge=0, le=1_000_000, description="0 only together with max_steps: train exactly max_steps")
     max_steps: Optional[int] = Field(None, ge=1, le=10**12, description="cap on optimizer steps (overrides epochs)")
+    min_steps: Optional[int] = Field(
+        None, ge=1, le=10**12,
+        description="floor on optimizer steps for small training sets: epochs are raised until the run takes at "
+        "least this many steps, and validation is spaced so that it runs as often as `epochs` asks",
+    )
     batch_size: int = Field(64, ge=1, le=2**20, description="examples per micro-batch (per process)")
     grad_accum_steps: int = Field(
         1, ge=1, le=4096, description="micro-batches per optimizer step; the effective batch is batch_size x this"
@@ -512,6 +517,8 @@ def config_hash(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
     extra = dict(extra or {})
     if "precision" in extra:
         payload["training"]["precision"] = extra.pop("precision")
+    if payload["training"].get("min_steps") is None:
+        payload["training"].pop("min_steps", None)  # as for train_subset: runs without it keep their hashes
     if payload["task"].get("train_subset") is None:
         payload["task"].pop("train_subset", None)  # runs on the whole split keep the hashes they always had
     if not _reads_prompt(config.baseline.model):

@@ -24,8 +24,10 @@ def print_efficiency(results_dir: Path, task: str, metric: Optional[str], refere
     for line in notes:
         console.print(line, markup=False)
     plot = plot or Path(results_dir) / f"{'efficiency' if rule == 'fraction' else 'k-shot'}-{task}.png"
-    plot_curves(curves, metric, reference if rule == "fraction" else None, plot,
-                f"{task}: {metric} against labelled examples" + (" (k-shot)" if rule != "fraction" else ""))
+    if rule == "fraction":
+        plot_curves(curves, metric, reference, plot, f"{task}: {metric} against labelled examples")
+    else:
+        plot_curves(curves, metric, None, plot, f"{task}: {metric} at k examples", by_k=True)
     console.print(f"plot -> {plot}", markup=False)
 
 
@@ -103,3 +105,46 @@ def continual(
     console.print(table, markup=False)
     for plot in plots:
         console.print(f"heat map -> {plot}", markup=False)
+
+
+@app.command("visual-prefix")
+def visual_prefix(
+    out: Path = typer.Option(..., "--out", help="Folder to save the checkpoint and processor in (save_pretrained)."),
+    task: str = typer.Option("vqa", "--task", "-t", help="Task whose prompt templates the texts are written with."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="NAME[:PATH] with vqa and captions tables (default: the task's)."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    lm_epochs: int = typer.Option(2, "--lm-epochs", min=1, help="Epochs of the text-only language model."),
+    prefix_epochs: int = typer.Option(2, "--prefix-epochs", min=1, help="Epochs of the visual prefix (language model frozen)."),
+    max_shots: int = typer.Option(4, "--max-shots", min=0, help="Most solved examples before a question in the texts."),
+    train_images: Optional[int] = typer.Option(None, "--train-images", min=1, help="Use only the first N training images."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a task spec field: key.path=value; repeatable."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache."),
+) -> None:
+    """Build an offline image-text-to-text checkpoint (Frozen-style) for the prompted baseline's zero/few-shot runs."""
+    import torch
+
+    from vlbench import builtins  # noqa: F401  (registers the datasets)
+    from vlbench.errors import SpecError
+    from vlbench.protocols.visual_prefix import PrefixSettings, build_visual_prefix_model
+    from vlbench.runner import load_dataset
+    from vlbench.specs import load_baseline_spec, load_task_spec, resolve_run_config
+
+    if threads:
+        torch.set_num_threads(threads)
+    spec = load_task_spec(task)
+    config = resolve_run_config(spec, load_baseline_spec("prior"), dataset=dataset, overrides=list(set_ or []))
+    if config.task.prompt is None:
+        raise SpecError(f"task {spec.name!r} has no `prompt:` block to write the texts with.")
+    data = load_dataset(config.dataset, config.task.data, cache_dir, quiet=True)
+    missing = [kind for kind in ("vqa", "captions") if kind not in data.tables]
+    if missing:
+        raise SpecError(f"dataset {data.name!r} has no {missing[0]!r} table; the visual prefix model needs "
+                        "questions (vqa) and captions of the same training images.")
+    settings = PrefixSettings(lm_epochs=lm_epochs, prefix_epochs=prefix_epochs, max_shots=max_shots,
+                              train_images=train_images)
+    console = wide_console()
+    folder = build_visual_prefix_model(data, config.task.prompt, out, settings, seed=seed,
+                                       say=lambda msg: console.print(msg, markup=False),
+                                       split=config.task.splits.train)
+    console.print(f"saved -> {folder} (use it as `pretrained:` of a `model: prompted` baseline)", markup=False)

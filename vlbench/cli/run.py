@@ -59,6 +59,11 @@ def run(
     results_dir: Path = typer.Option(Path("runs"), "--results-dir", help="Where run records are written."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
+    min_steps: Optional[int] = typer.Option(
+        None, "--min-steps", min=1,
+        help="Train at least this many optimizer steps: small training sets (--train-fraction, --k-shot) get more "
+        "epochs, validated as often as --epochs asks.",
+    ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     lr: Optional[float] = typer.Option(None, "--lr"),
     precision: Optional[str] = typer.Option(
@@ -140,7 +145,7 @@ def run(
         seeds=seed_list,
         dataset=dataset,
         overrides=spec_overrides,
-        training_overrides={"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
+        training_overrides={"epochs": epochs, "max_steps": max_steps, "min_steps": min_steps, "batch_size": batch_size, "lr": lr,
                             "precision": precision, "grad_accum_steps": grad_accum_steps, "compile": compile_,
                             "deterministic": deterministic, "tf32": tf32, "num_workers": num_workers,
                             "checkpoint_every_steps": checkpoint_every_steps},

@@ -81,6 +81,7 @@ class Curve:
     baseline: str
     family: str
     points: list[CurvePoint] = field(default_factory=list)
+    regime: str = "fine-tuned"  # or "prompted": k examples in each query's prompt, no parameter update
 
     def at(self, fraction: float) -> Optional[CurvePoint]:
         """The point at ``fraction``, if measured."""
@@ -94,20 +95,33 @@ def _draw(record: dict[str, Any]) -> dict[str, Any]:
     return next(iter(draws.values()))
 
 
+def _shots(record: dict[str, Any]) -> Optional[int]:
+    """In-context examples per query of a prompted baseline's record (None: not a prompted baseline)."""
+    baseline = record["config"]["baseline"]
+    if baseline.get("model") != "prompted":
+        return None
+    return int((baseline.get("config") or {}).get("shots", 0))
+
+
 def curves_from_records(records: list[dict[str, Any]], task: str, metric: Optional[str] = None,
                         rule: str = "fraction") -> tuple[list[Curve], str]:
     """Curves of ``metric`` (default: the primary metric) per baseline over the ``rule`` (fraction or k_shot) records."""
-    chosen = [r for r in records if r.get("task") == task and r.get("status", "ok") == "ok"
-              and ".cfg-" not in Path(r.get("_path", "")).name  # records of earlier configs, kept aside by reruns
-              and ((r["config"]["task"].get("train_subset") or {}).get(rule) is not None)]
-    if not chosen:
+    current = [r for r in records if r.get("task") == task and r.get("status", "ok") == "ok"
+               and ".cfg-" not in Path(r.get("_path", "")).name]  # records of earlier configs, kept aside by reruns
+    chosen = [r for r in current if (r["config"]["task"].get("train_subset") or {}).get(rule) is not None]
+    # k-shot tables also show prompted baselines at k in-context examples: prompting against tuning at each k
+    prompted = [r for r in current if rule == "k_shot" and _shots(r) is not None
+                and not (r["config"]["task"].get("train_subset") or {})]
+    if not chosen and not prompted:
         flag = "--train-fraction 0.1,1" if rule == "fraction" else "--k-shot 1,4,8"
         raise VLBenchError(f"no records of task {task!r} with a train_subset {rule}; run `vlbench run --task {task} "
                            f"{flag} ...` first.")
-    metric = metric or chosen[0]["primary_metric"]
+    metric = metric or (chosen or prompted)[0]["primary_metric"]
     groups: dict[tuple[str, float], list[dict[str, Any]]] = defaultdict(list)
     for r in chosen:
         groups[(r["baseline"], float(r["config"]["task"]["train_subset"][rule]))].append(r)
+    for r in prompted:
+        groups[(r["baseline"], float(_shots(r)))].append(r)
     curves: dict[str, Curve] = {}
     for (baseline, fraction), recs in sorted(groups.items()):
         hashes = {r["config_hash"] for r in recs}
@@ -118,8 +132,11 @@ def curves_from_records(records: list[dict[str, Any]], task: str, metric: Option
         if missing:
             raise VLBenchError(f"{missing[0]}: no test metric {metric!r}.")
         values = [float(r["test"]["metrics"][metric]) for r in recs]
-        draws = [_draw(r) for r in recs]
-        curve = curves.setdefault(baseline, Curve(baseline, recs[0]["config"]["baseline"].get("family", "")))
+        in_prompt = _shots(recs[0]) is not None and not (recs[0]["config"]["task"].get("train_subset") or {})
+        # a prompted model's labelled examples are the k shown with each query
+        draws = [{"examples": fraction, "images": fraction} for _ in recs] if in_prompt else [_draw(r) for r in recs]
+        curve = curves.setdefault(baseline, Curve(baseline, recs[0]["config"]["baseline"].get("family", ""),
+                                                  regime="prompted" if in_prompt else "fine-tuned"))
         curve.points.append(CurvePoint(
             fraction=fraction,
             examples=statistics.fmean(d["examples"] for d in draws),
@@ -140,17 +157,27 @@ def matching_fraction(curve: Curve, target: float) -> Optional[CurvePoint]:
 def render_efficiency(curves: list[Curve], metric: str, reference: Optional[str],
                       rule: str = "fraction") -> tuple[str, list[str]]:
     """A Markdown table (one row per baseline and fraction or k) and the sample-efficiency lines."""
-    lines = [f"| baseline | {'fraction' if rule == 'fraction' else 'k (per answer)'} | images | labelled examples | "
-             f"{metric} (mean ± std) | seeds |",
+    notes: list[str] = []
+    if rule != "fraction":
+        lines = [f"| baseline | regime | k | images | labelled examples | {metric} (mean ± std) | seeds |",
+                 "|---|---|---:|---:|---:|---:|---:|"]
+        for curve in curves:
+            regime = "k per answer, fine-tuned" if curve.regime == "fine-tuned" else "k in the prompt, no training"
+            for p in curve.points:
+                spread = f" ± {p.std:.2f}" if p.std is not None else ""
+                lines.append(f"| {curve.baseline} | {regime} | {p.fraction:g} | {p.images:,.0f} | {p.examples:,.0f} | "
+                             f"{p.mean:.2f}{spread} | {p.n} |")
+        if any(c.regime == "prompted" for c in curves):
+            notes.append("prompted rows: k solved examples shown with every query (drawn per query by the seed); "
+                         "fine-tuned rows: k labelled examples per answer, trained on.")
+        return "\n".join(lines), notes
+    lines = [f"| baseline | fraction | images | labelled examples | {metric} (mean ± std) | seeds |",
              "|---|---:|---:|---:|---:|---:|"]
     for curve in curves:
         for p in curve.points:
             spread = f" ± {p.std:.2f}" if p.std is not None else ""
             lines.append(f"| {curve.baseline} | {p.fraction:g} | {p.images:,.0f} | {p.examples:,.0f} | "
                          f"{p.mean:.2f}{spread} | {p.n} |")
-    notes: list[str] = []
-    if rule != "fraction":
-        return "\n".join(lines), notes
     ref = next((c for c in curves if c.baseline == reference), None)
     full = ref.at(1.0) if ref is not None else None
     if full is None:
@@ -169,8 +196,12 @@ def render_efficiency(curves: list[Curve], metric: str, reference: Optional[str]
     return "\n".join(lines), notes
 
 
-def plot_curves(curves: list[Curve], metric: str, reference: Optional[str], path: Path, title: str) -> Path:
-    """A PNG of metric against labelled examples (log x), mean line and ± std band per baseline."""
+def plot_curves(curves: list[Curve], metric: str, reference: Optional[str], path: Path, title: str,
+                by_k: bool = False) -> Path:
+    """A PNG of metric against labelled examples (log x), mean line and ± std band per baseline.
+
+    ``by_k``: against k instead (linear x), prompted baselines dashed, so prompting and tuning meet at each k.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,17 +211,22 @@ def plot_curves(curves: list[Curve], metric: str, reference: Optional[str], path
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for curve in curves:
-        xs = [p.examples for p in curve.points]
+        xs = [p.fraction if by_k else p.examples for p in curve.points]
         ys = [p.mean for p in curve.points]
-        line, = ax.plot(xs, ys, marker="o", label=curve.baseline)
+        prompted = curve.regime == "prompted"
+        line, = ax.plot(xs, ys, marker="s" if prompted else "o", linestyle="--" if prompted else "-",
+                        label=f"{curve.baseline} (k in prompt)" if prompted else curve.baseline)
         lo = [p.mean - (p.std or 0.0) for p in curve.points]
         hi = [p.mean + (p.std or 0.0) for p in curve.points]
         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     ref = next((c for c in curves if c.baseline == reference), None)
     if ref is not None and ref.at(1.0) is not None:
         ax.axhline(ref.at(1.0).mean, color="grey", linestyle="--", linewidth=1, label=f"{reference}, all data")
-    ax.set_xscale("log")
-    ax.set_xlabel("labelled training examples (log scale)")
+    if by_k:
+        ax.set_xlabel("k: labelled examples per answer (fine-tuned) or in the prompt (prompted)")
+    else:
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled training examples (log scale)")
     ax.set_ylabel(metric)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)

@@ -94,6 +94,17 @@ class CaptioningTask(Seq2SeqTask):
         submission = [{"image_id": int(i), "caption": c} for i, c in zip(ids, hypotheses)]
         return EvalResult(metrics, metrics["CIDEr"], per_example, submission, details)
 
+    def fit_and_evaluate(self, fitted: Any, splits: list[str]) -> dict[str, EvalResult]:
+        """Score a model that is fitted, not trained (a prompted one): one caption per image of each split.
+
+        It is fitted on every (image, reference caption) pair of the training split, the rows its
+        in-context examples are drawn from; it is asked once per image, with the image's id.
+        """
+        train = self._rows["train"].select_columns(["image_id", "caption"]).to_dict()
+        fitted.fit([{"image_id": int(i), "caption": c} for i, c in zip(train["image_id"], train["caption"])])
+        return {split: self.score(split, [str(c) for c in fitted.predict([{"image_id": i} for i in self._image_ids[split]])])
+                for split in splits}
+
     def _role_of(self, predictions: list[dict[str, Any]]) -> Optional[str]:
         ids = [int(p["image_id"]) for p in predictions]
         for role in ("test", "validation", "train"):

@@ -60,6 +60,8 @@ class FitResult:
     compiled: bool = False
     deterministic: bool = False
     resumed_from_step: Optional[int] = None
+    epochs: int = 0
+    eval_every_epochs: int = 1
 
     def settings(self) -> dict[str, Any]:
         """Record fields saying how the run trained (beyond its config) and whether it resumed."""
@@ -70,6 +72,8 @@ class FitResult:
             "deterministic": self.deterministic,
             "resumed_from_step": self.resumed_from_step,
             "steps_this_run": self.steps - (self.resumed_from_step or 0),
+            "epochs_planned": self.epochs,
+            "eval_every_epochs": self.eval_every_epochs,
         }
 
 
@@ -133,7 +137,14 @@ class _Trainer:
         self.batches_per_epoch = math.ceil(batches / accelerator.num_processes)
         self.accum = cfg.grad_accum_steps
         per_epoch = math.ceil(self.batches_per_epoch / self.accum)
-        total = per_epoch * max(cfg.epochs, 1)
+        epochs = max(cfg.epochs, 1)
+        self.eval_every = cfg.eval_every_epochs
+        if cfg.min_steps is not None and cfg.epochs and per_epoch * epochs < cfg.min_steps:
+            # a small training set: more passes over it, validated as many times as ``epochs`` passes would be
+            stretched = math.ceil(cfg.min_steps / per_epoch)
+            self.eval_every = cfg.eval_every_epochs * math.ceil(stretched / epochs)
+            epochs = stretched
+        total = per_epoch * epochs
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps) if cfg.epochs else cfg.max_steps
         self.total_steps = total
@@ -190,6 +201,7 @@ class _Trainer:
             precision=self.precision,
             grad_accum_steps=self.accum, tf32=self.cfg.tf32 and self.device.type == "cuda",
             compiled=self.cfg.compile, deterministic=self.cfg.deterministic, resumed_from_step=self.resumed_from,
+            epochs=self.epochs, eval_every_epochs=self.eval_every,
         )
 
     def _train_epoch(self, epoch: int) -> None:
@@ -303,7 +315,7 @@ class _Trainer:
         loss_sum, loss_count = self._global_sums(s.loss_sum, s.loss_count)
         entry: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / max(loss_count, 1), "steps": s.step}
         last = s.step >= self.total_steps or epoch == self.epochs
-        if epoch % cfg.eval_every_epochs == 0 or last:
+        if epoch % self.eval_every == 0 or last:
             eval_start = time.perf_counter()
             val: EvalResult = self.task.evaluate(self.model, "validation", cfg.eval_batch_size, self.modalities,
                                                  self.device)
