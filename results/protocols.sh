@@ -61,6 +61,11 @@ for protocol in $PROTOCOLS; do
             # shellcheck disable=SC2086
             section continual "$VLBENCH" continual --sequence shapes-families --baseline film --baseline text-bert \
                 --seeds "$SEEDS" --epochs 2 --ewc-lambda 100000 --results-dir "$OUT/continual" --quiet $EXTRA
+            # one LoRA (and head) per stage over a frozen ViLT, against naive fine-tuning of the same LoRA model
+            # shellcheck disable=SC2086
+            section continual-lora "$VLBENCH" continual --sequence shapes-families --baseline vilt-lora \
+                --strategy naive --strategy isolated --seeds "$SEEDS" --epochs 2 --results-dir "$OUT/continual" \
+                --quiet $EXTRA
             ;;
         *) echo "unknown protocol $protocol" >&2; status=2 ;;
     esac

@@ -132,7 +132,7 @@ def test_continual_command_writes_stage_records_summaries_and_heat_maps(tmp_path
     out = capsys.readouterr().out
     stages = ["color", "shape", "count", "exist", "relation"]
     folder = results / "shapes-families"
-    for strategy in ("naive", "ewc", "replay", "heads", "joint"):
+    for strategy in ("naive", "ewc", "replay", "heads", "isolated", "joint"):
         summary = json.loads((folder / "summaries" / f"text-bert.{strategy}.s0.json").read_text())
         matrix = summary["matrix"]
         assert summary["stages"] == stages and summary["status"] == "ok"
@@ -197,3 +197,37 @@ def test_heads_strategy_scores_each_stage_with_its_own_head_and_restores_the_cur
         strategy.after_stage(stage)
     assert strategy.evaluate(0, "test", 8) == 1.0 and strategy.evaluate(1, "test", 8) == 2.0
     assert float(model.head.bias.detach()) == 2.0 and torch.all(model.encoder.bias == 20.0)
+
+
+def test_isolated_strategy_gives_each_stage_its_own_trainable_weights_and_buffers_over_a_shared_frozen_backbone():
+    from vlbench.protocols.continual.strategies import StrategySettings, make_strategy
+
+    class _Adapted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Linear(2, 2)  # the frozen backbone
+            self.encoder.requires_grad_(False)
+            self.adapter = nn.Linear(2, 2)
+            self.norm = nn.BatchNorm1d(2)  # its running statistics move even when nothing upstream trains
+
+    class _Task:
+        def evaluate(self, model, split, batch_size, modalities, device):
+            return (float(model.adapter.bias[0]), float(model.norm.running_mean[0]))
+
+    model = _Adapted()
+    backbone = model.encoder.weight.detach().clone()
+    strategy = make_strategy("isolated", model, [_Task(), _Task(), _Task()], ("text",), torch.device("cpu"),
+                             StrategySettings(), 4, 0)
+    initial = float(model.adapter.bias[0])
+    for stage, value in ((0, 1.0), (1, 2.0)):
+        strategy.before_stage(stage)
+        assert float(model.adapter.bias[0]) == initial  # every stage starts from the initial trainable weights
+        with torch.no_grad():
+            model.adapter.bias.fill_(value)
+            model.norm.running_mean.fill_(value)
+        strategy.after_stage(stage)
+    assert strategy.evaluate(0, "test", 8) == (1.0, 1.0) and strategy.evaluate(1, "test", 8) == (2.0, 2.0)
+    assert strategy.evaluate(2, "test", 8) == (initial, 0.0)  # a stage not trained yet: the initial weights
+    assert float(model.adapter.bias[0]) == 2.0  # the current stage's weights are back after scoring others
+    assert torch.equal(model.encoder.weight, backbone)
+    assert "encoder.weight" not in strategy.heads[0] and "adapter.weight" in strategy.heads[0]

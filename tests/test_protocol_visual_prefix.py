@@ -111,3 +111,7 @@ def test_a_task_without_a_prompt_is_one_error_line(tmp_path, capsys):
     assert main(["visual-prefix", "--out", str(tmp_path / "o"), "--task", str(task)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "prompt" in err[0]
+    (tmp_path / "a-file").write_text("x")
+    assert main(["visual-prefix", "--out", str(tmp_path / "a-file")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --out") and "not a folder" in err[0]

@@ -61,7 +61,7 @@ def continual(
     sequence: str = typer.Option(..., "--sequence", help="A shipped sequence name (shapes-families) or a sequence YAML file."),
     baseline: list[str] = typer.Option(..., "--baseline", "-b", help="Trainable baseline name or YAML path; repeatable."),
     strategy: Optional[list[str]] = typer.Option(
-        None, "--strategy", help="naive, joint, ewc, replay or heads; repeatable (default: all five)."
+        None, "--strategy", help="naive, joint, ewc, replay, heads or isolated; repeatable (default: all six)."
     ),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default: the spec's)."),
     results_dir: Path = typer.Option(Path("runs-continual"), "--results-dir", help="Where records, summaries and plots go."),
@@ -130,6 +130,8 @@ def visual_prefix(
     from vlbench.runner import load_dataset
     from vlbench.specs import load_baseline_spec, load_task_spec, resolve_run_config
 
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"--out {out}: exists and is not a folder.")
     if threads:
         torch.set_num_threads(threads)
     spec = load_task_spec(task)

@@ -58,7 +58,7 @@ def continual_table(summaries: list[dict[str, Any]]) -> str:
     metric = summaries[0]["metric"]
     lines = [f"| baseline | strategy | ACC ({metric}) | BWT | FWT | forgetting | final row ({', '.join(summaries[0]['stages'])}) | seeds | train s |",
              "|---|---|---:|---:|---:|---:|---|---:|---:|"]
-    order = {name: i for i, name in enumerate(("naive", "ewc", "replay", "heads", "joint"))}
+    order = {name: i for i, name in enumerate(("naive", "ewc", "replay", "heads", "isolated", "joint"))}
     for (baseline, strategy), items in sorted(_groups(summaries).items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 9))):
         cells = [_cell([s["metrics"][key] for s in items]) for key, _ in _COLUMNS]
         final = [statistics.fmean(s["matrix"][-1][j] for s in items) for j in range(len(items[0]["stages"]))]

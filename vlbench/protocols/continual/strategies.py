@@ -6,6 +6,10 @@
 * ``replay`` — naive plus, each step, a batch drawn from a bounded reservoir memory of earlier stages.
 * ``heads``  — parameter isolation: one task head per stage over a shared encoder; a stage is scored with its
   own head (the task-incremental setting: the stage is known at test time).
+* ``isolated`` — parameter isolation of everything trainable: each stage trains its own copy of the trainable
+  parameters (and buffers), from their initial values. With a PEFT baseline (``vilt-lora``, ``vilt-adapter``,
+  ``text-bert-lora`` ...) the frozen backbone is shared and each stage gets its own LoRA or adapter weights and
+  head (one adapter per task); with a fully trainable baseline it is one model per stage. Task-incremental.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from vlbench.protocols.continual.memory import ReservoirMemory
 
 __all__ = ["STRATEGIES", "StrategySettings", "Strategy", "make_strategy"]
 
-STRATEGIES = ("naive", "joint", "ewc", "replay", "heads")
+STRATEGIES = ("naive", "joint", "ewc", "replay", "heads", "isolated")
 
 
 @dataclass
@@ -179,7 +183,24 @@ class HeadsStrategy(Strategy):
                 self._load(self.current)
 
 
+class IsolatedStrategy(HeadsStrategy):
+    """Each stage trains its own copy of every trainable parameter and buffer; the frozen ones are shared.
+
+    Frozen parameters never change, so the stages share them exactly; buffers (batch-norm statistics) move
+    in training even under a frozen layer, so each stage keeps its own.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        model = args[0] if args else kwargs["model"]
+        self._frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+        super().__init__(*args, **kwargs)
+
+    def _head_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items() if k not in self._frozen}
+
+
 def make_strategy(name: str, *args: Any, **kwargs: Any) -> Strategy:
     """The strategy object for a name in ``STRATEGIES`` (``joint`` trains like naive on the union task)."""
-    classes = {"naive": Strategy, "joint": Strategy, "ewc": EWCStrategy, "replay": ReplayStrategy, "heads": HeadsStrategy}
+    classes = {"naive": Strategy, "joint": Strategy, "ewc": EWCStrategy, "replay": ReplayStrategy, "heads": HeadsStrategy,
+               "isolated": IsolatedStrategy}
     return classes[name](*args, **kwargs)
