@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,14 @@ def child_env(cache_dir: Path) -> dict[str, str]:
 
 
 def start(args: list[str], cache_dir: Path, **kwargs) -> subprocess.Popen:
-    """Start ``python -m vlbench ARGS`` without waiting."""
+    """Start ``python -m vlbench ARGS`` without waiting, with Ctrl-C (SIGINT) at its default disposition.
+
+    A shell runs background commands with SIGINT ignored, and a child inherits that; Python then never
+    installs its KeyboardInterrupt handler, so a test sending SIGINT would depend on how pytest was started.
+    """
     return subprocess.Popen([sys.executable, "-m", "vlbench", *args], env=child_env(cache_dir), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def run(args: list[str], cache_dir: Path, timeout: float = 240) -> subprocess.CompletedProcess:
