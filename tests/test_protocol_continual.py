@@ -212,22 +212,22 @@ def test_isolated_strategy_gives_each_stage_its_own_trainable_weights_and_buffer
 
     class _Task:
         def evaluate(self, model, split, batch_size, modalities, device):
-            return (float(model.adapter.bias[0]), float(model.norm.running_mean[0]))
+            return (float(model.adapter.bias.detach()[0]), float(model.norm.running_mean[0]))
 
     model = _Adapted()
     backbone = model.encoder.weight.detach().clone()
     strategy = make_strategy("isolated", model, [_Task(), _Task(), _Task()], ("text",), torch.device("cpu"),
                              StrategySettings(), 4, 0)
-    initial = float(model.adapter.bias[0])
+    initial = float(model.adapter.bias.detach()[0])
     for stage, value in ((0, 1.0), (1, 2.0)):
         strategy.before_stage(stage)
-        assert float(model.adapter.bias[0]) == initial  # every stage starts from the initial trainable weights
+        assert float(model.adapter.bias.detach()[0]) == initial  # every stage starts from the initial trainable weights
         with torch.no_grad():
             model.adapter.bias.fill_(value)
             model.norm.running_mean.fill_(value)
         strategy.after_stage(stage)
     assert strategy.evaluate(0, "test", 8) == (1.0, 1.0) and strategy.evaluate(1, "test", 8) == (2.0, 2.0)
     assert strategy.evaluate(2, "test", 8) == (initial, 0.0)  # a stage not trained yet: the initial weights
-    assert float(model.adapter.bias[0]) == 2.0  # the current stage's weights are back after scoring others
+    assert float(model.adapter.bias.detach()[0]) == 2.0  # the current stage's weights are back after scoring others
     assert torch.equal(model.encoder.weight, backbone)
     assert "encoder.weight" not in strategy.heads[0] and "adapter.weight" in strategy.heads[0]
