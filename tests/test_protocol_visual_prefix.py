@@ -115,3 +115,18 @@ def test_a_task_without_a_prompt_is_one_error_line(tmp_path, capsys):
     assert main(["visual-prefix", "--out", str(tmp_path / "a-file")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --out") and "not a folder" in err[0]
+
+
+def test_train_images_and_threads_options_take_effect(tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    out = tmp_path / "small"
+    try:
+        assert main(["visual-prefix", "--out", str(out), "--lm-epochs", "1", "--prefix-epochs", "1",
+                     "--train-images", "8", "--threads", "1", *TINY_DATA]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    info = json.loads((out / "vlbench-visual-prefix.json").read_text())
+    assert info["images"] == 8 and info["captions"] == 40 and info["settings"]["train_images"] == 8
