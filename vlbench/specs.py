@@ -73,7 +73,7 @@ class TrainingConfig(_Strict):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
     # settings that cannot change a run's numbers: left out of the config hash (see ``config_hash``)
-    unhashed: ClassVar[frozenset[str]] = frozenset({"seeds", "num_workers", "checkpoint_every_steps"})
+    unhashed: ClassVar[frozenset[str]] = frozenset({"seeds", "num_workers", "checkpoint_every_steps", "data_on_device"})
 
     epochs: int = Field(10, ge=0, le=1_000_000, description="0 only together with max_steps: train exactly max_steps")
     max_steps: Optional[int] = Field(None, ge=1, le=10**12, description="cap on optimizer steps (overrides epochs)")
@@ -95,6 +95,12 @@ class TrainingConfig(_Strict):
     min_delta: float = Field(0.0, ge=0)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
     num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes (0: load in the main process)")
+    data_on_device: Optional[bool] = Field(
+        None,
+        description="keep the training split's model inputs on the device and gather batches there (the same "
+        "batches, no collation on the host); unset: when the task type supports it, the split fits in the memory "
+        "budget (2 GiB, on a GPU at most a quarter of its free memory) and num_workers is 0",
+    )
     eval_every_epochs: int = Field(1, ge=1, le=1_000_000)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",

@@ -80,6 +80,11 @@ def run(
     ),
     tf32: Optional[bool] = typer.Option(None, "--tf32/--no-tf32", help="TF32 matmuls while training on CUDA (default on)."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, help="DataLoader worker processes."),
+    data_on_device: Optional[bool] = typer.Option(
+        None, "--data-on-device/--no-data-on-device",
+        help="Keep the training split on the device and gather batches there (default: when it fits; "
+        "see docs/training.md).",
+    ),
     checkpoint_every_steps: Optional[int] = typer.Option(
         None, "--checkpoint-every-steps", min=0, help="Checkpoint every N optimizer steps besides epoch ends (0: epoch ends only)."
     ),
@@ -147,7 +152,7 @@ def run(
         overrides=spec_overrides,
         training_overrides={"epochs": epochs, "max_steps": max_steps, "min_steps": min_steps, "batch_size": batch_size, "lr": lr,
                             "precision": precision, "grad_accum_steps": grad_accum_steps, "compile": compile_,
-                            "deterministic": deterministic, "tf32": tf32, "num_workers": num_workers,
+                            "deterministic": deterministic, "tf32": tf32, "num_workers": num_workers, "data_on_device": data_on_device,
                             "checkpoint_every_steps": checkpoint_every_steps},
         device=device,
         force=force,

@@ -22,7 +22,7 @@ from vlbench.training.progress import track
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
-__all__ = ["TaskOptions", "EvalResult", "BatchCollator", "TaskType"]
+__all__ = ["TaskOptions", "EvalResult", "BatchCollator", "index_batch", "TaskType"]
 
 
 class TaskOptions(BaseModel):
@@ -56,6 +56,11 @@ class BatchCollator:
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """One batch of the split for these example indices."""
         return self.task.collate(self.split, list(indices), self.modalities)
+
+
+def index_batch(indices: list[int]) -> torch.Tensor:
+    """The ``collate_fn`` of an index loader: a batch's split positions as one tensor."""
+    return torch.as_tensor(indices, dtype=torch.long)
 
 
 class TaskType:
@@ -138,6 +143,28 @@ class TaskType:
             num_workers=num_workers,
             pin_memory=pin_memory,
         )
+
+    def index_loader(self, split: str, batch_size: int, *, shuffle: bool = False,
+                     generator: Optional[torch.Generator] = None) -> "DataLoader":
+        """A DataLoader yielding only each batch's example positions, in the order :meth:`loader` yields batches.
+
+        It is the same DataLoader over the same sampler, drawing from ``generator`` exactly as :meth:`loader`
+        does, so a pass's order and the generator's state after it do not depend on which of the two is used.
+        """
+        from torch.utils.data import DataLoader
+
+        return DataLoader(range(self.num_examples(split)), batch_size=batch_size, shuffle=shuffle,
+                          generator=generator, collate_fn=index_batch)
+
+    def resident_split(self, split: str, modalities: tuple[str, ...], device: torch.device,
+                       budget: int) -> Optional[Any]:
+        """The split's model inputs kept on ``device`` (a :class:`vlbench.data.resident.ResidentSplit`), or None.
+
+        None (the default) means: this task type cannot, or the split does not fit in ``budget`` bytes;
+        training then collates each batch through :meth:`loader`. A task type whose :meth:`collate` gives
+        per-example rows (and does not change between passes) can return ``build_resident(...)``.
+        """
+        return None
 
     def batches(
         self,

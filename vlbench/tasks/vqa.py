@@ -167,6 +167,12 @@ class VQATask(TaskType):
             batch.update(image_inputs(self, enc["image_ids"].index_select(0, index).tolist()))
         return batch
 
+    def resident_split(self, split, modalities, device, budget):
+        """The split on the device when it fits in ``budget`` (see :mod:`vlbench.data.resident`)."""
+        from vlbench.data.resident import build_resident
+
+        return build_resident(self, split, modalities, device, budget, self._encoded[split]["image_ids"].tolist())
+
     # --- evaluation --------------------------------------------------------------------------------
     def annotations(self, split: str) -> list[dict[str, Any]]:
         """Official-format annotations of a split role (cached)."""

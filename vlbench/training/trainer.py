@@ -62,6 +62,7 @@ class FitResult:
     resumed_from_step: Optional[int] = None
     epochs: int = 0
     eval_every_epochs: int = 1
+    data_on_device: bool = False
 
     def settings(self) -> dict[str, Any]:
         """Record fields saying how the run trained (beyond its config) and whether it resumed."""
@@ -74,6 +75,7 @@ class FitResult:
             "steps_this_run": self.steps - (self.resumed_from_step or 0),
             "epochs_planned": self.epochs,
             "eval_every_epochs": self.eval_every_epochs,
+            "data_on_device": self.data_on_device,
         }
 
 
@@ -131,6 +133,7 @@ class _Trainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         set_deterministic(cfg.deterministic)
         task.set_loading(cfg.num_workers, pin_memory=self.device.type == "cuda")
+        self.resident = self._resident(task, cfg, modalities)
         self.module = model  # the caller's module: weights are read from and restored into it
         optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         batches = max(1, math.ceil(task.num_examples("train") / cfg.batch_size))
@@ -201,7 +204,7 @@ class _Trainer:
             precision=self.precision,
             grad_accum_steps=self.accum, tf32=self.cfg.tf32 and self.device.type == "cuda",
             compiled=self.cfg.compile, deterministic=self.cfg.deterministic, resumed_from_step=self.resumed_from,
-            epochs=self.epochs, eval_every_epochs=self.eval_every,
+            epochs=self.epochs, eval_every_epochs=self.eval_every, data_on_device=self.resident is not None,
         )
 
     def _train_epoch(self, epoch: int) -> None:
@@ -210,11 +213,18 @@ class _Trainer:
             s.loss_sum, s.loss_count = 0.0, 0
             self.epoch_start = self.generator.get_state()
         # else: the generator was set back to this epoch's start by _resume, so the order is the same
-        loader = self.accelerator.prepare_data_loader(
-            self.task.loader("train", cfg.batch_size, self.modalities, shuffle=True, generator=self.generator)
-        )
+        if self.resident is not None:  # the same order from the same sampler; batches gathered on the device
+            loader = self.accelerator.prepare_data_loader(
+                self.task.index_loader("train", cfg.batch_size, shuffle=True, generator=self.generator),
+                device_placement=False,
+            )
+        else:
+            loader = self.accelerator.prepare_data_loader(
+                self.task.loader("train", cfg.batch_size, self.modalities, shuffle=True, generator=self.generator)
+            )
         self.loaders.append(loader)
-        source = self.accelerator.skip_first_batches(loader, s.skip_batches) if s.skip_batches else loader
+        shard = self.accelerator.skip_first_batches(loader, s.skip_batches) if s.skip_batches else loader
+        source = shard if self.resident is None else map(self.resident.batch, shard)
         loss_sum = torch.tensor(s.loss_sum, dtype=self.loss_dtype, device=device)
         group_loss: Optional[torch.Tensor] = None  # the group's loss summed over its examples, on the device
         loss_count, group_n, micro = s.loss_count, 0, s.skip_batches
@@ -264,7 +274,7 @@ class _Trainer:
                     break
         finally:
             batches.close()
-            _end_loader(source)
+            _end_loader(shard)
         s.loss_sum, s.loss_count = float(loss_sum), loss_count
 
     def _optimizer_step(self, group_n: int, nominal: int) -> None:
@@ -343,6 +353,15 @@ class _Trainer:
             return list(values)
         total = torch.tensor(values, dtype=self.loss_dtype, device=self.device)
         return self.accelerator.reduce(total, reduction="sum").tolist()
+
+    def _resident(self, task: TaskType, cfg: TrainingConfig, modalities: tuple[str, ...]) -> Optional[Any]:
+        """The training split on the device (see :mod:`vlbench.data.resident`), or None to collate batches."""
+        wanted = cfg.data_on_device if cfg.data_on_device is not None else cfg.num_workers == 0
+        if not wanted:
+            return None
+        from vlbench.data.resident import resident_budget
+
+        return task.resident_split("train", modalities, self.device, resident_budget(self.device))
 
     # --- checkpoints -----------------------------------------------------------------------------------
     def _save(self, mid_epoch: bool) -> None:
@@ -427,7 +446,7 @@ class _Trainer:
             torch._dynamo.reset()  # compiled graphs hold the model's parameters
         release(self.accelerator, self.model, self.optimizer, *self.loaders)
         self.model = self.train_model = self.optimizer = self.scheduler = self.scaler = None
-        self.loaders, self.best_state = [], None
+        self.loaders, self.best_state, self.resident = [], None, None
         free_device_memory(self.device)
 
 
