@@ -18,11 +18,11 @@ from vlbench.models.pretrained import missing_requirement, resolve_pretrained
 from vlbench.registry import MODELS, TASK_TYPES
 from vlbench.runner import _TokenizerCache, load_dataset
 from vlbench.specs import RunConfig, available_specs, load_baseline_spec, load_task_spec, resolve_run_config
-from vlbench.training.device import autocast, get_accelerator, resolve_precision
+from vlbench.training.device import autocast, get_accelerator, release, resolve_precision
 from vlbench.training.optim import make_optimizer, make_scheduler
 
 __all__ = ["Setup", "add_common_args", "trainable_baselines", "make_setup", "fresh_model", "fixed_batches",
-           "bare_loop", "vlbench_loop", "matmul_rate", "flops_per_step"]
+           "bare_loop", "vlbench_loop", "data_path_ms", "matmul_rate", "flops_per_step"]
 
 
 def add_common_args(parser: argparse.ArgumentParser, steps: int = 150) -> None:
@@ -163,21 +163,70 @@ def bare_loop(setup: Setup, model: torch.nn.Module, batches: list[dict[str, torc
 
 
 def vlbench_loop(setup: Setup, baseline: str, model: torch.nn.Module, modalities: tuple[str, ...],
-                 seed: int = 0) -> tuple[float, float, Any]:
+                 seed: int = 0, data_on_device: Optional[bool] = None) -> tuple[float, float, Any]:
     """Examples/second of vlbench's own trainer: over its training loop, and over all of ``fit`` but validation.
 
     The first counts the trainer's epochs (``FitResult.train_seconds``: data loading, steps, loss checks);
     the second adds its fixed costs (preparing model and optimizer, releasing them) that long runs amortise.
+    ``data_on_device`` sets ``training.data_on_device`` (None: the trainer's default).
     """
     from vlbench.training.trainer import fit
 
-    config = setup.config(baseline)
+    training = setup.config(baseline).training
+    if data_on_device is not None:
+        training = training.model_copy(update={"data_on_device": data_on_device})
     _sync(setup.device)
     start = time.perf_counter()
-    result = fit(model, setup.task, config.training, accelerator=setup.accelerator, seed=seed, modalities=modalities)
+    result = fit(model, setup.task, training, accelerator=setup.accelerator, seed=seed, modalities=modalities)
     _sync(setup.device)
     wall = time.perf_counter() - start - result.eval_seconds
     return result.train_examples / result.train_seconds, result.train_examples / wall, result
+
+
+def data_path_ms(setup: Setup, modalities: tuple[str, ...], on_device: bool, batches: int = 100,
+                 repeats: int = 3) -> Optional[float]:
+    """Milliseconds per training batch of the trainer's data path alone (no training), ready on the device.
+
+    ``on_device``: the split kept on the device and gathered there (None when the task cannot keep it);
+    else the collating DataLoader (pinned and copied on CUDA), both through ``accelerator.prepare`` as in
+    the trainer. The split is built before the clock starts; ``batches`` batches (cycling through passes
+    as needed) are timed, ``repeats`` times, and the fastest time counts (noise only adds time).
+    """
+    from vlbench.data.resident import resident_budget
+
+    task, accelerator, generator = setup.task, setup.accelerator, torch.Generator().manual_seed(0)
+    task.set_loading(0, pin_memory=setup.device.type == "cuda")
+    resident = task.resident_split("train", modalities, setup.device, resident_budget(setup.device)) if on_device \
+        else None
+    if on_device and resident is None:
+        return None
+
+    def one_pass():
+        if resident is not None:
+            loader = accelerator.prepare_data_loader(
+                task.index_loader("train", setup.batch_size, shuffle=True, generator=generator), device_placement=False)
+            return map(resident.batch, loader)
+        return iter(accelerator.prepare_data_loader(
+            task.loader("train", setup.batch_size, modalities, shuffle=True, generator=generator)))
+
+    times = []
+    for _ in range(repeats):
+        done, started = 0, []
+        _sync(setup.device)
+        start = time.perf_counter()
+        while done < batches:
+            source = one_pass()
+            started.append(source)
+            for _ in source:
+                done += 1
+                if done == batches:
+                    break
+        _sync(setup.device)
+        times.append(time.perf_counter() - start)
+        for _ in started[-1]:  # finish the pass off the clock, so the loader ends as it does in training
+            pass
+        release(accelerator, *accelerator._dataloaders)
+    return 1000 * min(times) / batches
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:

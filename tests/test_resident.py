@@ -63,6 +63,19 @@ def test_resident_batches_are_the_collated_batches(vqa, modalities):
     assert _same_batches(vqa, resident, modalities, 20) == 2 * 11
 
 
+def test_retrieval_batches_are_the_collated_batches(cache_dir):
+    # each caption brings its own image's pixels, image id and image key
+    from vlbench.data.shapes import build_shapes
+    from vlbench.tasks.retrieval import RetrievalTask
+
+    dataset = build_shapes(None, {"train_images": 48, "val_images": 12, "test_images": 12}, cache_dir, quiet=True)
+    task = RetrievalTask(load_task_spec("retrieval"), dataset)
+    task.prepare(word_level_tokenizer(build_word_vocab(task.training_texts())))
+    resident = task.resident_split("train", ("text", "image"), CPU, BUDGET)
+    assert resident is not None and {"image_keys", "image_ids"} <= set(resident.rows)
+    assert _same_batches(task, resident, ("text", "image"), 32) == 2 * 8  # 240 captions
+
+
 def test_resized_images_keep_their_values_and_layout(vqa):
     vqa.image_transform = SquareResize(40, mean=0.4, std=0.3)  # bilinear interpolation per batch in collate
     try:

@@ -472,6 +472,14 @@ class RetrievalTask(TaskType):
         batch.update(self._image_batch(split, keys, modalities))
         return batch
 
+    def resident_split(self, split, modalities, device, budget):
+        """The split on the device when it fits in ``budget`` (see :mod:`vlbench.data.resident`)."""
+        from vlbench.data.resident import build_resident
+
+        encoded = self._encoded[split]
+        image_ids = encoded["image_ids"].index_select(0, encoded["image_keys"]).tolist()  # each caption's image
+        return build_resident(self, split, modalities, device, budget, image_ids)
+
     # --- evaluation --------------------------------------------------------------------------------
     def _states(self, fn: Callable, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, torch.Tensor]:
         from vlbench.distributed import gather_list, shard_range, world_size

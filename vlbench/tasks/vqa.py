@@ -202,12 +202,12 @@ class VQATask(TaskType):
 
         model = unwrap(model)
         model.eval()
-        answers: list[str] = []
+        best: list[torch.Tensor] = []  # kept on the device: one transfer at the end, not a wait per batch
         for batch in eval_batches(self, split, batch_size, modalities):
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(batch)
-            answers.extend(self.answers[i] for i in logits.argmax(-1).tolist())
-        answers = gather_list(answers)
+            best.append(model(batch).argmax(-1))
+        picked = torch.cat(best).tolist() if best else []
+        answers = gather_list([self.answers[i] for i in picked])
         return on_main(lambda: self.score(split, answers))
 
     def fit_and_evaluate(self, fitted, splits):

@@ -361,7 +361,11 @@ class _Trainer:
             return None
         from vlbench.data.resident import resident_budget
 
-        return task.resident_split("train", modalities, self.device, resident_budget(self.device))
+        resident = task.resident_split("train", modalities, self.device, resident_budget(self.device))
+        if resident is None and cfg.data_on_device:
+            self._say(f"{self.label}: data_on_device: the training data is collated on the host instead (the task "
+                      "type cannot keep it on the device, or it does not fit; see docs/training.md)")
+        return resident
 
     # --- checkpoints -----------------------------------------------------------------------------------
     def _save(self, mid_epoch: bool) -> None:
