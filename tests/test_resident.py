@@ -12,7 +12,8 @@ from tests.training_fixtures import Regressor, RegressionTask, config
 from vlbench import builtins  # noqa: F401  (registers the built-in types)
 from vlbench.cli.main import main
 from vlbench.data.images import SquareResize
-from vlbench.data.resident import build_resident
+from vlbench.data.resident import DeviceSplits, build_resident, device_split
+from vlbench.distributed import eval_batches
 from vlbench.data.text import build_word_vocab, word_level_tokenizer
 from vlbench.registry import TASK_TYPES
 from vlbench.runner import load_dataset
@@ -84,6 +85,24 @@ def test_resized_images_keep_their_values_and_layout(vqa):
         _same_batches(vqa, resident, ("text", "image"), 32, epochs=1)
     finally:
         vqa.image_transform = None
+
+
+@pytest.mark.parametrize("modalities", [("text",), ("text", "image")])
+def test_evaluation_passes_read_a_run_s_splits_from_the_device(vqa, modalities):
+    expected = list(vqa.batches("validation", 25, modalities))
+    splits = DeviceSplits(vqa, CPU, BUDGET)
+    assert device_split(vqa, "validation", modalities) is None  # no run's block open: collated
+    with splits.reading():
+        got = list(eval_batches(vqa, "validation", 25, modalities))
+        assert device_split(vqa, "validation", modalities) is splits.get("validation", modalities) is not None
+    assert device_split(vqa, "validation", modalities) is None
+    n = vqa.num_examples("validation")
+    assert n % 25 and len(got) == len(expected) == -(-n // 25)  # the last batch is short
+    for a, b in zip(expected, got):
+        assert set(a) == set(b)
+        for key in a:
+            assert torch.equal(a[key], b[key]) and a[key].stride() == b[key].stride(), key
+    assert splits.left == BUDGET - splits.get("validation", modalities).nbytes  # one budget for the run's splits
 
 
 class _PaddingTransform(SquareResize):

@@ -109,14 +109,33 @@ def shard_range(n: int) -> range:
 
 
 def eval_batches(task: Any, split: str, batch_size: int, modalities: tuple[str, ...]) -> Iterator[dict[str, torch.Tensor]]:
-    """This process's batches of an evaluation pass: all of the split with one process, its block with several."""
-    if world_size() == 1:
-        yield from task.batches(split, batch_size, modalities)
-        return
+    """This process's batches of an evaluation pass: all of the split with one process, its block with several.
+
+    Inside a run's :meth:`vlbench.data.resident.DeviceSplits.reading` block, a split kept on the device
+    gives the same batches, gathered there.
+    """
     from torch.utils.data import DataLoader
 
+    from vlbench.data.resident import device_split
+    from vlbench.tasks.base import index_batch
+
+    # a split on the device still goes through a DataLoader of the same shape: starting one draws from the
+    # global random state, and the dropout masks of the steps after this pass must not depend on the path
+    resident = device_split(task, split, modalities)
+    if world_size() == 1:
+        if resident is None:
+            yield from task.batches(split, batch_size, modalities)
+            return
+        from vlbench.training.progress import track
+
+        positions = task.index_loader(split, batch_size)
+        yield from track(map(resident.batch, positions), len(positions), f"scoring {split}")
+        return
     block = list(shard_range(task.num_examples(split)))
     if not block:
+        return
+    if resident is not None:
+        yield from map(resident.batch, DataLoader(block, batch_size=batch_size, shuffle=False, collate_fn=index_batch))
         return
     loader = DataLoader(block, batch_size=batch_size, shuffle=False,
                         collate_fn=lambda idx: task.collate(split, list(idx), modalities))

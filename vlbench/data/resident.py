@@ -15,14 +15,16 @@ collating loader too (``tests/test_resident.py`` checks both).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Optional, Sequence
+from contextvars import ContextVar
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
 from vlbench.data.pipeline import _TEXT_KEYS, image_inputs
 
-__all__ = ["ResidentSplit", "build_resident", "resident_budget", "DEFAULT_BUDGET"]
+__all__ = ["ResidentSplit", "DeviceSplits", "build_resident", "device_split", "resident_budget", "DEFAULT_BUDGET"]
 
 # what a resident split may hold at most, and at most this fraction of a GPU's free memory
 DEFAULT_BUDGET = 2 * 1024**3
@@ -140,3 +142,50 @@ def build_resident(task: Any, split: str, modalities: tuple[str, ...], device: t
     position = {image: row for row, image in enumerate(used)}
     image_rows = torch.tensor([position[int(i)] for i in image_ids], dtype=torch.long)
     return ResidentSplit(rows, lengths, device, image_rows, {"pixel_values": pixels})
+
+
+_READING: ContextVar[Optional["DeviceSplits"]] = ContextVar("vlbench_device_splits", default=None)
+
+
+class DeviceSplits:
+    """The splits of one task that one run reads from the device: each built when first asked for, then kept.
+
+    The trainer holds one for the run's training split and its validation split, which is scored after
+    every epoch; evaluation passes read from it inside :meth:`reading` (see :func:`device_split`). What
+    is built shares one budget, and a split that cannot stay on the device is remembered as such.
+    """
+
+    def __init__(self, task: Any, device: torch.device, budget: int) -> None:
+        self.task, self.device, self.left = task, device, int(budget)
+        self._splits: dict[tuple[str, tuple[str, ...]], Optional[ResidentSplit]] = {}
+
+    def get(self, split: str, modalities: tuple[str, ...]) -> Optional[ResidentSplit]:
+        """``split`` read by a model of ``modalities``, on the device; None when it cannot be."""
+        key = (split, tuple(modalities))
+        if key not in self._splits:
+            resident = self.task.resident_split(split, key[1], self.device, max(self.left, 0))
+            if resident is not None:
+                self.left -= resident.nbytes
+            self._splits[key] = resident
+        return self._splits[key]
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Inside the block, evaluation passes over this task's splits read them from the device."""
+        token = _READING.set(self)
+        try:
+            yield
+        finally:
+            _READING.reset(token)
+
+    def clear(self) -> None:
+        """Drop every split (the run is over)."""
+        self._splits.clear()
+
+
+def device_split(task: Any, split: str, modalities: tuple[str, ...]) -> Optional[ResidentSplit]:
+    """The split on the device, when a :meth:`DeviceSplits.reading` block for ``task`` is open and it fits; else None."""
+    splits = _READING.get()
+    if splits is None or splits.task is not task:
+        return None
+    return splits.get(split, modalities)

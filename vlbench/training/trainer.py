@@ -133,7 +133,11 @@ class _Trainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         set_deterministic(cfg.deterministic)
         task.set_loading(cfg.num_workers, pin_memory=self.device.type == "cuda")
-        self.resident = self._resident(task, cfg, modalities)
+        self.device_splits = self._device_splits(task, cfg)
+        self.resident = self.device_splits.get("train", modalities) if self.device_splits is not None else None
+        if self.resident is None and cfg.data_on_device:
+            self._say(f"{label}: data_on_device: the training data is collated on the host instead (the task type "
+                      "cannot keep it on the device, or it does not fit; see docs/training.md)")
         self.module = model  # the caller's module: weights are read from and restored into it
         optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         batches = max(1, math.ceil(task.num_examples("train") / cfg.batch_size))
@@ -327,8 +331,10 @@ class _Trainer:
         last = s.step >= self.total_steps or epoch == self.epochs
         if epoch % self.eval_every == 0 or last:
             eval_start = time.perf_counter()
-            val: EvalResult = self.task.evaluate(self.model, "validation", cfg.eval_batch_size, self.modalities,
-                                                 self.device)
+            reading = self.device_splits.reading() if self.device_splits is not None else contextlib.nullcontext()
+            with reading:
+                val: EvalResult = self.task.evaluate(self.model, "validation", cfg.eval_batch_size, self.modalities,
+                                                     self.device)
             eval_seconds = time.perf_counter() - eval_start
             s.eval_seconds += eval_seconds
             seconds += eval_seconds
@@ -354,18 +360,14 @@ class _Trainer:
         total = torch.tensor(values, dtype=self.loss_dtype, device=self.device)
         return self.accelerator.reduce(total, reduction="sum").tolist()
 
-    def _resident(self, task: TaskType, cfg: TrainingConfig, modalities: tuple[str, ...]) -> Optional[Any]:
-        """The training split on the device (see :mod:`vlbench.data.resident`), or None to collate batches."""
+    def _device_splits(self, task: TaskType, cfg: TrainingConfig) -> Optional[Any]:
+        """Where the run keeps its training and validation splits on the device (None: it collates every batch)."""
         wanted = cfg.data_on_device if cfg.data_on_device is not None else cfg.num_workers == 0
         if not wanted:
             return None
-        from vlbench.data.resident import resident_budget
+        from vlbench.data.resident import DeviceSplits, resident_budget
 
-        resident = task.resident_split("train", modalities, self.device, resident_budget(self.device))
-        if resident is None and cfg.data_on_device:
-            self._say(f"{self.label}: data_on_device: the training data is collated on the host instead (the task "
-                      "type cannot keep it on the device, or it does not fit; see docs/training.md)")
-        return resident
+        return DeviceSplits(task, self.device, resident_budget(self.device))
 
     # --- checkpoints -----------------------------------------------------------------------------------
     def _save(self, mid_epoch: bool) -> None:
@@ -451,6 +453,8 @@ class _Trainer:
         release(self.accelerator, self.model, self.optimizer, *self.loaders)
         self.model = self.train_model = self.optimizer = self.scheduler = self.scaler = None
         self.loaders, self.best_state, self.resident = [], None, None
+        if self.device_splits is not None:
+            self.device_splits.clear()
         free_device_memory(self.device)
 
 
