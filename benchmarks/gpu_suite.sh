@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU figure of the README's benchmark section in one prepared run (about 8 minutes on one H200):
+# Every GPU figure of the README's benchmark section in one prepared run of at most 10 minutes (each part is
+# stopped at its own time limit):
 #   1. gpu_check.sh        ViLT-B/32 at real size: examples/s, TFLOP/s against the measured bf16 matmul rate, memory
 #   2. train_overhead.py   each embedded VQA baseline: vlbench against a bare loop, with the training split
 #                          on the device (the default) and collated on the host (--collating), side by side
@@ -28,8 +29,8 @@ part() {  # part NAME SECONDS COMMAND...: run one benchmark under a time limit, 
 }
 small_eval=(--set task.data.val_images=50)  # validation is not what is timed; keep it short
 part gpu_check 150 bash "$here/gpu_check.sh"
-part train_overhead 240 "$python" "$here/train_overhead.py" --device cuda --steps 100 --repeats 2 --collating \
+part train_overhead 300 "$python" "$here/train_overhead.py" --device cuda --steps 100 --repeats 2 --collating \
     --batch-size 64 "${small_eval[@]}"
-part flops 90 "$python" "$here/flops.py" --device cuda --steps 30 --batch-size 64 "${small_eval[@]}"
+part flops 75 "$python" "$here/flops.py" --device cuda --steps 30 --batch-size 64 "${small_eval[@]}"
 part hf_trainer 60 "$python" "$here/hf_trainer.py" --device cuda --steps 60 --baseline vilt
 exit "$status"

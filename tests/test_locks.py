@@ -93,7 +93,10 @@ def test_two_processes_on_one_results_folder(tmp_path, cache_dir):
         assert not record.exists()
         waiter = start([*base, "--max-steps", "2", "--wait"], cache_dir)
         time.sleep(3)
-        assert waiter.poll() is None and not record.exists()  # still waiting for the first process
+        # still waiting for the first process; if not, the failure shows what each process printed
+        assert waiter.poll() is None, ("the waiter ended early", waiter.communicate(timeout=30))
+        assert first.poll() is None, ("the first run ended early", first.communicate(timeout=30))
+        assert not record.exists()
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
