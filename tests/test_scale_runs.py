@@ -101,13 +101,18 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_on_the_same_global_batch(tmp_path, reference, cache_dir):
-    """torchrun (what ``accelerate launch --multi_gpu`` runs) with gloo on CPU: 2 x 4 examples against 1 x 8."""
+@pytest.mark.parametrize("data", ["--data-on-device", "--no-data-on-device"])
+def test_two_processes_match_one_on_the_same_global_batch(tmp_path, reference, cache_dir, data):
+    """torchrun (what ``accelerate launch --multi_gpu`` runs) with gloo on CPU: 2 x 4 examples against 1 x 8.
+
+    Either data path: each process's shard of positions gathered from its split on the device, or its
+    shard of collated batches.
+    """
     env = {**os.environ, "VLBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(_free_port()), "-m", "vlbench", "run", *COMMON, "--seeds", "0",
-               "--batch-size", "4", "--results-dir", str(tmp_path)]
+               "--batch-size", "4", "--results-dir", str(tmp_path), data]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("vqa on shapes") == 1  # one process prints the table
@@ -116,6 +121,7 @@ def test_two_processes_match_one_on_the_same_global_batch(tmp_path, reference, c
     record, ref = _records(tmp_path)["seed-0.json"], reference["seed-0.json"]
     assert record["distributed"] == {"world_size": 2, "per_process_batch_size": 4, "grad_accum_steps": 1,
                                      "global_batch_size": 8}
+    assert record["training"]["data_on_device"] is (data == "--data-on-device")
     assert ref["distributed"]["world_size"] == 1 and ref["distributed"]["global_batch_size"] == 8
     assert record["config_hash"] != ref["config_hash"]  # never mistaken for (or skipped as) the one-process run
     # exactly the same test set: every question once, none dropped or duplicated by the sharding
