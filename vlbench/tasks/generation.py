@@ -365,7 +365,7 @@ class Seq2SeqTask(TaskType):
         step = max(1, batch_size // beam)
         out: list[str] = []
         for batch in eval_batches(self, split, step, modalities):  # this process's block of the role
-            batch = {k: v.to(device) for k, v in batch.items()}
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}  # pinned on CUDA: no wait
             result = generate(model, batch, beam_size=beam, max_length=self.options.max_target_length - 1,
                               length_penalty=self.options.length_penalty, vocab=self.vocab)
             out.extend(self.vocab.decode(row) for row in result.tokens.tolist())

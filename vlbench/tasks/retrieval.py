@@ -485,10 +485,10 @@ class RetrievalTask(TaskType):
         from vlbench.distributed import gather_list, shard_range, world_size
 
         if world_size() == 1:
-            parts = [fn({k: v.to(device) for k, v in b.items()}) for b in batches]
+            parts = [fn({k: v.to(device, non_blocking=True) for k, v in b.items()}) for b in batches]
             return _concat_states(parts)
         # each process encodes its block of batches; the blocks meet in order on every process
-        mine = [fn({k: v.to(device) for k, v in batches[i].items()}) for i in shard_range(len(batches))]
+        mine = [fn({k: v.to(device, non_blocking=True) for k, v in batches[i].items()}) for i in shard_range(len(batches))]
         parts = gather_list([{k: v.cpu() for k, v in p.items()} for p in mine])
         return {k: v.to(device) for k, v in _concat_states(parts).items()}
 

@@ -176,7 +176,7 @@ def warm_cache(encoder: CachedFeatureEncoder, task: Any, splits: Iterable[str], 
     bar = progress.add_task(label, total=total) if progress is not None else None
     for split in splits:
         for batch in task.batches(split, batch_size, encoder.modalities):
-            encoder.ensure({k: v.to(device) for k, v in batch.items()})
+            encoder.ensure({k: v.to(device, non_blocking=True) for k, v in batch.items()})
             if bar is not None:
                 progress.update(bar, advance=1)
     if bar is not None:
