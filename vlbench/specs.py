@@ -97,9 +97,9 @@ class TrainingConfig(_Strict):
     num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes (0: load in the main process)")
     data_on_device: Optional[bool] = Field(
         None,
-        description="keep the training split's model inputs on the device and gather batches there (the same "
-        "batches, no collation on the host); unset: when the task type supports it, the split fits in the memory "
-        "budget (2 GiB, on a GPU at most a quarter of its free memory) and num_workers is 0",
+        description="keep the training and validation splits' model inputs on the device and gather batches there "
+        "(the same batches, no collation on the host); unset: when the task type supports it, the splits fit in the "
+        "memory budget (2 GiB, on a GPU at most a quarter of its free memory) and num_workers is 0",
     )
     eval_every_epochs: int = Field(1, ge=1, le=1_000_000)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(

@@ -82,8 +82,8 @@ def run(
     num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, help="DataLoader worker processes."),
     data_on_device: Optional[bool] = typer.Option(
         None, "--data-on-device/--no-data-on-device",
-        help="Keep the training split on the device and gather batches there (default: when it fits; "
-        "see docs/training.md).",
+        help="Keep the training and validation splits on the device and gather batches there (default: when "
+        "they fit; see docs/training.md).",
     ),
     checkpoint_every_steps: Optional[int] = typer.Option(
         None, "--checkpoint-every-steps", min=0, help="Checkpoint every N optimizer steps besides epoch ends (0: epoch ends only)."
