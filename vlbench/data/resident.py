@@ -1,4 +1,4 @@
-"""A training split kept on the device: batches gathered there, with no collation on the host.
+"""Splits kept on the device (a run's training and validation splits): batches gathered there, not collated on the host.
 
 Small models on a GPU are host-bound: the GPU finishes a step in well under a millisecond, so the host's
 per-step work (collating a batch from the dataset, converting its pixels, pinning and copying it) sets
@@ -96,7 +96,7 @@ def build_resident(task: Any, split: str, modalities: tuple[str, ...], device: t
     """``split`` of ``task`` on ``device``, or None when it would take more than ``budget`` bytes.
 
     ``task.collate(split, indices, modalities)`` must give per-example rows for every tensor (token
-    tensors cut to the longest text, which is handled here), and image inputs only when ``"image"`` is in
+    tensors cut to the longest text by ``trim_tokens``, which is redone here per batch), and image inputs only when ``"image"`` is in
     ``modalities``; ``image_ids`` are the examples' image ids, needed when the model reads images. Images
     whose transform output varies in shape or carries a pixel mask (padding per batch) are not supported:
     None, and the caller collates as usual.
