@@ -193,6 +193,7 @@ def data_path_ms(setup: Setup, modalities: tuple[str, ...], on_device: bool, bat
     as needed) are timed, ``repeats`` times, and the fastest time counts (noise only adds time).
     """
     from vlbench.data.resident import resident_budget
+    from vlbench.training.trainer import train_loader
 
     task, accelerator, generator = setup.task, setup.accelerator, torch.Generator().manual_seed(0)
     task.set_loading(0, pin_memory=setup.device.type == "cuda")
@@ -202,12 +203,8 @@ def data_path_ms(setup: Setup, modalities: tuple[str, ...], on_device: bool, bat
         return None
 
     def one_pass():
-        if resident is not None:
-            loader = accelerator.prepare_data_loader(
-                task.index_loader("train", setup.batch_size, shuffle=True, generator=generator), device_placement=False)
-            return map(resident.batch, loader)
-        return iter(accelerator.prepare_data_loader(
-            task.loader("train", setup.batch_size, modalities, shuffle=True, generator=generator)))
+        loader = train_loader(task, accelerator, setup.batch_size, modalities, generator, resident)
+        return iter(loader) if resident is None else map(resident.batch, loader)
 
     times = []
     for _ in range(repeats):

@@ -134,12 +134,9 @@ def eval_batches(task: Any, split: str, batch_size: int, modalities: tuple[str, 
     block = list(shard_range(task.num_examples(split)))
     if not block:
         return
-    if resident is not None:
-        yield from map(resident.batch, DataLoader(block, batch_size=batch_size, shuffle=False, collate_fn=index_batch))
-        return
-    loader = DataLoader(block, batch_size=batch_size, shuffle=False,
-                        collate_fn=lambda idx: task.collate(split, list(idx), modalities))
-    yield from loader
+    collate = index_batch if resident is not None else (lambda idx: task.collate(split, list(idx), modalities))
+    loader = DataLoader(block, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    yield from loader if resident is None else map(resident.batch, loader)
 
 
 def gather_list(items: list[T]) -> list[T]:

@@ -34,7 +34,7 @@ from vlbench.training.device import (
 from vlbench.training.optim import make_optimizer, make_scheduler
 from vlbench.training.seeding import data_generator, rng_state, set_rng_state
 
-__all__ = ["FitResult", "fit", "CHECK_EVERY"]
+__all__ = ["FitResult", "fit", "train_loader", "CHECK_EVERY"]
 
 _PLAIN = frozenset({"NO", "MULTI_CPU", "MULTI_GPU"})
 
@@ -112,6 +112,17 @@ def _with_last(items: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
         yield current, False
         current = following
     yield current, True
+
+
+def train_loader(task: TaskType, accelerator: Any, batch_size: int, modalities: tuple[str, ...],
+                 generator: torch.Generator, resident: Optional[Any] = None) -> Any:
+    """One training pass's prepared loader: of positions for ``resident.batch`` when the split is on the device
+    (the same sampler, so the same order), else of batches collated on the host."""
+    if resident is not None:
+        return accelerator.prepare_data_loader(
+            task.index_loader("train", batch_size, shuffle=True, generator=generator), device_placement=False)
+    return accelerator.prepare_data_loader(
+        task.loader("train", batch_size, modalities, shuffle=True, generator=generator))
 
 
 def _end_loader(loader: Any) -> None:
@@ -217,15 +228,8 @@ class _Trainer:
             s.loss_sum, s.loss_count = 0.0, 0
             self.epoch_start = self.generator.get_state()
         # else: the generator was set back to this epoch's start by _resume, so the order is the same
-        if self.resident is not None:  # the same order from the same sampler; batches gathered on the device
-            loader = self.accelerator.prepare_data_loader(
-                self.task.index_loader("train", cfg.batch_size, shuffle=True, generator=self.generator),
-                device_placement=False,
-            )
-        else:
-            loader = self.accelerator.prepare_data_loader(
-                self.task.loader("train", cfg.batch_size, self.modalities, shuffle=True, generator=self.generator)
-            )
+        loader = train_loader(self.task, self.accelerator, cfg.batch_size, self.modalities, self.generator,
+                              self.resident)
         self.loaders.append(loader)
         shard = self.accelerator.skip_first_batches(loader, s.skip_batches) if s.skip_batches else loader
         source = shard if self.resident is None else map(self.resident.batch, shard)
