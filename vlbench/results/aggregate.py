@@ -16,15 +16,11 @@ from typing import Any, Iterable, Optional
 from vlbench.results.corpus import CORPUS_METRICS, CorpusItems, corpus_items, paired_corpus_test
 from vlbench.results.items import item_values
 from vlbench.results.stats import paired_test, summarize
+from vlbench.specs import COSMETIC_FIELDS, TrainingConfig
 
 __all__ = ["Table", "aggregate", "record_identity", "MIN_SEEDS"]
 
 MIN_SEEDS = 3  # below this a row is marked: its spread is not estimated well enough for a finding
-
-_COSMETIC = {
-    "task": ("description", "reference_baseline", "training"),
-    "baseline": ("description", "tasks", "family", "training"),
-}
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -38,12 +34,10 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
 def record_identity(record: dict[str, Any]) -> dict[str, Any]:
     """The flattened fields a record's config hash covers (cosmetic fields out, precision as actually used)."""
     config = dict(record.get("config") or {})
-    for section, names in _COSMETIC.items():
+    for section, names in COSMETIC_FIELDS.items():
         if isinstance(config.get(section), dict):
             config[section] = {k: v for k, v in config[section].items() if k not in names}
     if isinstance(config.get("training"), dict):
-        from vlbench.specs import TrainingConfig
-
         config["training"] = {k: v for k, v in config["training"].items() if k not in TrainingConfig.unhashed}
     flat: dict[str, Any] = {}
     _flatten("", config, flat)
