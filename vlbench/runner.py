@@ -20,6 +20,7 @@ from vlbench.models.pretrained import (
     describe_pretrained,
     load_tokenizer,
     missing_requirement,
+    pretrained_identity,
     resolve_pretrained,
     tokenizer_signature,
 )
@@ -374,6 +375,9 @@ def _run_digest(config: RunConfig, dataset: Any, device: Any) -> str:
                              "precision": resolve_precision(config.training.precision, device)}
     if distributed.world_size() > 1:  # more processes, a larger global batch: other numbers
         extra["world_size"] = distributed.world_size()
+    weights = pretrained_identity(config.baseline.pretrained)  # weights named by package: version and digest
+    if weights:
+        extra["weights"] = weights
     return config_hash(config, extra)
 
 

@@ -6,3 +6,4 @@ from vlbench.cli import run as _run  # noqa: F401
 from vlbench.cli import score as _score  # noqa: F401
 from vlbench.cli import table as _table  # noqa: F401
 from vlbench.cli import protocols as _protocols  # noqa: F401
+from vlbench.cli import pretrained as _pretrained  # noqa: F401

