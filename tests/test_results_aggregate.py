@@ -10,7 +10,7 @@ from tests.results_fixtures import make_record, write_record
 from vlbench.cli.main import main
 from vlbench.results.aggregate import aggregate
 from vlbench.results.records import read_records
-from vlbench.results.table import render
+from vlbench.results.table import legend, render
 from vlbench.specs import config_hash, load_baseline_spec, load_task_spec, resolve_run_config
 
 ITEMS = {str(i): float(i % 2) for i in range(10)}  # accuracy 50
@@ -176,9 +176,19 @@ def test_corpus_bleu_is_tested_by_recomputing_it_on_resampled_sentences(tmp_path
     vilt, bert = rows[("vilt", "BLEU")], rows[("text-bert", "BLEU")]
     assert vilt["delta_vs_reference"] == pytest.approx(vilt["mean"] - bert["mean"])
     assert vilt["p_value"] < 0.01 and vilt["delta_ci_low"] > 0 and "recomputed" in vilt["test"]
+    assert vilt["p_value_items"] < 0.01
     # the same outputs on both sides: no difference, nothing significant
     same = tmp_path / "same"
-    _vmt_record(same, "vilt", 0, good, refs, "3" * 16)
-    _vmt_record(same, "text-bert", 0, good, refs, "4" * 16)
+    for seed in (0, 1):
+        _vmt_record(same, "vilt", seed, good, refs, "3" * 16)
+        _vmt_record(same, "text-bert", seed, good, refs, "4" * 16)
     row = next(r for r in aggregate(read_records([same]).records).rows if r["baseline"] == "vilt")
-    assert row["delta_vs_reference"] == 0.0 and row["p_value"] == 1.0
+    assert row["delta_vs_reference"] == 0.0 and row["p_value"] == 1.0 and row["p_value_items"] == 1.0
+    # one seed each: the seed variance is unknown, so only the items-only p exists
+    one = tmp_path / "one"
+    _vmt_record(one, "vilt", 0, good, refs, "3" * 16)
+    _vmt_record(one, "text-bert", 0, bad, refs, "4" * 16)
+    table = aggregate(read_records([one]).records)
+    row = next(r for r in table.rows if r["baseline"] == "vilt" and r["metric"] == "BLEU")
+    assert row["p_value"] is None and row["p_value_items"] < 0.01 and "needs at least 2 seeds" in row["test"]
+    assert any("p (seeds+items) not computed" in line for line in legend(table))

@@ -13,8 +13,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from vlbench.results.corpus import CORPUS_METRICS, CorpusItems, corpus_items, paired_corpus_test
+import numpy as np
+
+from vlbench.results.corpus import CORPUS_METRICS, CorpusSeeds, corpus_items, corpus_seed_item_test, paired_corpus_test
 from vlbench.results.items import item_values
+from vlbench.results.seeditem import seed_item_test
 from vlbench.results.stats import paired_test, summarize
 from vlbench.specs import COSMETIC_FIELDS, TrainingConfig
 
@@ -80,7 +83,7 @@ class _Group:
     failed: list[dict[str, Any]] = field(default_factory=list)
     config: str = ""
     config_fields: list[str] = field(default_factory=list)
-    averaged: dict[str, Any] = field(default_factory=dict)  # metric -> seed-averaged per-item values
+    per_seed: dict[str, Any] = field(default_factory=dict)  # metric -> (every seed's per-item values, why not)
 
     @property
     def first(self) -> dict[str, Any]:
@@ -106,16 +109,15 @@ def _mean(values: Iterable[Optional[float]]) -> Optional[float]:
     return sum(vals) / len(vals) if vals else None
 
 
-def _seed_averaged(group: _Group, metric: str) -> tuple[Optional[dict[str, dict[str, float]]], str]:
-    """Per-item values averaged over the group's seeds (every seed must cover the same items), computed once."""
-    if metric not in group.averaged:
-        group.averaged[metric] = _average_items(group, metric)
-    return group.averaged[metric]
+def _seed_arrays(group: _Group, metric: str) -> tuple[Any, str]:
+    """Every seed's per-item values of ``metric`` (every seed must cover the same items), computed once."""
+    if metric not in group.per_seed:
+        group.per_seed[metric] = _corpus_seeds(group, metric) if metric in CORPUS_METRICS else _item_seeds(group, metric)
+    return group.per_seed[metric]
 
 
-def _average_items(group: _Group, metric: str) -> tuple[Any, str]:
-    if metric in CORPUS_METRICS:
-        return _average_corpus(group, metric)
+def _item_seeds(group: _Group, metric: str) -> tuple[Optional[dict[str, tuple[list[str], np.ndarray]]], str]:
+    """group -> (item ids, a (seeds, items) array of values)."""
     per_seed = []
     for record in group.ok:
         values, why = item_values(record, metric)
@@ -127,11 +129,15 @@ def _average_items(group: _Group, metric: str) -> tuple[Any, str]:
     shape = {g: set(v) for g, v in per_seed[0].items()}
     if any({g: set(v) for g, v in s.items()} != shape for s in per_seed[1:]):
         return None, "seeds were scored on different test items"
-    return {g: {i: sum(s[g][i] for s in per_seed) / len(per_seed) for i in items} for g, items in shape.items()}, ""
+    out = {}
+    for g, items in shape.items():
+        ids = sorted(items)
+        out[g] = (ids, np.array([[s[g][i] for i in ids] for s in per_seed], dtype=np.float64))
+    return out, ""
 
 
-def _average_corpus(group: _Group, metric: str) -> tuple[Optional[CorpusItems], str]:
-    """Each sentence's sufficient statistics averaged over seeds (the pooled corpus metric)."""
+def _corpus_seeds(group: _Group, metric: str) -> tuple[Optional[CorpusSeeds], str]:
+    """Every seed's sentence statistics of a corpus metric (BLEU, chrF)."""
     per_seed = []
     for record in group.ok:
         items, why = corpus_items(record, metric)
@@ -142,8 +148,7 @@ def _average_corpus(group: _Group, metric: str) -> tuple[Optional[CorpusItems], 
         return None, "no finished runs"
     if any(s.ids != per_seed[0].ids for s in per_seed[1:]):
         return None, "seeds were scored on different test items"
-    mean = sum(s.stats for s in per_seed) / len(per_seed)
-    return CorpusItems(per_seed[0].ids, mean, per_seed[0].score), ""
+    return CorpusSeeds(per_seed[0].ids, np.stack([s.stats for s in per_seed]), per_seed[0].score), ""
 
 
 def _memory_mb(records: list[dict[str, Any]]) -> Optional[float]:
@@ -229,15 +234,15 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
         if not group.ok:
             rows.append({**base, "metric": metric or primary, "primary": True, "n": 0, "mean": None, "std": None,
                          "ci_low": None, "ci_high": None, "delta_vs_reference": None, "p_value": None,
-                         "delta_ci_low": None, "delta_ci_high": None, "test": "failed run",
+                         "p_value_items": None, "delta_ci_low": None, "delta_ci_high": None, "test": "failed run",
                          "image_reliance_blank": None, "image_reliance_shuffled": None})
             continue
         for name in metrics:
             summary = summarize([r["test"]["metrics"].get(name) for r in group.ok])
             row = {**base, "metric": name, "primary": name == primary, "n": summary.n, "mean": summary.mean,
                    "std": summary.std, "ci_low": summary.ci_low, "ci_high": summary.ci_high,
-                   "delta_vs_reference": None, "p_value": None, "delta_ci_low": None, "delta_ci_high": None,
-                   "test": None}
+                   "delta_vs_reference": None, "p_value": None, "p_value_items": None, "delta_ci_low": None,
+                   "delta_ci_high": None, "test": None}
             ablations = [r.get("ablation") for r in group.ok if (r.get("ablation") or {}).get("metric") == name]
             row["image_reliance_blank"] = _mean(a["real"] - a["blank"] for a in ablations
                                                 if a.get("real") is not None and a.get("blank") is not None)
@@ -256,21 +261,33 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
 
 
 def _compare(group: _Group, ref: _Group, metric: str, rounds: int, row: dict[str, Any]) -> str:
-    mine, why = _seed_averaged(group, metric)
-    theirs, why_ref = _seed_averaged(ref, metric)
+    """Fill p_value (seeds and items), its interval, and p_value_items (items only); return how it was tested."""
+    mine, why = _seed_arrays(group, metric)
+    theirs, why_ref = _seed_arrays(ref, metric)
     if mine is None or theirs is None:
         return f"not tested: {why or why_ref}"
-    if isinstance(mine, CorpusItems):
-        corpus_rounds = min(rounds, 1000)  # every round recomputes the corpus metric twice
-        outcome = paired_corpus_test(mine, theirs, rounds=corpus_rounds, bootstrap_rounds=corpus_rounds)
+    if isinstance(mine, CorpusSeeds):
+        corpus_rounds = min(rounds, 1000)  # every round recomputes the corpus metric for every seed
+        outcome = paired_corpus_test(mine.pooled(), theirs.pooled(), rounds=corpus_rounds,
+                                     bootstrap_rounds=corpus_rounds)
         if outcome is None:
             return "not tested: the two baselines were scored on different test items"
-        _, p, low, high, n = outcome
-        row.update(p_value=p, delta_ci_low=low, delta_ci_high=high)
-        return (f"paired approximate randomization + paired bootstrap ({corpus_rounds} rounds each) with corpus "
-                f"{metric} recomputed from sentence statistics, over {n} items, statistics averaged over seeds")
-    result = paired_test(mine, theirs, rounds=rounds)
-    if result is None:
-        return "not tested: the two baselines were scored on different test items"
-    row.update(p_value=result.p_value, delta_ci_low=result.ci_low, delta_ci_high=result.ci_high)
-    return f"{result.method} over {result.n_items} items, seeds averaged per item"
+        row["p_value_items"] = outcome[1]
+        both = corpus_seed_item_test(mine, theirs, rounds=corpus_rounds)
+        items_only = (f"p_value_items: paired approximate randomization ({corpus_rounds} rounds) with corpus "
+                      f"{metric} recomputed from sentence statistics averaged over seeds, over {outcome[4]} items")
+    else:
+        if set(mine) != set(theirs) or any(mine[g][0] != theirs[g][0] for g in mine):
+            return "not tested: the two baselines were scored on different test items"
+        groups = sorted(mine)
+        averaged = [{g: dict(zip(side[g][0], side[g][1].mean(axis=0))) for g in groups} for side in (mine, theirs)]
+        result = paired_test(*averaged, rounds=rounds, bootstrap_rounds=0)
+        row["p_value_items"] = result.p_value if result else None
+        both = seed_item_test([mine[g][1] for g in groups], [theirs[g][1] for g in groups])
+        items_only = (f"p_value_items: paired approximate randomization ({rounds} rounds) over "
+                      f"{sum(len(mine[g][0]) for g in groups)} items, seeds averaged per item")
+    if both is None:
+        return f"p_value: not tested, needs at least 2 seeds of each baseline; {items_only}"
+    row.update(p_value=both.p_value, delta_ci_low=both.ci_low, delta_ci_high=both.ci_high)
+    return (f"p_value and delta CI: {both.method}, {both.n_seeds[0]} vs {both.n_seeds[1]} seeds, "
+            f"{both.n_items} items, df {both.df:.1f}; {items_only}")

@@ -71,7 +71,7 @@ _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 def _sort_value(header: str, cell: str, row: dict[str, Any]) -> str:
     if header.startswith("params"):
         return str(row.get("trainable_params") if row.get("trainable_params") is not None else "")
-    if header == "p" and cell.startswith("<"):
+    if header.startswith("p (") and cell.startswith("<"):
         return "0"
     match = _NUMBER.search(cell) if header not in ("baseline", "config") else None
     return match.group(0) if match and not cell.startswith("failed") else ""

@@ -1,5 +1,8 @@
 """Statistics over run records: mean, sample std and t-interval over seeds; paired tests over test items.
 
+These item-level tests ignore the variance between training seeds; the table's main p-value is the
+seed-and-item test of :mod:`vlbench.results.seeditem`, and this one is its ``p_value_items`` column.
+
 Paired tests compare two systems on the *same* test items. Each system's per-item values are first
 averaged over its seeds (so a system is one number per item), then the difference ``d_i = a_i - b_i``
 is tested:
@@ -127,6 +130,6 @@ def paired_test(a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapping[st
         return None
     delta = float(_weighted(groups).sum())
     p = randomization_p(groups, rounds=rounds, seed=seed)
-    low, high = bootstrap_ci(groups, rounds=bootstrap_rounds, seed=seed)
+    low, high = bootstrap_ci(groups, rounds=bootstrap_rounds, seed=seed) if bootstrap_rounds > 0 else (math.nan, math.nan)
     method = f"paired approximate randomization ({rounds} rounds) + paired bootstrap CI ({bootstrap_rounds})"
     return PairedTest(delta, p, low, high, sum(x.size for x in groups), method)

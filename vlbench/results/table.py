@@ -10,13 +10,16 @@ from vlbench.errors import VLBenchError
 from vlbench.results import escape
 from vlbench.results.aggregate import MIN_SEEDS, Table, aggregate
 
-__all__ = ["aggregate", "render", "FORMATS", "LONG_FIELDS", "significance_mark", "wide_sections", "legend"]
+__all__ = ["aggregate", "render", "FORMATS", "LONG_FIELDS", "significance_mark", "wide_sections", "legend",
+           "P_SEEDS_ITEMS", "P_ITEMS"]
 
 FORMATS = ("rich", "md", "csv", "latex", "json", "html")
+P_SEEDS_ITEMS = "p (seeds+items)"  # the test that marks Δ: seed and item variance both counted
+P_ITEMS = "p (items only)"  # the paired per-item test over seed-averaged values: ignores seed variance
 
 LONG_FIELDS = ["task", "dataset", "baseline", "config", "config_fields", "config_hash", "family", "metric", "primary", "status", "n",
                "seeds", "failed_seeds", "failure", "mean", "std", "ci_low", "ci_high", "reference",
-               "delta_vs_reference", "delta_ci_low", "delta_ci_high", "p_value", "test", "image_reliance_blank",
+               "delta_vs_reference", "delta_ci_low", "delta_ci_high", "p_value", "p_value_items", "test", "image_reliance_blank",
                "image_reliance_shuffled", "trainable_params", "total_params", "train_seconds", "eval_seconds",
                "gpu_memory_mb", "versions"]
 
@@ -86,7 +89,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
         header += ["GPU peak MB"] if has_gpu else []
         header += metrics + [f"{tested} 95% CI"]
         header += [f"image reliance ({tested}: −blank / −shuffled)"] if has_ablation else []
-        header += [f"Δ {tested} vs {reference}", "p"]
+        header += [f"Δ {tested} vs {reference}", P_SEEDS_ITEMS, P_ITEMS]
         lines: dict[tuple[str, str], dict[str, Any]] = {}
         for r in rows:
             key = (r["baseline"], r["config_hash"])
@@ -108,7 +111,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                 reason = escape.one_line(r["failure"] or "no reason recorded")
                 cells += [f"failed: {reason}"] + ["—"] * (len(metrics) - 1 + 1)
                 cells += ["—"] if has_ablation else []
-                cells += ["—", "—"]
+                cells += ["—", "—", "—"]
             else:
                 cells += [_value(line["metrics"][m]) if m in line["metrics"] else "" for m in metrics]
                 cells += [f"[{_num(t['ci_low'])}, {_num(t['ci_high'])}]" if t and t["ci_low"] is not None else "—"]
@@ -118,7 +121,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                               if t and t["image_reliance_blank"] is not None else "—"]
                 delta = t["delta_vs_reference"] if t else None
                 cells += [_num(delta, signed=True) + (significance_mark(t["p_value"]) if t else ""),
-                          _p(t["p_value"]) if t else "—"]
+                          _p(t["p_value"]) if t else "—", _p(t["p_value_items"]) if t else "—"]
             body.append({"cells": cells, "row": r, "tested": t, "metrics": line["metrics"]})
         out.append({"task": task, "dataset": dataset, "header": header, "body": body, "metrics": metrics,
                     "tested": tested, "reference": reference, "rows": rows, "has_config": has_config})
@@ -135,9 +138,14 @@ def legend(table: Table) -> list[str]:
     """Footnotes every format prints under its table (plain text, unescaped)."""
     lines = [
         "mean ± sample std over seeds; 95% CI: Student t over seeds. Rows aggregate one config hash each.",
-        "Δ: difference of means from the task's reference baseline on the same test items; p: two-sided paired "
-        "approximate randomization over test items (per-item scores, or a corpus metric's sentence statistics, "
-        "averaged over seeds); * p<0.05, ** p<0.01.",
+        "Δ: difference of means from the task's reference baseline on the same test items. "
+        f"{P_SEEDS_ITEMS}: two-sided t-test of Δ whose variance counts both the training seeds and the test items "
+        "(two-way ANOVA variance components: each baseline's between-seed variance plus the paired item variance; "
+        "Satterthwaite degrees of freedom; a corpus metric's item variance by a paired bootstrap of its sentence "
+        "statistics); needs 2+ seeds of each baseline; * p<0.05, ** p<0.01 on Δ come from this test.",
+        f"{P_ITEMS}: two-sided paired approximate randomization over test items of per-item scores (or a corpus "
+        "metric's sentence statistics) averaged over seeds; it ignores how much the seeds disagree, so it is "
+        "smaller than the seeds+items p when seeds differ and is not a finding on its own.",
         f"n<3: fewer than {MIN_SEEDS} seeds; the spread is not estimated well and a Δ is not a finding.",
         "image reliance: the trained model's score with real images minus its score with blank images / with "
         "images shuffled across test examples.",
@@ -146,6 +154,9 @@ def legend(table: Table) -> list[str]:
     untested = sorted({f"{r['metric']}: {r['test'][len('not tested: '):]}" for r in table.rows
                        if r["test"] and r["test"].startswith("not tested")})
     lines += [f"not tested — {u}" for u in untested]
+    few = sorted({r["baseline"] for r in table.rows if r["test"] and "p_value: not tested" in r["test"]})
+    if few:
+        lines.append(f"{P_SEEDS_ITEMS} not computed (fewer than 2 seeds of it or of its reference): {', '.join(few)}.")
     if table.mixes_versions:
         parts = "; ".join(f"{k} ({n} records)" for k, n in sorted(table.versions.items()))
         lines.append(f"warning: these records come from different package/code versions: {parts}.")
@@ -228,15 +239,15 @@ def _latex(table: Table) -> str:
                     r = b["metrics"].get(header[i])
                     if r is not None and r["mean"] is not None and round(r["mean"], 2) == best.get(i):
                         text = f"\\textbf{{{text}}}"
-                if i == len(header) - 2:  # the Δ column: marks as superscripts
+                if header[i].startswith("Δ"):  # the Δ column: marks as superscripts
                     text = text.replace("**", "$^{**}$") if "**" in text else text.replace("*", "$^{*}$")
                 cells.append(text)
             out.append(" & ".join(cells) + " \\\\")
         out.append("\\bottomrule")
         out.append("\\end{tabular}")
         out.append("")
-    notes = ["best mean per metric column in bold; $^{*}$ $p<0.05$, $^{**}$ $p<0.01$ (paired test against the "
-             "reference baseline)."] + [_tex(line) for line in legend(table)]
+    notes = ["best mean per metric column in bold; $^{*}$ $p<0.05$, $^{**}$ $p<0.01$ (seeds+items test against "
+             "the reference baseline)."] + [_tex(line) for line in legend(table)]
     out.append("\\par\\smallskip{\\footnotesize " + " \\\\\n".join(notes) + "}")
     return "\n".join(out) + "\n"
 
