@@ -58,7 +58,7 @@ def table(
     out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out invalid records with a warning."),
 ) -> None:
-    """Aggregate records per config over seeds: mean ± std, 95% CI, n, Δ vs the reference with a paired p-value."""
+    """Aggregate records per config over seeds: mean ± std, 95% CI, n, Δ vs the reference with two p-values."""
     from vlbench.errors import VLBenchError
     from vlbench.results.aggregate import aggregate
     from vlbench.results.table import FORMATS, render

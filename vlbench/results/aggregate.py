@@ -112,7 +112,8 @@ def _mean(values: Iterable[Optional[float]]) -> Optional[float]:
 def _seed_arrays(group: _Group, metric: str) -> tuple[Any, str]:
     """Every seed's per-item values of ``metric`` (every seed must cover the same items), computed once."""
     if metric not in group.per_seed:
-        group.per_seed[metric] = _corpus_seeds(group, metric) if metric in CORPUS_METRICS else _item_seeds(group, metric)
+        seeds = _corpus_seeds if metric in CORPUS_METRICS else _item_seeds
+        group.per_seed[metric] = seeds(group, metric)
     return group.per_seed[metric]
 
 

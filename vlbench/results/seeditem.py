@@ -60,7 +60,8 @@ def residual_ms(x: np.ndarray) -> float:
     return float(np.sum(r * r) / ((seeds - 1) * (items - 1)))
 
 
-def _seed_terms(per_seed: np.ndarray, interaction: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, float]], float]:
+def _seed_terms(per_seed: np.ndarray,
+                interaction: Sequence[tuple[float, float]]) -> tuple[list[tuple[float, float]], float]:
     """(value, df) terms of ``max(0, V - interaction) / S`` and the clamped seed variance; no terms when clamped."""
     seeds = per_seed.size
     v = float(per_seed.var(ddof=1))
