@@ -19,7 +19,8 @@ P_ITEMS = "p (items only)"  # the paired per-item test over seed-averaged values
 
 LONG_FIELDS = ["task", "dataset", "baseline", "config", "config_fields", "config_hash", "family", "metric", "primary", "status", "n",
                "seeds", "failed_seeds", "failure", "mean", "std", "ci_low", "ci_high", "reference",
-               "delta_vs_reference", "delta_ci_low", "delta_ci_high", "p_value", "p_value_items", "test", "image_reliance_blank",
+               "delta_vs_reference", "delta_ci_low", "delta_ci_high", "p_value", "p_value_items",
+               "test", "image_reliance_blank",
                "image_reliance_shuffled", "trainable_params", "total_params", "train_seconds", "eval_seconds",
                "gpu_memory_mb", "versions"]
 
