@@ -54,6 +54,7 @@ def test_records_are_complete(finished_run):
     ablation = record["ablation"]
     assert ablation["metric"] == "accuracy" and ablation["real"] == record["test"]["metrics"]["accuracy"]
     assert 0.0 <= ablation["blank"] <= 100.0 and 0.0 <= ablation["shuffled"] <= 100.0
+    assert ablation["shuffled_within"] == "test"  # deranged among the test images only (a store refuses others)
     text_only = json.loads((finished_run / "vqa" / "shapes" / "text-bert" / "seed-0.json").read_text())
     assert text_only["ablation"] is None and text_only["modalities"] == ["text"]
     # per-example scores cover every test question and average to the reported accuracy

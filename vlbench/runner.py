@@ -515,7 +515,7 @@ def _run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: 
                 ablation = ablation_block(
                     dataset, config.task.primary_metric, test.metrics[config.task.primary_metric],
                     lambda: task.evaluate(model, "test", config.training.eval_batch_size, modalities,
-                                          accelerator.device), seed=seed)
+                                          accelerator.device), image_ids=task.image_ids("test"), seed=seed)
             eval_seconds = result.eval_seconds + time.perf_counter() - test_start
         validation_best = result.best_validation
         fit_info = {"history": result.history, "best_epoch": result.best_epoch, "best_validation": validation_best,

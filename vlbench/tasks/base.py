@@ -15,6 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from vlbench.data.base import VLDataset
+from vlbench.data.pipeline import require_columns, split_roles
 from vlbench.errors import SpecError
 from vlbench.specs import TaskSpec, format_validation_error
 from vlbench.training.progress import track
@@ -180,6 +181,12 @@ class TaskType:
         if shuffle:
             return iter(loader)
         return track(loader, len(loader), f"scoring {split}")
+
+    def image_ids(self, split: str) -> list[int]:
+        """The distinct image ids a split role reads, in first-seen order (its table's ``image_id`` column)."""
+        name = split_roles(self.spec)[split]
+        rows = require_columns(self.dataset, self.table, name, ["image_id"])
+        return list(dict.fromkeys(int(i) for i in rows["image_id"]))
 
     # --- evaluation --------------------------------------------------------------------------------
     def evaluate(
