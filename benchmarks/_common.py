@@ -12,7 +12,6 @@ from typing import Any, Optional
 
 import torch
 
-from vlbench import builtins  # noqa: F401  (registers the built-in types)
 from vlbench.models.base import FittedModel
 from vlbench.models.pretrained import missing_requirement, resolve_pretrained
 from vlbench.registry import MODELS, TASK_TYPES

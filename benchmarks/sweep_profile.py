@@ -30,7 +30,6 @@ import torch  # noqa: E402, F401  (imported here so that its import time is coun
 import transformers  # noqa: E402, F401
 
 import vlbench.runner as runner  # noqa: E402
-from vlbench import builtins  # noqa: E402, F401
 from vlbench.cli.main import main as vlbench_main  # noqa: E402
 from vlbench.registry import TASK_TYPES  # noqa: E402
 from vlbench.specs import load_task_spec  # noqa: E402

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vlbench import builtins  # noqa: F401  (registers the shapes builder)
 from vlbench.data.base import default_cache_dir
 from vlbench.data.shapes.world import COLORS, SHAPES
 from vlbench.models.base import normalize_pixels

@@ -90,7 +90,8 @@ PLUGINS = [
 @pytest.mark.parametrize("name, body, message", PLUGINS, ids=[p[0] for p in PLUGINS])
 @pytest.mark.parametrize("command", ["run", "list"])
 def test_bad_plugins(finished, tmp_path, capsys, monkeypatch, name, body, message, command):
-    monkeypatch.setattr(TASK_TYPES, "_entries", dict(TASK_TYPES._entries))  # a plugin must not leak into other tests
+    # a plugin must not leak into other tests; iterating loads the built-ins first, so the copy holds them
+    monkeypatch.setattr(TASK_TYPES, "_entries", {key: TASK_TYPES.entry(key) for key in TASK_TYPES})
     results, record = finished
     before = record.read_bytes()
     plugin = _plugin(tmp_path, f"{name}_{command}", body)
@@ -102,7 +103,7 @@ def test_bad_plugins(finished, tmp_path, capsys, monkeypatch, name, body, messag
 
 
 def test_a_plugin_may_replace_a_built_in_only_on_purpose_and_is_announced(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(TASK_TYPES, "_entries", dict(TASK_TYPES._entries))
+    monkeypatch.setattr(TASK_TYPES, "_entries", {key: TASK_TYPES.entry(key) for key in TASK_TYPES})
     plugin = _plugin(tmp_path, "overrides", "from vlbench.registry import register_task\n\n"
                                             "@register_task('vqa', override=True)\nclass MyVQA:\n    '''Mine.'''\n")
     assert main(["list", "tasks", "--plugin", plugin]) == 0

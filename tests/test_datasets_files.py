@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import vlbench.builtins  # noqa: F401
 from tests import dataset_fixtures as fx
 from vlbench.data.files.store import check_image
 from vlbench.errors import DataError, SpecError

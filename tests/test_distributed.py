@@ -24,7 +24,6 @@ CASES = {  # task: (baseline, overrides, evaluation batch size)
 
 def _task_and_model(cache_dir: str, task_name: str):
     """A tiny task and a freshly initialised model, exactly as the runner builds them (seed 0)."""
-    from vlbench import builtins  # noqa: F401
     from vlbench.peft.assemble import assemble
     from vlbench.registry import TASK_TYPES
     from vlbench.runner import _TokenizerCache, load_dataset

@@ -81,7 +81,6 @@ def test_a_failed_job_is_resubmitted_until_it_succeeds_or_runs_out_of_retries():
 
 
 def test_a_lost_job_leaves_a_failed_record_that_its_rerun_replaces(tmp_path):
-    from vlbench import builtins  # noqa: F401
     from vlbench.runner import RunRequest, run_task
     from vlbench.specs import load_baseline_spec, load_task_spec
 

@@ -102,7 +102,6 @@ SMALL = ["--set", "baseline.config.hidden_size=32", "--set", "baseline.config.nu
 
 
 def test_stage_views_select_each_family_and_share_one_label_space(tmp_path):
-    from vlbench import builtins  # noqa: F401
     from vlbench.protocols.continual.sequence import load_sequence, stage_view
     from vlbench.runner import load_dataset
     from vlbench.specs import load_task_spec

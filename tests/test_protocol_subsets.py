@@ -27,7 +27,6 @@ def _expected_images(image_ids, fraction, seed):
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
-    from vlbench import builtins  # noqa: F401  (registers the shapes builder)
     from vlbench.runner import load_dataset
 
     return load_dataset("shapes", TINY_OPTIONS, tmp_path_factory.mktemp("cache"), quiet=True)
@@ -104,7 +103,6 @@ def test_subset_is_part_of_the_config_hash_and_absent_subset_keeps_old_hashes():
     assert config_hash(plain) == config_hash(bare)
     prompted = plain.model_copy(update={"baseline": plain.baseline.model_copy(update={"model": "prompted"})})
     prompted_bare = bare.model_copy(update={"baseline": bare.baseline.model_copy(update={"model": "prompted"})})
-    from vlbench import builtins  # noqa: F401  (the prompted model type declares that it reads prompts)
 
     assert config_hash(prompted) != config_hash(prompted_bare)
     with pytest.raises(Exception):
@@ -204,7 +202,6 @@ def test_k_shot_cli_runs_one_folder_per_k_with_k_examples_per_answer(tmp_path, c
 
 @pytest.mark.parametrize("task_name", ["captioning", "vmt", "retrieval"])
 def test_every_task_type_trains_on_the_subset_and_scores_the_whole_splits(task_name, tmp_path):
-    from vlbench import builtins  # noqa: F401
     from vlbench.registry import TASK_TYPES
     from vlbench.runner import load_dataset
 

@@ -64,7 +64,6 @@ def test_the_checkpoint_loads_as_an_image_text_to_text_model_with_its_language_m
 
 
 def test_stage_two_leaves_the_language_model_as_stage_one_trained_it(tmp_path):
-    from vlbench import builtins  # noqa: F401
     from vlbench.protocols import visual_prefix
     from vlbench.runner import load_dataset
 

@@ -34,7 +34,6 @@ def _supporting(task: str) -> list[str]:
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_recipe_spec_validates_and_writes_its_target_beside_it(name):
-    from vlbench import builtins  # noqa: F401  (built-in model types)
     from vlbench.models.base import validate_model_config
     from vlbench.peft.config import parse_peft
     from vlbench.specs import available_specs, load_baseline_spec, load_task_spec, resolve_run_config
@@ -60,7 +59,6 @@ def test_recipe_spec_validates_and_writes_its_target_beside_it(name):
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_recipe_runs_a_few_steps_on_an_official_layout_fixture(name, checkpoints, tmp_path, one_thread):
-    from vlbench import builtins  # noqa: F401
     from vlbench.cli.main import main
     from vlbench.registry import DATASETS
 

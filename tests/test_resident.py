@@ -9,7 +9,6 @@ import torch
 
 from tests.conftest import TINY_DATA
 from tests.training_fixtures import Regressor, RegressionTask, config
-from vlbench import builtins  # noqa: F401  (registers the built-in types)
 from vlbench.cli.main import main
 from vlbench.data.images import SquareResize
 from vlbench.data.resident import DeviceSplits, build_resident, device_split

@@ -51,7 +51,6 @@ def _comparable(record: dict) -> dict:
 @pytest.fixture(scope="module")
 def built_cache(cache_dir):
     """Build the tiny dataset once in this process, so that the subprocesses only read it."""
-    from vlbench import builtins  # noqa: F401  (registers the shapes dataset)
     from vlbench.runner import load_dataset
     from vlbench.specs import load_baseline_spec, load_task_spec, resolve_run_config
 

@@ -21,7 +21,6 @@ class TinyVQA:
     """One tiny shapes dataset, and a VQA task prepared for each tokenizer source asked for."""
 
     def __init__(self, cache_dir: Path) -> None:
-        from vlbench import builtins  # noqa: F401
         from vlbench.runner import load_dataset
         from vlbench.specs import load_task_spec
 

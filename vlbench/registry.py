@@ -2,6 +2,11 @@
 
 Entries are either the registered object itself or a lazy ``"module:attr"`` string that is imported on
 first use, so that listing names never imports heavy optional dependencies.
+
+Each name is registered once, one of two ways by who owns it: vlbench's own types are the lazy lines of
+one manifest, ``vlbench.builtins``, which the four registries import themselves on first use (so no
+module has to import it for lookups to work); third-party code (entry-point plugins, ``--plugin`` files)
+uses the decorators ``register_task``, ``register_model``, ``register_dataset``, ``register_metric``.
 """
 
 from __future__ import annotations
@@ -69,9 +74,22 @@ class RegistryEntry(Generic[T]):
 class Registry(Generic[T]):
     """Name -> object mapping with decorator registration and did-you-mean lookups."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, manifest: str | None = None) -> None:
         self.kind = kind
         self._entries: dict[str, RegistryEntry[T]] = {}
+        # module whose import registers the built-in entries; imported (by name, so that this module
+        # depends on nothing above it) before the first lookup, listing or registration
+        self._manifest = manifest
+
+    def _load_manifest(self) -> None:
+        manifest, self._manifest = self._manifest, None  # cleared first: the manifest's own add() calls land here
+        if manifest is None:
+            return
+        try:
+            importlib.import_module(manifest)
+        except BaseException:
+            self._manifest = manifest
+            raise
 
     def register(
         self, name: str | None = None, *, description: str = "", override: bool = False, **metadata: Any
@@ -93,25 +111,22 @@ class Registry(Generic[T]):
         Replacing a registered name needs ``override=True`` and is announced (see ``take_notices``),
         so that a plugin never silently changes what a built-in name means.
         """
+        self._load_manifest()  # a plugin registering a built-in name must meet the built-in entry
         existing = self._entries.get(name)
-        if existing is not None and isinstance(target, str) and not isinstance(existing.target, str):
-            return  # the real object registered first; a later lazy pointer to it adds nothing
-        # a lazy "module:attr" entry is replaced by the object its module registers, and by nothing else
-        lazy = existing is not None and isinstance(existing.target, str) and _is_lazy_target(existing.target, target)
-        if existing is not None and not lazy and existing.target is not target:
+        if existing is not None and _same_target(existing.target, target):
+            return  # the entry already names this very object: nothing changes
+        if existing is not None:
             if not override:
                 raise VLBenchError(
                     f"{self.kind} {name!r} is already registered ({_describe(existing.target)}); "
                     "choose another name, or pass override=True to replace it."
                 )
             _NOTICES.append(f"{self.kind} {name!r} ({_describe(existing.target)}) is replaced by {_describe(target)}")
-        if lazy and existing is not None:
-            description = description or existing.description
-            metadata = {**existing.metadata, **metadata}
         self._entries[name] = RegistryEntry(name, target, description, dict(metadata))
 
     def entry(self, name: str) -> RegistryEntry[T]:
         """The entry for ``name``; an unknown name raises with a did-you-mean hint."""
+        self._load_manifest()
         try:
             return self._entries[name]
         except KeyError:
@@ -126,6 +141,7 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
+        self._load_manifest()
         return sorted(self._entries)
 
     def entries(self) -> list[RegistryEntry[T]]:
@@ -133,12 +149,14 @@ class Registry(Generic[T]):
         return [self._entries[n] for n in self.names()]
 
     def __contains__(self, name: object) -> bool:
+        self._load_manifest()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        self._load_manifest()
         return len(self._entries)
 
 
@@ -148,14 +166,13 @@ def _describe(target: Any) -> str:
     return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', type(target).__name__)}"
 
 
-def _is_lazy_target(pointer: str, target: Any) -> bool:
-    """Whether ``target`` is the object the lazy ``"module:attr"`` pointer names (its module registering it)."""
-    if isinstance(target, str):
-        return target == pointer
-    module_name = pointer.partition(":")[0]
-    actual = getattr(target, "__module__", None) or ""
-    # a package's pointer may name an object that one of its submodules defines and registers
-    return actual == module_name or actual.startswith(module_name + ".")
+def _same_target(registered: Any, target: Any) -> bool:
+    """Whether ``target`` is what ``registered`` already names: the same object, or a lazy pointer to it."""
+    if registered is target:
+        return True
+    if isinstance(registered, str):  # a lazy pointer names an object by module:qualname, never a copy of it
+        return registered == (target if isinstance(target, str) else _describe(target))
+    return isinstance(target, str) and target == _describe(registered)
 
 
 _NOTICES: list[str] = []
@@ -168,10 +185,12 @@ def take_notices() -> list[str]:
     return notices
 
 
-TASK_TYPES: Registry[Any] = Registry("task type")
-MODELS: Registry[Any] = Registry("model type")
-DATASETS: Registry[Any] = Registry("dataset")
-METRICS: Registry[Any] = Registry("metric")
+BUILTINS_MANIFEST = "vlbench.builtins"
+
+TASK_TYPES: Registry[Any] = Registry("task type", manifest=BUILTINS_MANIFEST)
+MODELS: Registry[Any] = Registry("model type", manifest=BUILTINS_MANIFEST)
+DATASETS: Registry[Any] = Registry("dataset", manifest=BUILTINS_MANIFEST)
+METRICS: Registry[Any] = Registry("metric", manifest=BUILTINS_MANIFEST)
 
 register_task = TASK_TYPES.register
 register_model = MODELS.register

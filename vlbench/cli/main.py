@@ -48,8 +48,7 @@ def wide_console() -> Console:
 
 
 def load_plugins(plugin_files: Optional[list[str]] = None) -> None:
-    """Import built-in registrations, entry-point plugins and ``--plugin`` files."""
-    from vlbench import builtins  # noqa: F401  (registers the built-in types)
+    """Import entry-point plugins and ``--plugin`` files (the registries load the built-ins themselves)."""
     from vlbench.registry import load_entry_point_plugins, load_plugin_file, take_notices
 
     load_entry_point_plugins()

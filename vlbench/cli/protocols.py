@@ -124,7 +124,6 @@ def visual_prefix(
     """Build an offline image-text-to-text checkpoint (Frozen-style) for the prompted baseline's zero/few-shot runs."""
     import torch
 
-    from vlbench import builtins  # noqa: F401  (registers the datasets)
     from vlbench.errors import SpecError
     from vlbench.protocols.visual_prefix import PrefixSettings, build_visual_prefix_model
     from vlbench.runner import load_dataset

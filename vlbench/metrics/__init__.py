@@ -1,8 +1,8 @@
 """Metrics equal to the official implementations: VQA accuracy, COCO captioning, retrieval recall, sacreBLEU.
 
-Importing this package registers every metric function (``vqa_accuracy``, ``coco_caption``,
-``retrieval_recall``, ``sacrebleu``); heavy dependencies (pycocoevalcap, sacrebleu, Java) are only touched
-when a metric is computed.
+The metric registry names them ``vqa_accuracy``, ``coco_caption``, ``retrieval_recall`` and ``sacrebleu``
+(see ``vlbench.builtins``); heavy dependencies (pycocoevalcap, sacrebleu, Java) are only touched when a
+metric is computed.
 """
 
 from vlbench.metrics.captioning import CaptionScorer, caption_evaluate, shared_caption_scorer

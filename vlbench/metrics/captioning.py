@@ -26,7 +26,6 @@ from vlbench.metrics._ids import align_ids
 from vlbench.metrics.meteor import MeteorProcess, shared_meteor
 from vlbench.metrics.ptb import tokenize_lines
 from vlbench.metrics.spice import find_corenlp_dir, spice_score
-from vlbench.metrics._register import register_metric
 
 __all__ = ["CaptionScorer", "caption_evaluate", "shared_caption_scorer", "CAPTION_KEYS"]
 
@@ -172,9 +171,6 @@ def shared_caption_scorer(spice_dir: Optional[Union[str, Path]] = None) -> Capti
         return _shared[key]
 
 
-@register_metric(
-    "coco_caption", description="pycocoevalcap BLEU-1..4, METEOR, ROUGE-L, CIDEr (+SPICE) after PTB tokenization"
-)
 def caption_evaluate(
     predictions: Mapping[Hashable, str],
     references: Mapping[Hashable, Sequence[str]],

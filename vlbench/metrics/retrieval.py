@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from vlbench.errors import DataError
-from vlbench.metrics._register import register_metric
 
 __all__ = ["retrieval_evaluate", "retrieval_ranks", "RECALL_AT"]
 
@@ -95,9 +94,6 @@ def _summary(ranks: np.ndarray, prefix: str) -> dict[str, float]:
     return out
 
 
-@register_metric(
-    "retrieval_recall", description="image-text retrieval R@1/5/10, medr, meanr, rsum (VSE++ conventions)"
-)
 def retrieval_evaluate(similarity: Any, text_to_image: Sequence[int]) -> dict[str, Any]:
     """i2t/t2i R@1/5/10 (percent), medr, meanr, rsum, and 1-based per-query ranks under ``per_example``."""
     i2t, t2i = retrieval_ranks(similarity, text_to_image)

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from vlbench.errors import DataError
-from vlbench.metrics._register import register_metric
 
 __all__ = ["translation_evaluate"]
 
@@ -40,7 +39,6 @@ def _check(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> No
             )
 
 
-@register_metric("sacrebleu", description="sacreBLEU BLEU and chrF (default settings) with signatures")
 def translation_evaluate(
     hypotheses: Sequence[str], references: Sequence[Sequence[str]], *, meteor: bool = False
 ) -> dict[str, Any]:

@@ -29,7 +29,6 @@ from typing import Any
 
 from vlbench.errors import DataError
 from vlbench.metrics._ids import align_ids
-from vlbench.metrics._register import register_metric
 
 __all__ = ["normalize_answer", "process_punctuation", "process_digit_article", "vqa_evaluate"]
 
@@ -183,7 +182,6 @@ def _percent(values: list[float], precision: int) -> float:
     return round(100 * float(sum(values)) / len(values), precision)
 
 
-@register_metric("vqa_accuracy", description="official VQA v2 accuracy (vqaEval.py): overall, per answer/question type")
 def vqa_evaluate(predictions: Any, annotations: Any, *, precision: int = 2) -> dict[str, Any]:
     """Official VQA v2 accuracy: overall, per answer type and per question type (percent) plus per-question [0, 1].
 

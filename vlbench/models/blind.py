@@ -14,7 +14,6 @@ from pydantic import Field
 from torch import nn
 
 from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput
-from vlbench.registry import register_model
 
 __all__ = ["BlindConfig", "BlindEncoder"]
 
@@ -26,7 +25,6 @@ class BlindConfig(EncoderConfig):
     memory_tokens: int = Field(1, ge=1)
 
 
-@register_model("blind", description="no input at all: learned constant features (the 'blind' floor of generation tasks)")
 class BlindEncoder(Encoder):
     """Learned constant memory (B, memory_tokens, H), identical for every example."""
 

@@ -34,7 +34,6 @@ from vlbench.models.base import (
     check_vocabulary,
     load_pretrained,
 )
-from vlbench.registry import register_model
 
 __all__ = ["CoAttentionConfig", "CoAttentionLayer", "CoAttentionEncoder"]
 
@@ -62,7 +61,6 @@ class CoAttentionLayer(nn.Module):
         return self.text(text, text_mask, visual, visual_mask), self.visual(visual, visual_mask, text, text_mask)
 
 
-@register_model("coattention", description="two-stream co-attention model (ViLBERT/LXMERT style): BERT text stream, ResNet-grid visual stream")
 class CoAttentionEncoder(Encoder):
     """Text stream + visual stream + co-attention layers."""
 

@@ -20,10 +20,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-import vlbench.builtins  # noqa: F401  (lazy entries first, so registering the objects replaces them)
 from vlbench.errors import SpecError
 from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, bert_from_config
-from vlbench.registry import register_model
 
 __all__ = ["DualEncoderConfig", "DualEncoder", "BlindDualEncoder", "image_id_codes"]
 
@@ -86,7 +84,6 @@ def _check_not_pretrained(name: str, pretrained: Optional[str]) -> None:
         )
 
 
-@register_model("dual-encoder", description="two towers (ViT image, BERT text) for contrastive image-text matching")
 class DualEncoder(Encoder):
     """A ViT image tower and a BERT text tower; ``hidden_size`` is the late-fusion width (2 x tower)."""
 
@@ -135,7 +132,6 @@ def image_id_codes(image_ids: torch.Tensor, dim: int, salt: int = 0) -> torch.Te
     return codes
 
 
-@register_model("dual-encoder-blind", description="text tower only; images are a random code per image id (no pixels)")
 class BlindDualEncoder(DualEncoder):
     """``dual-encoder`` whose image tower sees a random code per image id instead of the image.
 

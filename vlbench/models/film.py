@@ -22,7 +22,6 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from vlbench.errors import SpecError
 from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput
-from vlbench.registry import register_model
 
 __all__ = ["FilmConfig", "FilmEncoder", "FilmLayer", "conv_stem"]
 
@@ -61,7 +60,6 @@ class FilmLayer(nn.Module):
         return torch.relu(self.linear(x) * (1 + gamma[:, None]) + beta[:, None])
 
 
-@register_model("film", description="early fusion: question-conditioned CNN (FiLM, Perez et al. 2018), from scratch")
 class FilmEncoder(Encoder):
     """Pooled output = MLP([sum over the grid of the FiLM-ed features, question state])."""
 

@@ -18,7 +18,6 @@ from vlbench.errors import SpecError
 from vlbench.models._blocks import VisualSettings, VisualStream
 from vlbench.models._torchvision import ImageNetResize
 from vlbench.models.base import BuildContext, Encoder, EncoderOutput
-from vlbench.registry import register_model
 
 __all__ = ["ImageOnlyConfig", "ImageOnlyEncoder"]
 
@@ -29,7 +28,6 @@ class ImageOnlyConfig(VisualSettings):
     num_layers: int = Field(2, ge=0, description="self-attention layers over the image regions")
 
 
-@register_model("image-only", description="visual stream alone (small ResNet grid + self-attention), no text")
 class ImageOnlyEncoder(Encoder):
     """Pooled output = tanh(Linear(mean of the region features))."""
 

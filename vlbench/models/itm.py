@@ -21,10 +21,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-import vlbench.builtins  # noqa: F401  (lazy entries first, so registering the objects replaces them)
 from vlbench.models.base import BuildContext, EncoderOutput
 from vlbench.models.dual_encoder import DualEncoder, DualEncoderConfig, _bert_tower, _check_not_pretrained, _vit_tower
-from vlbench.registry import register_model
 
 __all__ = ["AlignFuseConfig", "AlignFuseEncoder"]
 
@@ -37,7 +35,6 @@ class AlignFuseConfig(DualEncoderConfig):
     top_k: int = Field(16, ge=1, description="two-stage: candidates per query re-ranked by the cross-encoder")
 
 
-@register_model("dual-itm", description="ALBEF-style dual encoder + fusion cross-encoder (contrastive + matching)")
 class AlignFuseEncoder(DualEncoder):
     """Towers of a dual encoder and a fusion transformer; ``fuse`` scores image-text pairs jointly."""
 

@@ -6,12 +6,10 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from vlbench.models.base import FittedModel
-from vlbench.registry import register_model
 
 __all__ = ["AnswerPrior"]
 
 
-@register_model("answer-prior", description="most frequent training answer per question type (no learning)")
 class AnswerPrior(FittedModel):
     """Predicts, for each question type, the answer most often given in training (ties: alphabetical)."""
 

@@ -6,14 +6,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-import vlbench.builtins  # noqa: F401  (lazy entries first, so registering the objects replaces them)
 from vlbench.models.base import BuildContext, EncoderConfig, FittedModel
-from vlbench.registry import register_model
 
 __all__ = ["RandomScores"]
 
 
-@register_model("random-scores", description="uniform random scores (chance level); reads no input")
 class RandomScores(FittedModel):
     """Scores every candidate with an independent uniform draw; a retrieval table's chance row."""
 

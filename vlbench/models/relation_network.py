@@ -18,7 +18,6 @@ from torch import nn
 from vlbench.errors import SpecError
 from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput
 from vlbench.models.film import FilmEncoder, conv_stem
-from vlbench.registry import register_model
 
 __all__ = ["RelationNetworkConfig", "RelationNetworkEncoder", "cell_coordinates"]
 
@@ -52,7 +51,6 @@ def _mlp(inputs: int, width: int, layers: int, dropout: float = 0.0) -> nn.Seque
     return nn.Sequential(*modules)
 
 
-@register_model("relation-network", description="relation network over grid cells + coordinates (Santoro et al. 2017)")
 class RelationNetworkEncoder(Encoder):
     """Pooled output = f(sum over ordered cell pairs of g([o_i, o_j, q]))."""
 

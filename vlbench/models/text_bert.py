@@ -17,7 +17,6 @@ from vlbench.models.base import (
     check_vocabulary,
     load_pretrained,
 )
-from vlbench.registry import register_model
 
 __all__ = ["TextBertConfig", "TextBertEncoder"]
 
@@ -33,7 +32,6 @@ class TextBertConfig(EncoderConfig):
     attention_dropout: float = Field(0.1, ge=0, lt=1)
 
 
-@register_model("bert-text", description="BERT encoder over the text only (transformers BertModel)")
 class TextBertEncoder(Encoder):
     """Encodes the text with BertModel; pooled output = BERT's pooler over [CLS]."""
 

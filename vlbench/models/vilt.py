@@ -21,7 +21,6 @@ from vlbench.models.base import (
     check_vocabulary,
     load_pretrained,
 )
-from vlbench.registry import register_model
 
 __all__ = ["ViltConfigSpec", "ViltEncoder", "ConvPatchStem"]
 
@@ -87,7 +86,6 @@ def _load_processor(pretrained: str) -> Any:
         ) from exc
 
 
-@register_model("vilt", description="single-stream ViLT over text tokens and image patches (transformers ViltModel)")
 class ViltEncoder(Encoder):
     """ViltModel; pooled output = its pooler (dense + tanh) over the text [CLS] position or the mean of all tokens."""
 

@@ -57,7 +57,6 @@ def load_trained_weights(model: nn.Module, path: Path) -> list[str]:
 def load_run_model(record_path: str | Path, *, task: Any = None, cache_dir: Optional[Path] = None,
                    device: str | torch.device = "cpu") -> tuple[nn.Module, Any, dict[str, Any]]:
     """Rebuild a PEFT run's trained model from its record and weights file: (model in eval mode, task, record)."""
-    from vlbench import builtins  # noqa: F401  (built-in model and task types)
     from vlbench.models.pretrained import load_tokenizer, resolve_pretrained
     from vlbench.peft.assemble import assemble
     from vlbench.registry import TASK_TYPES

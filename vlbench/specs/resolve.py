@@ -16,7 +16,6 @@ WORD_LEVEL = "word-level"  # the tokenizer built from a run's training text
 
 
 def _reads_text(model_type: str) -> bool:
-    from vlbench import builtins  # noqa: F401  (built-in model types)
     from vlbench.registry import MODELS
 
     try:

@@ -20,7 +20,6 @@ from typing import Any, Optional
 from pydantic import Field
 
 from vlbench.data.pipeline import require_columns
-from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult
 from vlbench.tasks.generation import Seq2SeqOptions, Seq2SeqTask
 
@@ -41,7 +40,6 @@ def references_path(predictions: Path) -> Path:
     return predictions.with_name(predictions.stem + ".references.json")
 
 
-@register_task("captioning", description="image captioning, COCO BLEU/METEOR/ROUGE-L/CIDEr (pycocoevalcap)")
 class CaptioningTask(Seq2SeqTask):
     """Captioning over a dataset's ``captions`` table; metrics from ``vlbench.metrics.captioning``."""
 

@@ -19,7 +19,6 @@ from typing import Any, Optional
 from pydantic import Field
 
 from vlbench.data.pipeline import require_columns
-from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult
 from vlbench.tasks.generation import Seq2SeqOptions, Seq2SeqTask
 
@@ -41,7 +40,6 @@ def references_path(predictions: Path) -> Path:
     return predictions.with_name(predictions.stem + ".ref.txt")
 
 
-@register_task("vmt", description="multimodal machine translation, sacreBLEU BLEU and chrF")
 class VMTTask(Seq2SeqTask):
     """Translation over a dataset's ``vmt`` table; metrics from ``vlbench.metrics.translation``."""
 

@@ -20,7 +20,6 @@ from torch.nn import functional as F
 from vlbench.data.pipeline import encode_texts, image_inputs, require_columns, split_roles, trim_tokens
 from vlbench.data.vqa_format import VQA_COLUMNS
 from vlbench.errors import DataError
-from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
 
 __all__ = ["VQAOptions", "VQATask", "VQAModel", "soft_score"]
@@ -65,7 +64,6 @@ class VQAModel(nn.Module):
         return self.head(self.encoder(batch).pooled)
 
 
-@register_task("vqa", description="visual question answering, official VQA v2 accuracy")
 class VQATask(TaskType):
     """VQA over a dataset's ``vqa`` table (official VQA v2 fields)."""
 

@@ -1,13 +1,5 @@
-"""Entry point of the vlbench-bowimg plugin: register the model type lazily and add the spec folder."""
+"""vlbench-bowimg: an example third-party vlbench plugin (the BOWIMG VQA baseline).
 
-from pathlib import Path
-
-from vlbench.registry import MODELS
-from vlbench.specs import add_spec_dir
-
-MODELS.add(
-    "bowimg",
-    "vlbench_bowimg.model:BowImgEncoder",
-    description="bag-of-words question + small-CNN image features, concatenated (BOWIMG, Zhou et al. 2015)",
-)
-add_spec_dir("baselines", Path(__file__).resolve().parent / "baselines")
+The entry point imports ``vlbench_bowimg.model``, which registers the model type with ``@register_model``
+and adds the spec folder; ``--plugin path/to/model.py`` loads that same file.
+"""

@@ -21,7 +21,6 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 from datasets import Dataset, DatasetDict, Features, Value
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-import vlbench.builtins  # noqa: F401  (lazy dataset entries exist before the builders register)
 from vlbench.data.base import VLDataset
 from vlbench.data.files.store import DiskImageStore, check_images, skipped_summary
 from vlbench.data.integrity import MANIFEST, build_lock, file_sha256, source_fingerprint, verify_manifest, write_manifest

@@ -35,7 +35,6 @@ from vlbench.data.files.multi30k import VMT_FEATURES
 from vlbench.data.files.store import SKIPPED_SHOWN, check_image_bytes
 from vlbench.data.integrity import source_fingerprint
 from vlbench.errors import DataError
-from vlbench.registry import register_dataset
 
 __all__ = ["HFOptions", "ArrowImageStore", "build_hf", "ROLES"]
 
@@ -169,7 +168,6 @@ def _tables(split: str, index: int, ds: Dataset, cols: dict[str, str], image_ids
     return out
 
 
-@register_dataset("hf", description="any Hugging Face dataset by hub id or save_to_disk folder, with a column mapping (hf:ID_OR_DIR)")
 def build_hf(path: str | None, options: Mapping[str, Any] | None, cache_dir: str | os.PathLike, quiet: bool = False) -> VLDataset:
     """Tables and an Arrow-backed image store from an HF dataset, as the ``columns`` option maps them."""
     if not path:

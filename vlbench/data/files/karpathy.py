@@ -36,7 +36,6 @@ from vlbench.data.files.common import (
 )
 from vlbench.data.coco_format import CAPTION_FEATURES
 from vlbench.errors import DataError
-from vlbench.registry import register_dataset
 
 __all__ = ["KarpathyOptions", "build_coco_karpathy", "build_flickr30k", "captions_tables"]
 
@@ -117,7 +116,6 @@ def _build(name: str, kind: str, json_name: str, image_dirs: tuple[str, ...], pa
                         annotation_files=(annotation,), dataset_path=str(path))
 
 
-@register_dataset("coco-karpathy", description="COCO captions, Karpathy split (coco-karpathy:DIR)")
 def build_coco_karpathy(path: str | None, options: Mapping[str, Any] | None, cache_dir: str | os.PathLike,
                         quiet: bool = False, *, force: bool = False) -> VLDataset:
     """COCO 2014 images with the Karpathy split's captions (captioning and retrieval)."""
@@ -125,7 +123,6 @@ def build_coco_karpathy(path: str | None, options: Mapping[str, Any] | None, cac
                   quiet, force)
 
 
-@register_dataset("flickr30k", description="Flickr30k captions, Karpathy split (flickr30k:DIR)")
 def build_flickr30k(path: str | None, options: Mapping[str, Any] | None, cache_dir: str | os.PathLike,
                     quiet: bool = False, *, force: bool = False) -> VLDataset:
     """Flickr30k images with the Karpathy split's captions (captioning and retrieval)."""

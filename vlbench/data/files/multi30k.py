@@ -26,7 +26,6 @@ from pydantic import Field, model_validator
 from vlbench.data.base import VLDataset
 from vlbench.data.files.common import FileDataOptions, Made, file_dataset, image_listing, parse_data_options, require_dir
 from vlbench.errors import DataError
-from vlbench.registry import register_dataset
 
 __all__ = ["Multi30kOptions", "build_multi30k", "VMT_FEATURES"]
 
@@ -70,7 +69,6 @@ def _image_id(name: str) -> int:
     return int(stem)
 
 
-@register_dataset("multi30k", description="Multi30k task 1 (official repository layout) + Flickr30k images (multi30k:DIR)")
 def build_multi30k(path: str | None, options: Mapping[str, Any] | None, cache_dir: str | os.PathLike,
                    quiet: bool = False, *, force: bool = False) -> VLDataset:
     """Multi30k sentence pairs with their Flickr30k images (multimodal machine translation)."""

@@ -40,7 +40,6 @@ from vlbench.data.files.common import (
     require_file,
 )
 from vlbench.errors import DataError
-from vlbench.registry import register_dataset
 
 __all__ = ["VQAv2Options", "build_vqav2", "QUESTIONS", "ANNOTATIONS", "IMAGE_NAME"]
 
@@ -101,7 +100,6 @@ def _make(root: Path, opts: VQAv2Options) -> Made:
     return Made(tables={"vqa": splits}, paths=paths, info=info)
 
 
-@register_dataset("vqav2", description="official VQA v2 files + COCO 2014 images (vqav2:DIR)")
 def build_vqav2(path: str | None, options: Mapping[str, Any] | None, cache_dir: str | os.PathLike, quiet: bool = False,
                 *, force: bool = False) -> VLDataset:
     """VQA v2 from its official files; train/val/test as described in this module (cached, content-checked)."""

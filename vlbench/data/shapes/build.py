@@ -21,7 +21,6 @@ import numpy as np
 from datasets import Array3D, Dataset, DatasetDict, Features, Value, concatenate_datasets
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-import vlbench.builtins  # noqa: F401  (its lazy "shapes" entry must exist before the object registers)
 from vlbench.data.base import ArrayImageStore, VLDataset, default_cache_dir
 from vlbench.data.shapes import vqa as _vqa  # noqa: F401  (registers the "vqa" table maker)
 from vlbench.data.shapes.vqa import DEFAULT_SHARES, FAMILIES
@@ -33,7 +32,6 @@ from vlbench.data.shapes.world import IMAGE_SIZE, sample_scenes
 from vlbench.data.integrity import build_lock, content_fingerprint, verify_manifest, write_manifest
 from vlbench.errors import DataError, SpecError
 from vlbench.io import atomic_write_json, read_json
-from vlbench.registry import register_dataset
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -285,7 +283,6 @@ def _load_cache(folder: Path, options: Optional[ShapesOptions] = None) -> VLData
     )
 
 
-@register_dataset("shapes", description="embedded synthetic shapes world (VQA), generated offline from a seed")
 def build_shapes(
     path: str | None,
     options: Mapping[str, Any] | None,
