@@ -12,7 +12,7 @@ import pytest
 
 from vlbench.errors import UnknownNameError, VLBenchError
 from vlbench.registry import (DATASETS, METRICS, MODELS, TASK_TYPES, Registry, did_you_mean, load_entry_point_plugins,
-                              load_plugin_file)
+                              load_plugin_file, take_notices)
 
 
 def test_decorator_registers_and_describes():
@@ -45,6 +45,8 @@ def test_duplicate_registration_is_refused_unless_overridden():
         reg.add("a", 2)
     reg.add("a", 2, override=True)
     assert reg.get("a") == 2
+    assert take_notices() == ["widget 'a' (?:int) is replaced by ?:int"]  # announced, once
+    assert take_notices() == []
 
 
 def test_lazy_entry_imports_on_first_use_and_a_name_is_registered_once():

@@ -29,7 +29,7 @@ MODELS.add("relation-network", "vlbench.models.relation_network:RelationNetworkE
            description="relation network over grid cells + coordinates (Santoro et al. 2017), from scratch")
 
 # model types: image-text retrieval (issue 5)
-MODELS.add("dual-encoder", "vlbench.models.dual_encoder:DualEncoder", description="two towers (ViT image, BERT text) for contrastive image-text matching")
+MODELS.add("dual-encoder", "vlbench.models.dual_encoder:DualEncoder", description="two towers (ViT image, BERT text) for contrastive matching")
 MODELS.add("dual-encoder-blind", "vlbench.models.dual_encoder:BlindDualEncoder", description="dual-encoder text tower; images replaced by a random code per id (no pixels)")
 MODELS.add("dual-itm", "vlbench.models.itm:AlignFuseEncoder", description="ALBEF-style dual encoder + fusion cross-encoder (contrastive + matching)")
 
