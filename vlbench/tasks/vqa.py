@@ -1,12 +1,14 @@
 """Visual question answering as ViLT does it: multi-label classification over the training answers.
 
 Targets are soft: each candidate answer gets the official VQA accuracy it would score against the ten
-human answers, trained with binary cross-entropy. Predictions decode to answer strings in the official
+human answers, trained with binary cross-entropy. As in ViLT, training questions none of whose answers is
+a class are dropped (``drop_unanswerable``); evaluation keeps every question. Predictions decode to answer strings in the official
 submission format and are scored with the official VQA v2 accuracy.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vlbench import distributed
 from vlbench.data.pipeline import encode_texts, image_inputs, require_columns, split_roles, trim_tokens
 from vlbench.data.vqa_format import VQA_COLUMNS
 from vlbench.errors import DataError
@@ -35,7 +38,12 @@ class VQAOptions(TaskOptions):
         "once, for its multiple_choice_answer (ViLT / bottom-up attention: 9 over train2014+val2014 gives 3,129)"
     )
     answer_vocab_splits: Optional[list[str]] = Field(
-        None, description="dataset splits whose answers are counted (default: the training split only)"
+        None, description="dataset splits whose answers are counted (default: the training split only; naming the "
+        "test split lets its answers choose the classes)"
+    )
+    drop_unanswerable: bool = Field(
+        True, description="drop training questions none of whose answers is a class (as ViLT does); validation and "
+        "test keep every question, which then scores 0"
     )
 
 
@@ -78,6 +86,8 @@ class VQATask(TaskType):
         self.split_names = split_roles(spec)
         self._rows = {role: require_columns(dataset, self.table, name, VQA_COLUMNS) for role, name in self.split_names.items()}
         self._build_answer_vocab()
+        if self.options.drop_unanswerable:
+            self._rows["train"] = self._answerable(self._rows["train"])
         self._encoded: dict[str, dict[str, torch.Tensor]] = {}
         self._annotations: dict[str, list[dict[str, Any]]] = {}
 
@@ -102,6 +112,22 @@ class VQATask(TaskType):
                             f"({self.options.answer_count} answers); lower options.min_answer_count.")
         self.answer_index = {a: i for i, a in enumerate(keep)}
         self.answers = [min(spellings[a].items(), key=lambda kv: (-kv[1], kv[0]))[0] for a in keep]
+        once = sum(1 for a in keep if counts[a] == 1)
+        if self.options.min_answer_count == 1 and once * 2 > len(keep) and distributed.is_main():
+            # a real VQA corpus under the embedded task's defaults: a classifier over every answer anyone gave
+            print(f"warning: task {self.spec.name!r}: min_answer_count 1 makes every distinct answer a class: "
+                  f"{len(keep)} classes on {self.dataset.name!r}, {once} of them counted once; VQA v2 recipes keep "
+                  "majority answers given at least 9 times (--task vqav2-vilt, or --set task.options.min_answer_count=9 "
+                  "--set task.options.answer_count=majority).", file=sys.stderr)
+
+    def _answerable(self, rows: Any) -> Any:
+        """The questions with at least one human answer that is a class."""
+        keep = [i for i, answers in enumerate(rows["answers"])
+                if any(self._normalize(a) in self.answer_index for a in answers)]
+        if not keep:
+            raise DataError(f"task {self.spec.name!r}: no training question has an answer among the {len(self.answers)} "
+                            "classes; lower options.min_answer_count or count the training split (answer_vocab_splits).")
+        return rows if len(keep) == len(rows) else rows.select(keep)
 
     def training_texts(self) -> list[str]:
         """Training questions (for a word-level vocabulary)."""
