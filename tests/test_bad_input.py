@@ -243,6 +243,22 @@ def test_bad_data_and_list_input(capsys, args, message):
     assert message in _one_error(capsys)
 
 
+def test_multi30k_mscoco_test_set_is_refused_with_one_line(tmp_path, capsys):
+    from tests.dataset_fixtures import make_multi30k
+
+    root = make_multi30k(tmp_path / "m30k")
+    raw, image_splits = root / "data" / "task1" / "raw", root / "data" / "task1" / "image_splits"
+    (raw / "test_2017_mscoco.en").write_text("A dog on a bench.\nA cat.\n", encoding="utf-8")
+    (raw / "test_2017_mscoco.de").write_text("Ein Hund auf einer Bank.\nEine Katze.\n", encoding="utf-8")
+    (image_splits / "test_2017_mscoco.txt").write_text("COCO_val2014_000000000042.jpg#2\nCOCO_train2014_000000000036.jpg#0\n")
+    args = ["data", "build", f"multi30k:{root}", "--set", "data.test_set=test_2017_mscoco"]
+    assert main(args) == 2
+    err = _one_error(capsys)
+    assert "'test_2017_mscoco' names COCO images" in err and "'COCO_val2014_000000000042.jpg#2'" in err
+    assert "test_2016_flickr" in err  # the line says what to use instead
+    assert main(["data", "build", f"multi30k:{root}"]) == 0  # the Flickr30k test set of the same folder builds
+
+
 def test_debug_still_shows_the_traceback(finished, capsys):
     results, _ = finished
     assert main(["--debug", "run", "--task", "vqa", "--baseline", "prior", "--results-dir", str(results),

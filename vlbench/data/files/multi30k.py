@@ -10,7 +10,8 @@ Line i of ``<split>.<lang>`` translates line i of the other language and describ
 i of ``image_splits/<split>.txt``. One row per sentence pair: ``pair_id`` (the line number within its
 split, plus split_index * 1,000,000), ``image_id`` (the numeric file name), ``source``, ``target``
 (``source_lang`` -> ``target_lang``, en -> de by default). Splits: ``train``, ``val``, ``test`` (the
-``test_set`` option, ``test_2016_flickr`` by default).
+``test_set`` option, ``test_2016_flickr`` by default). ``test_2017_mscoco`` names COCO images and is
+refused with one error.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ def build_multi30k(path: str | None, options: Mapping[str, Any] | None, cache_di
         if not image_file.is_file():
             raise DataError(f"multi30k: missing file {image_file.name!r} (looked in {str(splits_dir)!r}); {_DOWNLOAD}.")
         image_names = [n for n in image_file.read_text(encoding="utf-8").splitlines() if n.strip()]
+        coco = next((n.strip() for n in image_names if n.strip().startswith("COCO_")), None)
+        if coco is not None:  # test_2017_mscoco describes COCO images, which this reader does not load
+            raise DataError(f"multi30k: test set {stem!r} names COCO images (e.g. {coco!r}), not Flickr30k ones; vlbench "
+                            "reads Multi30k with the Flickr30k images only: use test_set test_2016_flickr or "
+                            "test_2017_flickr.")
         if not len(src) == len(tgt) == len(image_names):
             raise DataError(f"multi30k split {stem!r}: {len(src)} {opts.source_lang} lines, {len(tgt)} {opts.target_lang} "
                             f"lines and {len(image_names)} image names; they must match line by line.")
