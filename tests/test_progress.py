@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlbench.training.progress import evaluation_progress, track
+from vlbench.progress import evaluation_progress, track
 
 
 class RecordingProgress:

@@ -116,8 +116,7 @@ def eval_batches(task: Any, split: str, batch_size: int, modalities: tuple[str, 
     """
     from torch.utils.data import DataLoader
 
-    from vlbench.data.resident import device_split
-    from vlbench.tasks.base import index_batch
+    from vlbench.data.resident import device_split, index_batch
 
     # a split on the device still goes through a DataLoader of the same shape: starting one draws from the
     # global random state, and the dropout masks of the steps after this pass must not depend on the path
@@ -126,7 +125,7 @@ def eval_batches(task: Any, split: str, batch_size: int, modalities: tuple[str, 
         if resident is None:
             yield from task.batches(split, batch_size, modalities)
             return
-        from vlbench.training.progress import track
+        from vlbench.progress import track
 
         positions = task.index_loader(split, batch_size)
         yield from track(map(resident.batch, positions), len(positions), f"scoring {split}")

@@ -37,7 +37,7 @@ from vlbench.results.records import (
 )
 from vlbench.specs import BaselineSpec, RunConfig, TaskSpec, available_specs, config_hash, load_baseline_spec, resolve_run_config
 from vlbench.training.device import describe_device, get_accelerator, resolve_precision
-from vlbench.training.progress import evaluation_progress
+from vlbench.progress import evaluation_progress
 from vlbench.training.checkpoint import checkpoint_dir_for, remove_checkpoints
 from vlbench.training.memory import PeakMemory
 from vlbench.training.seeding import seed_everything

@@ -36,7 +36,7 @@ def _one_reference(task: str, references: list[Path]) -> Path:
 def _partial(pred_ids: list[Hashable], ref_ids: list[Hashable], kind: str, allow_partial: bool,
              warn: Callable[[str], None]) -> tuple[list[Hashable], Optional[dict[str, int]]]:
     """Shared ids in reference order; a mismatch raises unless --allow-partial, which warns instead."""
-    from vlbench.metrics._ids import align_ids
+    from vlbench.metrics.ids import align_ids
 
     ids, warning = align_ids(pred_ids, ref_ids, kind=kind, allow_partial=allow_partial)
     if warning is None:

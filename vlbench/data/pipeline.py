@@ -15,10 +15,10 @@ import torch
 from vlbench.data.images import pixel_batch
 from vlbench.errors import DataError
 
-__all__ = ["ROLES", "split_roles", "require_columns", "encode_texts", "trim_tokens", "image_inputs"]
+__all__ = ["ROLES", "TEXT_KEYS", "split_roles", "require_columns", "encode_texts", "trim_tokens", "image_inputs"]
 
 ROLES: tuple[str, ...] = ("train", "validation", "test")
-_TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def split_roles(spec: Any) -> dict[str, str]:
@@ -56,7 +56,7 @@ def trim_tokens(encoded: dict[str, torch.Tensor], index: torch.Tensor, length: O
     out = {"attention_mask": mask[:, :length]}
     for key in ("input_ids", "token_type_ids"):
         out[key] = encoded[key].index_select(0, index)[:, :length]
-    return {k: out[k] for k in _TEXT_KEYS}
+    return {k: out[k] for k in TEXT_KEYS}
 
 
 def image_inputs(task: Any, image_ids: Sequence[int]) -> dict[str, torch.Tensor]:

@@ -22,9 +22,10 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
-from vlbench.data.pipeline import _TEXT_KEYS, image_inputs
+from vlbench.data.pipeline import TEXT_KEYS, image_inputs
 
-__all__ = ["ResidentSplit", "DeviceSplits", "build_resident", "device_split", "resident_budget", "DEFAULT_BUDGET"]
+__all__ = ["ResidentSplit", "DeviceSplits", "build_resident", "device_split", "index_batch", "resident_budget",
+           "DEFAULT_BUDGET"]
 
 # what a resident split may hold at most, and at most this fraction of a GPU's free memory
 DEFAULT_BUDGET = 2 * 1024**3
@@ -39,6 +40,11 @@ def resident_budget(device: torch.device, limit: int = DEFAULT_BUDGET) -> int:
         free, _ = torch.cuda.mem_get_info(device)
         return int(min(limit, free * GPU_FREE_FRACTION))
     return int(limit)
+
+
+def index_batch(indices: list[int]) -> torch.Tensor:
+    """The ``collate_fn`` of an index loader: a batch's split positions as one tensor (for :meth:`ResidentSplit.batch`)."""
+    return torch.as_tensor(indices, dtype=torch.long)
 
 
 def _nbytes(tensors: dict[str, torch.Tensor]) -> int:
@@ -57,7 +63,7 @@ class ResidentSplit:
                  image_rows: Optional[torch.Tensor] = None, images: Optional[dict[str, torch.Tensor]] = None) -> None:
         self.device = device
         self.rows = {k: v.to(device) for k, v in rows.items()}
-        self.text_keys = tuple(k for k in _TEXT_KEYS if k in rows)
+        self.text_keys = tuple(k for k in TEXT_KEYS if k in rows)
         self.lengths = lengths.cpu()  # token counts on the host: cutting a batch needs no device sync
         self.image_rows = image_rows.to(device) if image_rows is not None else None
         # stored in the memory order collate gives them and handed out as the same strided view: a kernel
@@ -122,7 +128,7 @@ def build_resident(task: Any, split: str, modalities: tuple[str, ...], device: t
         if estimate > budget:
             return None
     rows = task.collate(split, list(range(n)), text_only)
-    for key in _TEXT_KEYS:
+    for key in TEXT_KEYS:
         # collate cuts its token tensors out of wider rows; rows as wide give batches of the same strides
         if key in rows and rows[key].dim() == 2 and probe[key].stride(0) > rows[key].shape[1]:
             rows[key] = torch.nn.functional.pad(rows[key], (0, probe[key].stride(0) - rows[key].shape[1]))

@@ -9,7 +9,7 @@ from typing import Iterable
 
 from vlbench.errors import VLBenchError
 
-__all__ = ["SPECIAL_TOKENS", "build_word_vocab", "word_level_tokenizer", "pretrained_tokenizer"]
+__all__ = ["SPECIAL_TOKENS", "build_word_vocab", "word_level_tokenizer", "pretrained_tokenizer", "missing_pretrained_message"]
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # BERT's basic tokenizer splits on whitespace and punctuation; the vocabulary must use the same units
@@ -37,10 +37,11 @@ def pretrained_tokenizer(name_or_path: str):
     try:
         return AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as exc:
-        raise VLBenchError(_missing_pretrained_message(name_or_path, "tokenizer", exc)) from exc
+        raise VLBenchError(missing_pretrained_message(name_or_path, "tokenizer", exc)) from exc
 
 
-def _missing_pretrained_message(name_or_path: str, what: str, exc: Exception) -> str:
+def missing_pretrained_message(name_or_path: str, what: str, exc: Exception) -> str:
+    """The one-line error for a pretrained ``what`` (tokenizer, model) that cannot be loaded offline."""
     if Path(name_or_path).exists():
         return f"cannot load the {what} from {name_or_path!r}: {str(exc).splitlines()[0]}"
     return (

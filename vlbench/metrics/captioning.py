@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from vlbench.errors import DataError
-from vlbench.metrics._ids import align_ids
+from vlbench.metrics.ids import align_ids
 from vlbench.metrics.meteor import MeteorProcess, shared_meteor
 from vlbench.metrics.ptb import tokenize_lines
 from vlbench.metrics.spice import find_corenlp_dir, spice_score

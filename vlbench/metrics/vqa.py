@@ -28,7 +28,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 from vlbench.errors import DataError
-from vlbench.metrics._ids import align_ids
+from vlbench.metrics.ids import align_ids
 
 __all__ = ["normalize_answer", "process_punctuation", "process_digit_article", "vqa_evaluate"]
 

@@ -122,12 +122,12 @@ def build_model(model_type: str, config: dict[str, Any], pretrained: Optional[st
 
 def load_pretrained(loader: Any, name_or_path: str, **kwargs: Any) -> Any:
     """``loader.from_pretrained`` with one clear line when the weights are not there (offline, typo)."""
-    from vlbench.data.text import _missing_pretrained_message
+    from vlbench.data.text import missing_pretrained_message
 
     try:
         return loader.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
-        raise VLBenchError(_missing_pretrained_message(name_or_path, "model", exc)) from exc
+        raise VLBenchError(missing_pretrained_message(name_or_path, "model", exc)) from exc
 
 
 def check_text_positions(positions: int, context: BuildContext, model: str, pretrained: str) -> None:

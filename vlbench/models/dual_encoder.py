@@ -23,7 +23,8 @@ from torch import nn
 from vlbench.errors import SpecError
 from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, bert_from_config
 
-__all__ = ["DualEncoderConfig", "DualEncoder", "BlindDualEncoder", "image_id_codes"]
+__all__ = ["DualEncoderConfig", "DualEncoder", "BlindDualEncoder", "image_id_codes", "bert_tower", "vit_tower",
+           "check_not_pretrained"]
 
 
 class DualEncoderConfig(EncoderConfig):
@@ -40,7 +41,8 @@ class DualEncoderConfig(EncoderConfig):
     attention_dropout: float = Field(0.1, ge=0, lt=1)
 
 
-def _bert_tower(config: DualEncoderConfig, context: BuildContext) -> nn.Module:
+def bert_tower(config: DualEncoderConfig, context: BuildContext) -> nn.Module:
+    """The text tower (a BERT built from config, no pooler) shared by the two-tower model types."""
     return bert_from_config(
         context, hidden_size=config.hidden_size, num_layers=config.text_layers, num_heads=config.num_heads,
         intermediate_size=config.intermediate_size, dropout=config.dropout,
@@ -48,7 +50,8 @@ def _bert_tower(config: DualEncoderConfig, context: BuildContext) -> nn.Module:
     )
 
 
-def _vit_tower(config: DualEncoderConfig, context: BuildContext) -> nn.Module:
+def vit_tower(config: DualEncoderConfig, context: BuildContext) -> nn.Module:
+    """The image tower (a ViT built from config, no pooler) shared by the two-tower model types."""
     from transformers import ViTConfig, ViTModel
 
     if context.image_size % config.patch_size:
@@ -76,7 +79,8 @@ def _pool(sequence: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     return (sequence * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
-def _check_not_pretrained(name: str, pretrained: Optional[str]) -> None:
+def check_not_pretrained(name: str, pretrained: Optional[str]) -> None:
+    """Refuse a ``pretrained`` setting for a model type whose towers are built from config only."""
     if pretrained:
         raise SpecError(
             f"{name}: `pretrained` is not supported yet (the towers are built from config); remove it from the "
@@ -101,8 +105,8 @@ class DualEncoder(Encoder):
     @classmethod
     def from_spec(cls, config: DualEncoderConfig, pretrained: Optional[str], context: BuildContext) -> "DualEncoder":
         """Both towers from config, sized by the spec."""
-        _check_not_pretrained("dual-encoder", pretrained)
-        return cls(config, _bert_tower(config, context), _vit_tower(config, context))
+        check_not_pretrained("dual-encoder", pretrained)
+        return cls(config, bert_tower(config, context), vit_tower(config, context))
 
     def encode_text(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Text tower over ``input_ids``/``attention_mask``: pooled (B, H), sequence (B, L, H), mask (B, L)."""
@@ -146,9 +150,9 @@ class BlindDualEncoder(DualEncoder):
     @classmethod
     def from_spec(cls, config: DualEncoderConfig, pretrained: Optional[str], context: BuildContext) -> "BlindDualEncoder":
         """The text tower from config and a small learned map from id codes to the tower width."""
-        _check_not_pretrained("dual-encoder-blind", pretrained)
+        check_not_pretrained("dual-encoder-blind", pretrained)
         image_tower = nn.Sequential(nn.Linear(cls.code_size, config.hidden_size), nn.LayerNorm(config.hidden_size))
-        return cls(config, _bert_tower(config, context), image_tower)
+        return cls(config, bert_tower(config, context), image_tower)
 
     def encode_image(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Features from ``image_ids`` alone; ``pixel_values`` are never read, even when present."""

@@ -22,7 +22,7 @@ from pydantic import Field
 from torch import nn
 
 from vlbench.models.base import BuildContext, EncoderOutput
-from vlbench.models.dual_encoder import DualEncoder, DualEncoderConfig, _bert_tower, _check_not_pretrained, _vit_tower
+from vlbench.models.dual_encoder import DualEncoder, DualEncoderConfig, bert_tower, check_not_pretrained, vit_tower
 
 __all__ = ["AlignFuseConfig", "AlignFuseEncoder"]
 
@@ -50,7 +50,7 @@ class AlignFuseEncoder(DualEncoder):
     @classmethod
     def from_spec(cls, config: AlignFuseConfig, pretrained: Optional[str], context: BuildContext) -> "AlignFuseEncoder":
         """Towers and fusion layers from config."""
-        _check_not_pretrained("dual-itm", pretrained)
+        check_not_pretrained("dual-itm", pretrained)
         layer = nn.TransformerDecoderLayer(
             d_model=config.hidden_size,
             nhead=config.num_heads,
@@ -60,7 +60,7 @@ class AlignFuseEncoder(DualEncoder):
             batch_first=True,
         )
         fusion = nn.TransformerDecoder(layer, num_layers=config.fusion_layers)
-        return cls(config, _bert_tower(config, context), _vit_tower(config, context), fusion)
+        return cls(config, bert_tower(config, context), vit_tower(config, context), fusion)
 
     def fuse(self, image: EncoderOutput, text: EncoderOutput) -> torch.Tensor:
         """Joint features (P, H) of P aligned (image, text) pairs from their tower outputs: the mean fused text state."""

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Optional
 
 from vlbench.results.aggregate import Table, aggregate
 from vlbench.results.escape import html_text, one_line
-from vlbench.results.table import legend, wide_sections
+from vlbench.results.sections import legend, wide_sections
 
 __all__ = ["build_page", "html_tables", "bar_chart", "scatter_chart", "curve_chart"]
 

@@ -16,14 +16,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from vlbench.data.base import VLDataset
 from vlbench.data.pipeline import require_columns, split_roles
+from vlbench.data.resident import index_batch
 from vlbench.errors import SpecError
 from vlbench.specs import TaskSpec, format_validation_error
-from vlbench.training.progress import track
+from vlbench.progress import track
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
-__all__ = ["TaskOptions", "EvalResult", "BatchCollator", "index_batch", "TaskType"]
+__all__ = ["TaskOptions", "EvalResult", "BatchCollator", "TaskType"]
 
 
 class TaskOptions(BaseModel):
@@ -57,11 +58,6 @@ class BatchCollator:
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """One batch of the split for these example indices."""
         return self.task.collate(self.split, list(indices), self.modalities)
-
-
-def index_batch(indices: list[int]) -> torch.Tensor:
-    """The ``collate_fn`` of an index loader: a batch's split positions as one tensor."""
-    return torch.as_tensor(indices, dtype=torch.long)
 
 
 class TaskType:

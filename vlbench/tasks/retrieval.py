@@ -35,7 +35,7 @@ from vlbench.data.pipeline import encode_texts, image_inputs, split_roles, trim_
 from vlbench.models.base import EncoderOutput
 from vlbench.registry import register_task
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
-from vlbench.training.progress import track
+from vlbench.progress import track
 
 __all__ = [
     "RetrievalOptions",

@@ -11,17 +11,17 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from vlbench.errors import TrainingError
 from vlbench.specs import TrainingConfig
-from vlbench.tasks.base import EvalResult, TaskType
 from vlbench.training.checkpoint import CheckpointStore, trainable_state
+from vlbench.training.contract import Scores, TrainableTask
 from vlbench.training.device import (
     autocast,
     free_device_memory,
@@ -31,8 +31,11 @@ from vlbench.training.device import (
     set_deterministic,
     tf32_matmuls,
 )
+from vlbench.training.explain import compile_model, explain_failure
+from vlbench.training.loaders import device_splits, end_loader, step_budget, train_loader, with_last
 from vlbench.training.optim import make_optimizer, make_scheduler
 from vlbench.training.seeding import data_generator, rng_state, set_rng_state
+from vlbench.training.state import FitResult, LoopState
 
 __all__ = ["FitResult", "fit", "train_loader", "CHECK_EVERY"]
 
@@ -42,100 +45,10 @@ _PLAIN = frozenset({"NO", "MULTI_CPU", "MULTI_GPU"})
 CHECK_EVERY = 10
 
 
-@dataclass
-class FitResult:
-    """What training produced: the per-epoch history, where the best validation score was, and how it ran."""
-
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_validation: float = float("-inf")
-    steps: int = 0
-    stopped_early: bool = False
-    train_seconds: float = 0.0
-    train_examples: int = 0
-    eval_seconds: float = 0.0
-    precision: str = "fp32"
-    grad_accum_steps: int = 1
-    tf32: bool = False
-    compiled: bool = False
-    deterministic: bool = False
-    resumed_from_step: Optional[int] = None
-    epochs: int = 0
-    eval_every_epochs: int = 1
-    data_on_device: bool = False
-
-    def settings(self) -> dict[str, Any]:
-        """Record fields saying how the run trained (beyond its config) and whether it resumed."""
-        return {
-            "grad_accum_steps": self.grad_accum_steps,
-            "tf32": self.tf32,
-            "compile": self.compiled,
-            "deterministic": self.deterministic,
-            "resumed_from_step": self.resumed_from_step,
-            "steps_this_run": self.steps - (self.resumed_from_step or 0),
-            "epochs_planned": self.epochs,
-            "eval_every_epochs": self.eval_every_epochs,
-            "data_on_device": self.data_on_device,
-        }
-
-
-@dataclass
-class _State:
-    """The loop's position and bookkeeping, saved in every checkpoint (JSON)."""
-
-    epoch: int = 1  # the epoch running or to run next
-    skip_batches: int = 0  # micro-batches of ``epoch`` already trained
-    step: int = 0  # optimizer steps taken
-    train_examples: int = 0
-    loss_sum: float = 0.0  # of ``epoch`` so far, summed over examples
-    loss_count: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_epoch: int = 0
-    best_validation: Optional[float] = None
-    best: Optional[str] = None  # name of the best weights' checkpoint folder
-    bad_epochs: int = 0
-    stopped_early: bool = False
-    finished: bool = False
-    train_seconds: float = 0.0
-    eval_seconds: float = 0.0
-    last_finite_loss: Optional[float] = None
-
-
-def _with_last(items: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
-    """Yield ``(item, is_last)``, looking one item ahead."""
-    iterator = iter(items)
-    try:
-        current = next(iterator)
-    except StopIteration:
-        return
-    for following in iterator:
-        yield current, False
-        current = following
-    yield current, True
-
-
-def train_loader(task: TaskType, accelerator: Any, batch_size: int, modalities: tuple[str, ...],
-                 generator: torch.Generator, resident: Optional[Any] = None) -> Any:
-    """One training pass's prepared loader: of positions for ``resident.batch`` when the split is on the device
-    (the same sampler, so the same order), else of batches collated on the host."""
-    if resident is not None:
-        return accelerator.prepare_data_loader(
-            task.index_loader("train", batch_size, shuffle=True, generator=generator), device_placement=False)
-    return accelerator.prepare_data_loader(
-        task.loader("train", batch_size, modalities, shuffle=True, generator=generator))
-
-
-def _end_loader(loader: Any) -> None:
-    """Unregister an accelerate loader left mid-pass (it unregisters itself only when it runs to the end)."""
-    refs = getattr(getattr(loader, "gradient_state", None), "dataloader_references", None)
-    if refs is not None and any(ref is loader for ref in refs):
-        loader.end()
-
-
 class _Trainer:
     """One run's training: built by :func:`fit`, then ``run`` once and ``close``."""
 
-    def __init__(self, model: nn.Module, task: TaskType, cfg: TrainingConfig, accelerator: Any, seed: int,
+    def __init__(self, model: nn.Module, task: TrainableTask, cfg: TrainingConfig, accelerator: Any, seed: int,
                  modalities: tuple[str, ...], progress: Optional[Any], label: str,
                  checkpoint_dir: Optional[Path], run_id: Optional[str]) -> None:
         self.task, self.cfg, self.accelerator, self.modalities = task, cfg, accelerator, modalities
@@ -144,36 +57,23 @@ class _Trainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         set_deterministic(cfg.deterministic)
         task.set_loading(cfg.num_workers, pin_memory=self.device.type == "cuda")
-        self.device_splits = self._device_splits(task, cfg)
+        self.device_splits = device_splits(task, cfg, self.device)
         self.resident = self.device_splits.get("train", modalities) if self.device_splits is not None else None
         if self.resident is None and cfg.data_on_device:
             self._say(f"{label}: data_on_device: the training data is collated on the host instead (the task type "
                       "cannot keep it on the device, or it does not fit; see docs/training.md)")
         self.module = model  # the caller's module: weights are read from and restored into it
         optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-        batches = max(1, math.ceil(task.num_examples("train") / cfg.batch_size))
-        self.batches_per_epoch = math.ceil(batches / accelerator.num_processes)
         self.accum = cfg.grad_accum_steps
-        per_epoch = math.ceil(self.batches_per_epoch / self.accum)
-        epochs = max(cfg.epochs, 1)
-        self.eval_every = cfg.eval_every_epochs
-        if cfg.min_steps is not None and cfg.epochs and per_epoch * epochs < cfg.min_steps:
-            # a small training set: more passes over it, validated as many times as ``epochs`` passes would be
-            stretched = math.ceil(cfg.min_steps / per_epoch)
-            self.eval_every = cfg.eval_every_epochs * math.ceil(stretched / epochs)
-            epochs = stretched
-        total = per_epoch * epochs
-        if cfg.max_steps is not None:
-            total = min(total, cfg.max_steps) if cfg.epochs else cfg.max_steps
-        self.total_steps = total
-        self.epochs = math.ceil(total / per_epoch)
-        self.scheduler = make_scheduler(optimizer, total, cfg.warmup_ratio)  # counts optimizer steps
+        self.total_steps, self.epochs, self.eval_every = step_budget(
+            cfg, task.num_examples("train"), accelerator.num_processes)
+        self.scheduler = make_scheduler(optimizer, self.total_steps, cfg.warmup_ratio)  # counts optimizer steps
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.train_model = self.model  # compiled in ``run``, where a failure still releases what was prepared
         self.scaler = grad_scaler(self.precision, self.device)
         self.generator = data_generator(seed)
         self.epoch_start = self.generator.get_state()
-        self.state = _State()
+        self.state = LoopState()
         self.best_state: Optional[dict[str, torch.Tensor]] = None
         self.resumed_from: Optional[int] = None
         self.loaders: list[Any] = []
@@ -187,7 +87,7 @@ class _Trainer:
     def run(self) -> FitResult:
         """Train (or go on training) until the step budget, the epochs or the patience run out."""
         if self.cfg.compile:
-            self.train_model = self._compiled(self.model)
+            self.train_model = compile_model(self.model, self.cfg, self.label)
         if self.store is not None:
             self._resume()
         s = self.state
@@ -202,7 +102,7 @@ class _Trainer:
                 try:
                     self._train_epoch(epoch)
                 except RuntimeError as exc:
-                    explained = self._explain(exc)
+                    explained = explain_failure(exc, self.cfg, self.label)
                     if explained is exc:
                         raise
                     raise explained from exc
@@ -238,7 +138,7 @@ class _Trainer:
         loss_count, group_n, micro = s.loss_count, 0, s.skip_batches
         window: list[torch.Tensor] = []  # each optimizer step's mean loss since the last look
         nominal = self.accum * cfg.batch_size
-        batches = _with_last(source)
+        batches = with_last(source)
         try:
             for batch, last_batch in batches:
                 n = int(batch["index"].shape[0])
@@ -282,7 +182,7 @@ class _Trainer:
                     break
         finally:
             batches.close()
-            _end_loader(shard)
+            end_loader(shard)
         s.loss_sum, s.loss_count = float(loss_sum), loss_count
 
     def _optimizer_step(self, group_n: int, nominal: int) -> None:
@@ -337,7 +237,7 @@ class _Trainer:
             eval_start = time.perf_counter()
             reading = self.device_splits.reading() if self.device_splits is not None else contextlib.nullcontext()
             with reading:
-                val: EvalResult = self.task.evaluate(self.model, "validation", cfg.eval_batch_size, self.modalities,
+                val: Scores = self.task.evaluate(self.model, "validation", cfg.eval_batch_size, self.modalities,
                                                      self.device)
             eval_seconds = time.perf_counter() - eval_start
             s.eval_seconds += eval_seconds
@@ -363,15 +263,6 @@ class _Trainer:
             return list(values)
         total = torch.tensor(values, dtype=self.loss_dtype, device=self.device)
         return self.accelerator.reduce(total, reduction="sum").tolist()
-
-    def _device_splits(self, task: TaskType, cfg: TrainingConfig) -> Optional[Any]:
-        """Where the run keeps its training and validation splits on the device (None: it collates every batch)."""
-        wanted = cfg.data_on_device if cfg.data_on_device is not None else cfg.num_workers == 0
-        if not wanted:
-            return None
-        from vlbench.data.resident import DeviceSplits, resident_budget
-
-        return DeviceSplits(task, self.device, resident_budget(self.device))
 
     # --- checkpoints -----------------------------------------------------------------------------------
     def _save(self, mid_epoch: bool) -> None:
@@ -407,7 +298,7 @@ class _Trainer:
         self.scheduler.load_state_dict(checkpoint.training["scheduler"])
         if self.scaler is not None and checkpoint.training.get("scaler"):
             self.scaler.load_state_dict(checkpoint.training["scaler"])
-        self.state = _State(**checkpoint.state["loop"])
+        self.state = LoopState(**checkpoint.state["loop"])
         self.best_state = checkpoint.best
         set_rng_state(checkpoint.state["rng"], self.generator)
         self.epoch_start = self.generator.get_state()
@@ -418,34 +309,9 @@ class _Trainer:
         where = "training is done" if self.state.finished else f"epoch {self.state.epoch}"
         self._say(f"{self.label}: resuming from step {self.state.step} of {self.total_steps} ({where})")
 
-    def _compiled(self, model: nn.Module) -> nn.Module:
-        try:
-            return torch.compile(model, backend=self.cfg.compile_backend)
-        except Exception as exc:  # noqa: BLE001  an unknown or broken backend is the setting's fault
-            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise TrainingError(
-                f"{self.label}: training.compile_backend {self.cfg.compile_backend!r}: {text}; "
-                "train without --compile or pick another backend.", hint="--no-compile"
-            ) from exc
-
     def _say(self, message: str) -> None:
         if self.progress is not None and not getattr(self.progress, "disable", False):
             self.progress.console.print(message, markup=False)
-
-    def _explain(self, exc: RuntimeError) -> Exception:
-        """A one-line TrainingError for failures that a setting caused, else the original error."""
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if self.cfg.compile:
-            from torch._dynamo.exc import TorchDynamoException
-
-            if isinstance(exc, TorchDynamoException):
-                return TrainingError(
-                    f"{self.label}: torch.compile (backend {self.cfg.compile_backend!r}) failed: {text}; "
-                    "train without --compile or set training.compile_backend.", hint="--no-compile"
-                )
-        if self.cfg.deterministic and "deterministic" in text:
-            return TrainingError(f"{self.label}: {text}; train without --deterministic.", hint="--no-deterministic")
-        return exc
 
     def close(self) -> None:
         """Hand back what the accelerator holds for this run, drop this run's training objects, free device memory."""
@@ -464,7 +330,7 @@ class _Trainer:
 
 def fit(
     model: nn.Module,
-    task: TaskType,
+    task: TrainableTask,
     cfg: TrainingConfig,
     *,
     accelerator: Any,
