@@ -26,7 +26,6 @@ __all__ = [
     "shard_range",
     "eval_batches",
     "gather_list",
-    "gather_tensor_rows",
     "gather_with_grad",
     "unwrap",
 ]
@@ -146,14 +145,6 @@ def gather_list(items: list[T]) -> list[T]:
     parts: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, items)
     return [item for part in parts for item in part]
-
-
-def gather_tensor_rows(tensor: torch.Tensor) -> torch.Tensor:
-    """Every process's rows (any count per process), concatenated in rank order, on this tensor's device."""
-    if world_size() == 1:
-        return tensor
-    parts = gather_list([tensor.detach().cpu()])
-    return torch.cat(parts).to(tensor.device)
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -20,7 +20,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -152,8 +152,3 @@ class DecodedCacheStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-
-
-def cache_folder_of(store: Any, transform: Any) -> Optional[Path]:
-    """The decoded cache folder a store uses for ``transform`` (None when the store has no cache)."""
-    return store.folder(transform) if isinstance(store, DecodedCacheStore) else None
