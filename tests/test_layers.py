@@ -32,10 +32,6 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("cycle", "vlbench/protocols/continual/*.py", "vlbench."): "arch-plan (continual loop <-> stage_run, runner)",
     ("private", "vlbench/protocols/continual/*.py", "vlbench."): "arch-plan (runner and records helpers)",
     ("cycle", "vlbench/peft/*.py", "vlbench."): "arch-plan (runner <-> peft <-> protocols)",
-    # arch-split: specs.py split (its pretrained-part lookup moves out of the foundation)
-    ("upward", "vlbench/specs.py", "vlbench.models."): "arch-split (specs -> models.pretrained)",
-    ("cycle", "vlbench/specs.py", "vlbench.models."): "arch-split (specs -> models.pretrained)",
-    ("cycle", "vlbench/models/*.py", "vlbench.specs"): "arch-split (specs -> models.pretrained)",
     # not yet owned: typer commands attach to the app in cli.main, which imports them to register them
     ("cycle", "vlbench/cli/*.py", "vlbench.cli."): "follow-up: cli.main <-> command modules (typer app)",
 }
