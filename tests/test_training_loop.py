@@ -226,3 +226,13 @@ def test_min_steps_enters_the_config_hash_only_when_set():
     floored = resolve_run_config(task, baseline, training_overrides={"min_steps": 500})
     unset = resolve_run_config(task, baseline, training_overrides={"min_steps": None})
     assert config_hash(plain) == config_hash(unset) != config_hash(floored)
+
+
+def test_patience_counts_validation_passes_not_epochs(accelerator):
+    task = RegressionTask(n_train=64)
+    # min_delta so large that no validation after the first improves: every later pass is a bad one
+    _, result = _fit(task, config(epochs=20, batch_size=32, eval_every_epochs=3, patience=2, min_delta=1e9), accelerator)
+    validated = [h["epoch"] for h in result.history if "validation" in h]
+    # best at epoch 3, bad passes at 6 and 9: stopped after two passes (six epochs), not after two epochs
+    assert validated == [3, 6, 9] and result.history[-1]["epoch"] == 9
+    assert result.stopped_early and result.best_epoch == 3

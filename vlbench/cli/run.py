@@ -57,12 +57,16 @@ def run(
     dataset: Optional[str] = typer.Option(None, "--dataset", help="NAME[:PATH]; default: the task spec's dataset."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: the spec's)."),
     results_dir: Path = typer.Option(Path("runs"), "--results-dir", help="Where run records are written."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=0),
+    epochs: Optional[int] = typer.Option(
+        None, "--epochs", min=0,
+        help="Training epochs. Early stopping (training.patience) counts validation passes, not epochs: one after every "
+        "training.eval_every_epochs epochs and after the last.",
+    ),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1),
     min_steps: Optional[int] = typer.Option(
         None, "--min-steps", min=1,
         help="Train at least this many optimizer steps: small training sets (--train-fraction, --k-shot) get more "
-        "epochs, validated as often as --epochs asks.",
+        "epochs, validated as often as --epochs asks (so training.patience counts the same validation passes).",
     ),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
     lr: Optional[float] = typer.Option(None, "--lr"),

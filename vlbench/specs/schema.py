@@ -68,7 +68,11 @@ class TrainingConfig(_Strict):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     grad_clip: Optional[float] = Field(1.0, gt=0)
-    patience: int = Field(3, ge=0, le=1_000_000, description="epochs without validation improvement before stopping; 0 disables")
+    patience: int = Field(
+        3, ge=0, le=1_000_000,
+        description="validation passes without improvement before stopping (passes, not epochs: they differ with "
+        "eval_every_epochs > 1 or min_steps); 0 disables",
+    )
     min_delta: float = Field(0.0, ge=0)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
     num_workers: int = Field(0, ge=0, le=256, description="DataLoader worker processes (0: load in the main process)")
@@ -78,7 +82,8 @@ class TrainingConfig(_Strict):
         "(the same batches, no collation on the host); unset: when the task type supports it, the splits fit in the "
         "memory budget (2 GiB, on a GPU at most a quarter of its free memory) and num_workers is 0",
     )
-    eval_every_epochs: int = Field(1, ge=1, le=1_000_000)
+    eval_every_epochs: int = Field(1, ge=1, le=1_000_000, description="validate after every N epochs and after the last; "
+                                   "patience counts these validation passes")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="training compute precision; auto: bf16 autocast where the device computes bf16 natively, "
