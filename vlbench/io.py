@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from vlbench.errors import VLBenchError
+from vlbench.errors import DataError, VLBenchError
 
-__all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_write_json", "read_json"]
+__all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_write_json", "read_json", "read_regular_bytes",
+           "UnreadableFileError", "MAX_INPUT_BYTES"]
+
+# the largest input file read whole: official VQA v2 train annotations are ~330 MB, Karpathy's COCO file ~140 MB
+MAX_INPUT_BYTES = 2 << 30
 
 
 def _umask() -> int:
@@ -61,6 +66,66 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file."""
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """Read a JSON file (a regular file only: see :func:`read_regular_bytes`)."""
+    return json.loads(read_regular_bytes(path).decode("utf-8"))
+
+
+class UnreadableFileError(DataError, OSError):
+    """A file that :func:`read_regular_bytes` refuses; ``reason`` is the message without the file's name.
+
+    It is also an OSError, so that code which already treats an unreadable file as absent keeps doing so.
+    """
+
+    def __init__(self, what: str, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{what} {str(path)!r} {reason}.")
+        self.reason = reason
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _read_bounded(fd: int, size: int, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes from ``fd`` (the first read sized by the file, then 1 MiB at a time)."""
+    parts, total, want = [], 0, size + 1
+    with os.fdopen(fd, "rb", closefd=False) as handle:
+        while total <= limit:
+            chunk = handle.read(min(want, limit + 1 - total))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total, want = total + len(chunk), 1 << 20
+    return b"".join(parts)
+
+
+def read_regular_bytes(path: str | os.PathLike, *, what: str = "file", limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; anything else is one UnreadableFileError.
+
+    The file is opened without blocking and checked on the open descriptor, so a FIFO, a device (a link
+    to /dev/zero) or a file swapped after a check is refused instead of read forever; at most
+    ``limit + 1`` bytes are read, so a file that grows while it is read is refused too.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise UnreadableFileError(what, path, "does not exist") from None
+    except OSError as exc:
+        raise UnreadableFileError(what, path, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFileError(what, path, f"is not a regular file (it is {_kind(info.st_mode)})")
+        data = b"" if info.st_size > limit else _read_bounded(fd, info.st_size, limit)
+    except UnreadableFileError:
+        raise
+    except OSError as exc:
+        raise UnreadableFileError(what, path, f"cannot be read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if info.st_size > limit or len(data) > limit:
+        raise UnreadableFileError(what, path, f"is larger than {limit:,} bytes, the most this input may hold")
+    return data

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from datasets import Dataset, Features, List, Value
 
 from vlbench.errors import DataError
+from vlbench.metrics.official import FILE_FIELDS, entry_error, vqa_annotations, vqa_questions
 
 __all__ = ["VQA_COLUMNS", "VQA_FEATURES", "annotations_list", "questions_list", "to_official", "from_official"]
 
@@ -104,29 +105,35 @@ def to_official(
     return questions, annotations
 
 
-def from_official(questions_json: Mapping[str, Any], annotations_json: Mapping[str, Any]) -> Dataset:
-    """A VQA table from official questions + annotations JSON (real VQA v2 files or :func:`to_official` output)."""
-    try:
-        questions = {int(q["question_id"]): q for q in questions_json["questions"]}
-        annotations = list(annotations_json["annotations"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"not official VQA questions/annotations JSON: missing or bad {exc}.") from None
+def from_official(questions_json: Mapping[str, Any], annotations_json: Mapping[str, Any], *,
+                  questions_source: str = "VQA questions", annotations_source: str = "VQA annotations") -> Dataset:
+    """A VQA table from official questions + annotations JSON (real VQA v2 files or :func:`to_official` output).
+
+    Both are checked against the official schema first (:mod:`vlbench.metrics.official`, the checks
+    ``vlbench score`` makes): nothing is coerced, and an annotation must match its question's image.
+    The sources name the files in error messages.
+    """
+    questions = vqa_questions(questions_json, questions_source)
+    annotations = vqa_annotations(annotations_json, annotations_source, required=FILE_FIELDS, choice_without_answers=True)
     cols: dict[str, list[Any]] = {c: [] for c in VQA_COLUMNS}
     for k, ann in enumerate(annotations):
-        try:
-            qid = int(ann["question_id"])
-            answers = list(ann["answers"])
-            texts = [a["answer"] for a in answers]
-            question = questions[qid]["question"]
-        except KeyError as exc:
-            raise DataError(f"VQA annotation #{k}: missing {exc} (or its question is not in the questions file).") from None
+        qid = ann["question_id"]
+        where = f"annotation #{k} (question_id {qid})"
+        question = questions.get(qid)
+        if question is None:
+            raise entry_error(annotations_source, where, "question_id", f"has no question in {questions_source}")
+        if question["image_id"] != ann["image_id"]:
+            raise entry_error(annotations_source, where, "image_id",
+                              f"differs from its question's image_id {question['image_id']} in {questions_source}", ann["image_id"])
+        answers = ann["answers"]
+        texts = [a["answer"] for a in answers]
         cols["question_id"].append(qid)
-        cols["image_id"].append(int(ann["image_id"]))
-        cols["question"].append(question)
-        cols["question_type"].append(ann.get("question_type", ""))
-        cols["answer_type"].append(ann.get("answer_type", ""))
+        cols["image_id"].append(ann["image_id"])
+        cols["question"].append(question["question"])
+        cols["question_type"].append(ann["question_type"])
+        cols["answer_type"].append(ann["answer_type"])
         cols["answers"].append(texts)
         cols["answer_confidence"].append([a.get("answer_confidence", "yes") for a in answers])
-        mc = ann.get("multiple_choice_answer")
-        cols["multiple_choice_answer"].append(mc if mc is not None else Counter(texts).most_common(1)[0][0])
+        choice = ann["multiple_choice_answer"] if "multiple_choice_answer" in ann else Counter(texts).most_common(1)[0][0]
+        cols["multiple_choice_answer"].append(choice)
     return Dataset.from_dict(cols, features=VQA_FEATURES)

@@ -7,7 +7,6 @@ offending record, so that a bad file never reaches a metric (or a traceback).
 from __future__ import annotations
 
 import json
-import reprlib
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from vlbench.errors import DataError
+from vlbench.io import read_regular_bytes
+from vlbench.metrics.official import SCORE_FIELDS, is_text, preview, vqa_annotations
 
 __all__ = [
     "read_json_file",
@@ -42,16 +43,15 @@ def _reject_constant(name: str) -> Any:
 def read_json_file(path: Path, what: str) -> Any:
     """Parse a JSON file, turning a missing, empty or malformed file into one DataError line.
 
-    Strict JSON only: NaN/Infinity are refused, and so are documents nested too deeply for the parser
-    and integers longer than Python converts (4300 digits by default).
+    A regular file only, of a bounded size (a FIFO or a link to /dev/zero is refused, not read
+    forever). Strict JSON only: NaN/Infinity are refused, and so are documents nested too deeply for
+    the parser and integers longer than Python converts (4300 digits by default).
     """
-    _require_file(path, what)
+    data = read_regular_bytes(path, what=f"{what} file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{what} file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
-    except OSError as exc:
-        raise DataError(f"{what} file {str(path)!r} cannot be read: {exc.strerror or exc}.") from None
     if not text.strip():
         raise DataError(f"{what} file {str(path)!r} is empty.")
     try:
@@ -63,26 +63,6 @@ def read_json_file(path: Path, what: str) -> Any:
     except ValueError as exc:  # e.g. an integer longer than int() converts, or NaN
         reason = str(exc).split(";")[0]
         raise DataError(f"{what} file {str(path)!r} is not valid input: {reason}.") from None
-
-
-_PREVIEW = reprlib.Repr()
-_PREVIEW.maxlevel, _PREVIEW.maxstring, _PREVIEW.maxother, _PREVIEW.maxlong = 3, 40, 40, 40
-
-
-def _preview(value: Any) -> str:
-    """A short, depth-bounded rendering of a bad entry for an error message."""
-    return _PREVIEW.repr(value)[:80]
-
-
-def _is_text(value: Any) -> bool:
-    """A string that can be written out as UTF-8 (JSON's \\ud800-style escapes can make lone surrogates)."""
-    if not isinstance(value, str):
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _is_id(value: Any) -> bool:
@@ -98,7 +78,7 @@ def _records(obj: Any, path: Path, what: str, fields: tuple[str, ...], example: 
         if not isinstance(rec, dict) or any(f not in rec for f in fields):
             raise DataError(
                 f"{what} file {str(path)!r}: entry #{k} must be an object with {', '.join(fields)} "
-                f"(like {example}), got {_preview(rec)}."
+                f"(like {example}), got {preview(rec)}."
             )
     return obj
 
@@ -114,24 +94,8 @@ def read_vqa_predictions(path: Path) -> list[dict[str, Any]]:
 
 
 def read_vqa_annotations(path: Path) -> list[dict[str, Any]]:
-    """The ``annotations`` list of an official VQA v2 annotations file."""
-    obj = read_json_file(path, "references")
-    if not isinstance(obj, dict) or not isinstance(obj.get("annotations"), list):
-        raise DataError(f"references file {str(path)!r} must be a VQA annotations object with an 'annotations' list.")
-    if not obj["annotations"]:
-        raise DataError(f"references file {str(path)!r} has an empty 'annotations' list.")
-    for k, ann in enumerate(obj["annotations"]):
-        if not isinstance(ann, dict) or not _is_id(ann.get("question_id")):
-            raise DataError(f"references file {str(path)!r}: annotation #{k} needs an integer question_id.")
-        for name in ("question_type", "answer_type", "multiple_choice_answer"):
-            if name in ann and not isinstance(ann[name], str):
-                raise DataError(f"references file {str(path)!r}: annotation #{k} (question_id {_preview(ann['question_id'])}) "
-                                f"has a {type(ann[name]).__name__} {name}; it must be a string.")
-        answers = ann.get("answers")
-        if isinstance(answers, list) and not all(isinstance(a, dict) and isinstance(a.get("answer"), str) for a in answers):
-            raise DataError(f"references file {str(path)!r}: annotation #{k} has an answer that is not "
-                            '{"answer": "..."} with a string answer.')
-    return obj["annotations"]
+    """The ``annotations`` list of an official VQA v2 annotations file (schema checked as the readers check it)."""
+    return vqa_annotations(read_json_file(path, "references"), f"references file {str(path)!r}", required=SCORE_FIELDS)
 
 
 def read_coco_results(path: Path) -> dict[Hashable, str]:
@@ -141,7 +105,7 @@ def read_coco_results(path: Path) -> dict[Hashable, str]:
     out: dict[Hashable, str] = {}
     for k, rec in enumerate(recs):
         image_id, caption = rec["image_id"], rec["caption"]
-        if not _is_id(image_id) or not _is_text(caption):
+        if not _is_id(image_id) or not is_text(caption):
             raise DataError(f"predictions file {str(path)!r}: entry #{k} needs an integer image_id and a string caption "
                             "(valid Unicode).")
         if image_id in out:
@@ -164,7 +128,7 @@ def read_coco_references(path: Path) -> dict[Hashable, list[str]]:
             raise DataError(f"references file {str(path)!r}: 'images' must be a list of objects with an integer 'id'.")
         refs = {im["id"]: [] for im in images}
     for k, ann in enumerate(obj["annotations"]):
-        if not isinstance(ann, dict) or not _is_id(ann.get("image_id")) or not _is_text(ann.get("caption")):
+        if not isinstance(ann, dict) or not _is_id(ann.get("image_id")) or not is_text(ann.get("caption")):
             raise DataError(f"references file {str(path)!r}: annotation #{k} needs an integer image_id and a string caption.")
         if images is not None and ann["image_id"] not in refs:
             raise DataError(f"references file {str(path)!r}: annotation #{k} refers to image_id {ann['image_id']}, "
@@ -237,9 +201,9 @@ def read_text_to_image(path: Path) -> list[int]:
 
 def read_lines(path: Path, what: str) -> list[str]:
     """Lines of a UTF-8 text file as the sacrebleu CLI reads them: split on ``\\n`` only, each ``rstrip()``-ed."""
-    _require_file(path, what)
+    data = read_regular_bytes(path, what=f"{what} file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{what} file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
     if not text:

@@ -77,12 +77,11 @@ def require_dir(path: Path, dataset: str, hint: str = "") -> Path:
 
 
 def read_json_file(path: Path, dataset: str) -> Any:
-    """Parsed JSON of an annotation file, with a one-line error when it is not JSON."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{dataset}: cannot read {str(path)!r} as JSON ({type(exc).__name__}: {str(exc)[:120]}).") from None
+    """Parsed JSON of an annotation file, read as ``vlbench score`` reads its files (strict JSON, a regular file
+    of bounded size); anything else is one DataError line naming the file."""
+    from vlbench.metrics.formats import read_json_file as read_strict_json
+
+    return read_strict_json(path, dataset)
 
 
 def image_listing(folder: Path) -> list[tuple[str, int]]:

@@ -35,6 +35,7 @@ from vlbench.data.files.multi30k import VMT_FEATURES
 from vlbench.data.files.store import SKIPPED_SHOWN, check_image_bytes
 from vlbench.data.integrity import source_fingerprint
 from vlbench.errors import DataError
+from vlbench.metrics.official import check_fields, check_vqa_annotations, entry_error
 
 __all__ = ["HFOptions", "ArrowImageStore", "build_hf", "ROLES"]
 
@@ -129,41 +130,67 @@ def _load(path: str, opts: HFOptions) -> DatasetDict:
     return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
 
 
-def _answers(cell: Any) -> list[str]:
+def _answer_records(cell: Any) -> Any:
+    """An answers cell as VQA answer records: the shape normalised, no value coerced (the checks see the values)."""
     if isinstance(cell, str):
-        return [cell]
-    if isinstance(cell, dict) and "answer" in cell:  # a columnar list of records
-        return [str(a) for a in cell["answer"]]
-    return [str(a["answer"]) if isinstance(a, dict) else str(a) for a in (cell or [])]
+        return [{"answer": cell}]
+    if isinstance(cell, dict) and isinstance(cell.get("answer"), list):  # a columnar list of records
+        return [{"answer": a} for a in cell["answer"]]
+    if isinstance(cell, list):
+        return [a if isinstance(a, dict) else {"answer": a} for a in cell]
+    return cell
 
 
-def _tables(split: str, index: int, ds: Dataset, cols: dict[str, str], image_ids: list[int]) -> dict[str, Dataset]:
+def _texts(values: list[Any], source: str, role: str) -> list[str]:
+    for r, value in enumerate(values):
+        check_fields({role: value}, source, f"row #{r}", {role: "text"}, (role,))
+    return values
+
+
+def _vqa_table(ds: Dataset, cols: dict[str, str], index: int, image_ids: list[int], source: str) -> Dataset:
+    """The ``vqa`` table of one split, every row checked as an official VQA annotation is (nothing coerced)."""
     from vlbench.data.vqa_format import VQA_FEATURES
 
+    optional = [r for r in ("question_id", "question_type", "answer_type", "multiple_choice_answer") if r in cols]
+    columns = {role: list(ds[cols[role]]) for role in ("question", "answers", *optional)}
+    records = []
+    for r in range(ds.num_rows):
+        record = {role: columns[role][r] for role in ("question", *optional)}
+        record["answers"] = _answer_records(columns["answers"][r])
+        records.append(record)
+    required = ("question", "answers", *(["question_id"] if "question_id" in cols else []))
+    check_vqa_annotations(records, source, required=required, entry="row", choice_without_answers=True)
+    answers = [[a["answer"] for a in rec["answers"]] for rec in records]
+    return Dataset.from_dict({
+        "question_id": [rec.get("question_id", index * _ROW_STRIDE + r) for r, rec in enumerate(records)],
+        "image_id": image_ids, "question": columns["question"],
+        "question_type": [rec.get("question_type", "") for rec in records],
+        "answer_type": [rec.get("answer_type", "") for rec in records], "answers": answers,
+        "answer_confidence": [[a.get("answer_confidence", "yes") for a in rec["answers"]] for rec in records],
+        "multiple_choice_answer": [rec["multiple_choice_answer"] if "multiple_choice_answer" in rec
+                                   else Counter(a).most_common(1)[0][0] for rec, a in zip(records, answers)],
+    }, features=VQA_FEATURES)
+
+
+def _tables(index: int, ds: Dataset, cols: dict[str, str], image_ids: list[int], source: str) -> dict[str, Dataset]:
     out: dict[str, Dataset] = {}
-    n = ds.num_rows
-    get = lambda role: list(ds[cols[role]]) if role in cols else None  # noqa: E731
     if "question" in cols and "answers" in cols:
-        answers = [_answers(a) for a in get("answers")]
-        qids = get("question_id") or [index * _ROW_STRIDE + r for r in range(n)]
-        mc = get("multiple_choice_answer") or [Counter(a).most_common(1)[0][0] if a else "" for a in answers]
-        out["vqa"] = Dataset.from_dict({
-            "question_id": [int(q) for q in qids], "image_id": image_ids, "question": [str(q) for q in get("question")],
-            "question_type": [str(t) for t in get("question_type") or [""] * n],
-            "answer_type": [str(t) for t in get("answer_type") or [""] * n], "answers": answers,
-            "answer_confidence": [["yes"] * len(a) for a in answers], "multiple_choice_answer": [str(m) for m in mc],
-        }, features=VQA_FEATURES)
+        out["vqa"] = _vqa_table(ds, cols, index, image_ids, source)
     if "caption" in cols:
         rows: dict[str, list[Any]] = {"caption_id": [], "image_id": [], "caption": []}
-        for image_id, cell in zip(image_ids, get("caption")):
-            for caption in [cell] if isinstance(cell, str) else list(cell or []):
+        for r, (image_id, cell) in enumerate(zip(image_ids, ds[cols["caption"]])):
+            captions = [cell] if isinstance(cell, str) else cell
+            if not isinstance(captions, list) or not captions:
+                raise entry_error(source, f"row #{r}", "caption", "must be a string or a non-empty list of strings", cell)
+            for caption in _texts(captions, f"{source} row #{r}", "caption"):
                 rows["caption_id"].append(index * _ROW_STRIDE * 10 + len(rows["caption_id"]))
                 rows["image_id"].append(image_id)
-                rows["caption"].append(str(caption))
+                rows["caption"].append(caption)
         out["captions"] = Dataset.from_dict(rows, features=CAPTION_FEATURES)
     if "source" in cols and "target" in cols:
-        out["vmt"] = Dataset.from_dict({"pair_id": [index * _ROW_STRIDE + r for r in range(n)], "image_id": image_ids,
-                                        "source": [str(s) for s in get("source")], "target": [str(t) for t in get("target")]},
+        out["vmt"] = Dataset.from_dict({"pair_id": [index * _ROW_STRIDE + r for r in range(ds.num_rows)],
+                                        "image_id": image_ids, "source": _texts(list(ds[cols["source"]]), source, "source"),
+                                        "target": _texts(list(ds[cols["target"]]), source, "target")},
                                        features=VMT_FEATURES)
     return out
 
@@ -191,17 +218,16 @@ def build_hf(path: str | None, options: Mapping[str, Any] | None, cache_dir: str
     bad: dict[int, str] = {}
     for index, (ours, theirs) in enumerate(wanted.items()):
         ds = loaded[theirs]
+        source = f"hf dataset {path!r} split {theirs!r}"
         if "image_id" in cols:
-            raw_ids = ds[cols["image_id"]]
-            try:
-                image_ids = [int(i) for i in raw_ids]
-            except (TypeError, ValueError):
-                raise DataError(f"hf: image_id column {cols['image_id']!r} must hold integers.") from None
+            image_ids = list(ds[cols["image_id"]])
+            for r, image_id in enumerate(image_ids):
+                check_fields({"image_id": image_id}, source, f"row #{r}", {"image_id": "int"}, ("image_id",))
         else:
             image_ids = [index * _ROW_STRIDE + r for r in range(ds.num_rows)]
         for r, image_id in enumerate(image_ids):
             rows.setdefault(image_id, (theirs, r))
-        for kind, table in _tables(ours, index, ds, cols, image_ids).items():
+        for kind, table in _tables(index, ds, cols, image_ids, source).items():
             tables.setdefault(kind, {})[ours] = table
     content = {s: [loaded[t]._fingerprint, [(Path(f["filename"]).name, os.path.getsize(f["filename"]))
                                            for f in loaded[t].cache_files]] for s, t in wanted.items()}

@@ -36,6 +36,7 @@ from vlbench.data.files.common import (
 )
 from vlbench.data.coco_format import CAPTION_FEATURES
 from vlbench.errors import DataError
+from vlbench.metrics.official import check_fields, entry_error
 
 __all__ = ["KarpathyOptions", "build_coco_karpathy", "build_flickr30k", "captions_tables"]
 
@@ -51,26 +52,65 @@ class KarpathyOptions(FileDataOptions):
     images_dir: Optional[str] = Field(None, description="folder holding the image folders (default: DIR)")
 
 
-def _image_id(entry: Mapping[str, Any], kind: str) -> int:
+_ENTRY_KINDS = {"split": "text", "filename": "text", "filepath": "text", "imgid": "int", "cocoid": "int"}
+_SENTENCE_KINDS = {"raw": "text", "sentid": "int"}
+
+
+def _plain_name(entry: Mapping[str, Any], field: str, source: str, where: str) -> str:
+    """A file or folder name without any path part (the images stay inside the images folder)."""
+    name = entry[field]
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise entry_error(source, where, field, "must be a plain file or folder name", name)
+    return name
+
+
+def _checked_entry(entry: Any, kind: str, source: str, where: str) -> tuple[int, str]:
+    """(image id, path relative to the images folder) of one image entry, its fields checked (nothing coerced)."""
+    required = ("split", "filename", "sentences") + (("filepath", "cocoid") if kind == "coco" else ())
+    check_fields(entry, source, where, _ENTRY_KINDS, required)
+    filename = _plain_name(entry, "filename", source, where)
     if kind == "coco":
-        return int(entry["cocoid"])
-    stem = Path(entry["filename"]).stem
-    return int(stem) if stem.isdigit() else int(entry["imgid"])
+        return entry["cocoid"], f"{_plain_name(entry, 'filepath', source, where)}/{filename}"
+    stem = Path(filename).stem
+    if stem.isascii() and stem.isdigit():
+        return int(stem), filename
+    if "imgid" not in entry:
+        raise entry_error(source, where, "imgid", f"is missing and the file name {filename!r} is not a numeric id")
+    return entry["imgid"], filename
 
 
-def captions_tables(entries: list[Mapping[str, Any]], kind: str, restval_in_train: bool) -> tuple[dict[str, Dataset], dict[int, str]]:
-    """Captions tables per split and image id -> path relative to the images folder."""
+def captions_tables(entries: list[Any], kind: str, restval_in_train: bool,
+                    source: str = "Karpathy split file") -> tuple[dict[str, Dataset], dict[int, str]]:
+    """Captions tables per split and image id -> path relative to the images folder.
+
+    Every entry is checked against the Karpathy schema first; a wrong type, an image or a sentence id
+    given twice, or an image without sentences is one DataError line naming ``source``, the entry and
+    the field.
+    """
     rows: dict[str, dict[str, list[Any]]] = {}
     order: dict[str, list[int]] = {}
     paths: dict[int, str] = {}
+    first_image: dict[int, int] = {}
+    first_sentence: dict[int, int] = {}
     for k, entry in enumerate(entries):
-        try:
-            split = str(entry["split"])
-            image_id = _image_id(entry, kind)
-            rel = f"{entry['filepath']}/{entry['filename']}" if kind == "coco" else str(entry["filename"])
-            sentences = [(int(s["sentid"]), str(s["raw"]).strip()) for s in entry["sentences"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{kind} Karpathy split entry #{k}: missing or bad field {exc}.") from None
+        image_id, rel = _checked_entry(entry, kind, source, f"image #{k}")
+        where = f"image #{k} (image id {image_id})"
+        if image_id in first_image:
+            raise entry_error(source, where, "cocoid" if kind == "coco" else "filename",
+                              f"repeats image #{first_image[image_id]}: keep one entry per image")
+        first_image[image_id] = k
+        if not isinstance(entry["sentences"], list) or not entry["sentences"]:
+            raise entry_error(source, where, "sentences", 'must be a non-empty list of {"raw", "sentid"} objects',
+                              entry["sentences"])
+        sentences = []
+        for j, sentence in enumerate(entry["sentences"]):
+            check_fields(sentence, source, f"{where} sentence #{j}", _SENTENCE_KINDS, tuple(_SENTENCE_KINDS))
+            if sentence["sentid"] in first_sentence:
+                raise entry_error(source, f"{where} sentence #{j}", "sentid",
+                                  f"repeats a sentence of image #{first_sentence[sentence['sentid']]}", sentence["sentid"])
+            first_sentence[sentence["sentid"]] = k
+            sentences.append((sentence["sentid"], sentence["raw"].strip()))
+        split = entry["split"]
         paths[image_id] = rel
         targets = [split]
         if split == "restval" and restval_in_train:
@@ -85,7 +125,7 @@ def captions_tables(entries: list[Mapping[str, Any]], kind: str, restval_in_trai
     tables = {split: Dataset.from_dict(cols, features=CAPTION_FEATURES) for split, cols in rows.items()}
     for need in ("train", "val", "test"):
         if need not in tables:
-            raise DataError(f"{kind} Karpathy split file has no {need!r} images (splits found: {', '.join(sorted(tables))}).")
+            raise DataError(f"{source} has no {need!r} images (splits found: {', '.join(sorted(tables))}).")
     if kind == "coco":
         first = set(order["test"][:_FOLD])
         test = tables["test"]
@@ -107,9 +147,9 @@ def _build(name: str, kind: str, json_name: str, image_dirs: tuple[str, ...], pa
     def make() -> Made:
         data = read_json_file(annotation, name)
         entries = data.get("images") if isinstance(data, dict) else None
-        if not isinstance(entries, list):
-            raise DataError(f"{name}: {str(annotation)!r} is not a Karpathy split file (no 'images' list).")
-        tables, paths = captions_tables(entries, kind, opts.restval_in_train)
+        if not isinstance(entries, list) or not entries:
+            raise DataError(f"{name}: {str(annotation)!r} is not a Karpathy split file (no 'images' list, or an empty one).")
+        tables, paths = captions_tables(entries, kind, opts.restval_in_train, f"{name} file {str(annotation)!r}")
         return Made(tables={"captions": tables}, paths=paths)
 
     return file_dataset(name, image_root, {"images": listing}, make, opts, cache_dir, quiet, force=force,

@@ -17,7 +17,9 @@ refused with one error.
 from __future__ import annotations
 
 import gzip
+import io
 import os
+import zlib
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
@@ -27,8 +29,9 @@ from pydantic import Field, model_validator
 from vlbench.data.base import VLDataset
 from vlbench.data.files.common import FileDataOptions, Made, file_dataset, image_listing, parse_data_options, require_dir
 from vlbench.errors import DataError
+from vlbench.io import MAX_INPUT_BYTES, read_regular_bytes
 
-__all__ = ["Multi30kOptions", "build_multi30k", "VMT_FEATURES"]
+__all__ = ["Multi30kOptions", "build_multi30k", "VMT_FEATURES", "read_lines"]
 
 VMT_FEATURES = Features({"pair_id": Value("int64"), "image_id": Value("int64"), "source": Value("string"),
                          "target": Value("string")})
@@ -53,20 +56,44 @@ class Multi30kOptions(FileDataOptions):
         return self
 
 
+def read_lines(path: Path, dataset: str) -> list[str]:
+    """Lines of a UTF-8 text file (gzip-compressed when its name ends in .gz), split on ``\\n`` only.
+
+    A regular file of bounded size, decompressed to a bounded size; a file that is not UTF-8 or not
+    gzip is one DataError line. Only ``\\n`` ends a line: ``str.splitlines`` would also split inside a
+    sentence at U+2028 or a form feed and shift every later pair.
+    """
+    data = read_regular_bytes(path, what=f"{dataset} file")
+    if path.suffix == ".gz":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as handle:
+                data = handle.read(MAX_INPUT_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{dataset} file {str(path)!r} is not a readable gzip file ({exc}).") from None
+        if len(data) > MAX_INPUT_BYTES:
+            raise DataError(f"{dataset} file {str(path)!r} unpacks to more than {MAX_INPUT_BYTES:,} bytes.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{dataset} file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
 def _lines(folder: Path, stem: str, dataset: str) -> tuple[list[str], Path]:
     plain, packed = folder / stem, folder / f"{stem}.gz"
-    if plain.is_file():
-        return plain.read_text(encoding="utf-8").splitlines(), plain
-    if packed.is_file():
-        with gzip.open(packed, "rt", encoding="utf-8") as handle:
-            return handle.read().splitlines(), packed
+    for path in (plain, packed):
+        if path.exists():
+            return read_lines(path, dataset), path
     raise DataError(f"{dataset}: missing file {stem!r} or {stem + '.gz'!r} (looked in {str(folder)!r}); {_DOWNLOAD}.")
 
 
-def _image_id(name: str) -> int:
+def _image_id(name: str, where: str) -> int:
     stem = Path(name.strip()).stem
-    if not stem.isdigit():
-        raise DataError(f"multi30k: image name {name!r} is not a Flickr30k file name (digits + .jpg).")
+    if not (stem.isascii() and stem.isdigit()):
+        raise DataError(f"multi30k file {where}: image name {name!r} is not a Flickr30k file name (digits + .jpg).")
     return int(stem)
 
 
@@ -88,9 +115,9 @@ def build_multi30k(path: str | None, options: Mapping[str, Any] | None, cache_di
         src, src_file = _lines(raw, f"{stem}.{opts.source_lang}", "multi30k")
         tgt, tgt_file = _lines(raw, f"{stem}.{opts.target_lang}", "multi30k")
         image_file = splits_dir / f"{stem}.txt"
-        if not image_file.is_file():
+        if not image_file.exists():
             raise DataError(f"multi30k: missing file {image_file.name!r} (looked in {str(splits_dir)!r}); {_DOWNLOAD}.")
-        image_names = [n for n in image_file.read_text(encoding="utf-8").splitlines() if n.strip()]
+        image_names = [n for n in read_lines(image_file, "multi30k") if n.strip()]
         coco = next((n.strip() for n in image_names if n.strip().startswith("COCO_")), None)
         if coco is not None:  # test_2017_mscoco describes COCO images, which this reader does not load
             raise DataError(f"multi30k: test set {stem!r} names COCO images (e.g. {coco!r}), not Flickr30k ones; vlbench "
@@ -105,7 +132,8 @@ def build_multi30k(path: str | None, options: Mapping[str, Any] | None, cache_di
     def make() -> Made:
         tables, paths = {}, {}
         for index, (split, (src, tgt, image_names)) in enumerate(read.items()):
-            ids = [_image_id(n) for n in image_names]
+            where = repr(str(splits_dir / f"{names[split]}.txt"))
+            ids = [_image_id(n, f"{where} name #{k + 1}") for k, n in enumerate(image_names)]
             paths.update({i: n.strip() for i, n in zip(ids, image_names)})
             tables[split] = Dataset.from_dict(
                 {"pair_id": [index * _PAIR_STRIDE + k for k in range(len(src))], "image_id": ids,

@@ -73,9 +73,10 @@ def _by_image(table: Dataset, keep: set[int], inside: bool) -> Dataset:
 def _read(root: Path, subset: str) -> Dataset:
     from vlbench.data.vqa_format import from_official
 
-    questions = read_json_file(root / QUESTIONS.format(subset=subset), "vqav2")
-    annotations = read_json_file(root / ANNOTATIONS.format(subset=subset), "vqav2")
-    return from_official(questions, annotations)
+    paths = root / QUESTIONS.format(subset=subset), root / ANNOTATIONS.format(subset=subset)
+    questions, annotations = (read_json_file(p, "vqav2") for p in paths)
+    return from_official(questions, annotations, questions_source=f"vqav2 file {str(paths[0])!r}",
+                         annotations_source=f"vqav2 file {str(paths[1])!r}")
 
 
 def _make(root: Path, opts: VQAv2Options) -> Made:
