@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.system_packages import JAVA_APT, java_path, require_system
+
 TINY_DATA = [
     "--set", "task.data.train_images=48",
     "--set", "task.data.val_images=12",
@@ -20,3 +22,9 @@ def cache_dir(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _isolated_cache(cache_dir, monkeypatch):
     monkeypatch.setenv("VLBENCH_CACHE", str(cache_dir))
+
+
+@pytest.fixture
+def java() -> None:
+    """Java on the PATH (pycocoevalcap's PTB tokenizer and METEOR): skipped without it, required under CI."""
+    require_system(java_path() is not None, "Java", JAVA_APT)

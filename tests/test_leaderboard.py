@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.results_fixtures import make_record, write_record
+from tests.system_packages import CHROMIUM_APT, chromium_paths, require_system
 from vlbench.cli.main import main
 
 HOSTILE = "<img src=x onerror=alert(1)><script>alert(2)</script>|x"
@@ -44,10 +45,9 @@ def test_page_is_self_contained(site):
 
 
 def _chrome():
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    if not (Path(chromium).exists() and Path(driver).exists()):
-        pytest.fail("chromium and chromedriver are needed (apt-get install chromium chromium-driver; see .ci/run)")
+    found = chromium_paths()
+    require_system(found is not None, "chromium with chromedriver", CHROMIUM_APT)
+    chromium, driver = found
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests.system_packages import JAVA_APT, java_path, require_system
 from vlbench.errors import DataError, VLBenchError
 from vlbench.metrics import _java, ptb
 from vlbench.metrics.captioning import CaptionScorer, caption_evaluate, shared_caption_scorer
@@ -24,7 +24,7 @@ from vlbench.registry import METRICS
 
 DATA = json.loads((Path(__file__).parent / "data" / "metrics" / "caption_official.json").read_text(encoding="utf-8"))
 SUITES = {s["name"]: s for s in DATA["suites"]}
-needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Java is not installed")
+needs_java = pytest.mark.usefixtures("java")  # skipped without Java, required under CI (tests/system_packages.py)
 
 
 def _load(suite: dict, tmp_path: Path) -> tuple[dict, dict]:
@@ -35,8 +35,7 @@ def _load(suite: dict, tmp_path: Path) -> tuple[dict, dict]:
 
 @pytest.fixture(scope="module")
 def scorer() -> CaptionScorer:
-    if shutil.which("java") is None:
-        pytest.skip("Java is not installed")
+    require_system(java_path() is not None, "Java", JAVA_APT)
     return shared_caption_scorer()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -51,7 +50,7 @@ def test_stream_length_mismatch() -> None:
     assert METRICS.get("sacrebleu") is translation_evaluate
 
 
-@pytest.mark.skipif(shutil.which("java") is None, reason="Java is not installed")
+@pytest.mark.usefixtures("java")  # skipped without Java, required under CI (tests/system_packages.py)
 def test_optional_meteor_uses_the_shared_process() -> None:
     from vlbench.metrics.meteor import shared_meteor
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ VQA = {s["name"]: s for s in json.loads((DATA / "vqa_official.json").read_text(e
 CAPTION = {s["name"]: s for s in json.loads((DATA / "caption_official.json").read_text(encoding="utf-8"))["suites"]}
 RETRIEVAL = {c["name"]: c for c in json.loads((DATA / "retrieval_vsepp.json").read_text())["cases"]}
 VMT = json.loads((DATA / "translation_sacrebleu.json").read_text(encoding="utf-8"))
-needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="Java is not installed")
+needs_java = pytest.mark.usefixtures("java")  # skipped without Java, required under CI (tests/system_packages.py)
 
 
 def _write(path: Path, obj: object) -> Path:

@@ -78,10 +78,26 @@ def _register_commands() -> None:
 INTERRUPTED = "interrupted; finished results are kept"
 
 
+def _escape_unprintable_output() -> None:
+    """Print a lone surrogate in user text (a hand-edited record, a non-UTF-8 file name) as ``\\udXXX``.
+
+    stdout is strict (or surrogateescape, under a C locale) by default, so one such character in a
+    table made any command end with an "unexpected UnicodeEncodeError" after printing half of its
+    output; stderr already escapes this way.
+    """
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None and getattr(sys.stdout, "errors", None) in ("strict", "surrogateescape"):
+        try:
+            reconfigure(errors="backslashreplace")
+        except (ValueError, OSError):  # a stream that cannot change its error handler is left as it is
+            pass
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI and return its exit code; user errors become one line on stderr and code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    _escape_unprintable_output()
     try:
         _register_commands()
         # without standalone mode click returns the command's value, or the code of a typer.Exit it raised

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from vlbench.errors import VLBenchError
+from vlbench.io import UnreadableFileError, read_json, read_regular_bytes
 
 __all__ = [
     "RECORD_SCHEMA",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 RECORD_SCHEMA = 2
+# a record with per-example scores of a 200k-question test set is ~10 MB; anything near this is not a record
+MAX_RECORD_BYTES = 256 << 20
 
 
 def _safe(name: str) -> str:
@@ -52,9 +55,8 @@ def predictions_path(record: Path, suffix: str = ".json") -> Path:
 def existing_config_hash(path: Path) -> Optional[str]:
     """The config hash of an existing, readable record, or None."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle).get("config_hash")
-    except (OSError, ValueError, AttributeError):
+        return read_json(path).get("config_hash")
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None
 
 
@@ -131,10 +133,9 @@ def read_record(path: Path) -> tuple[Optional[dict[str, Any]], Optional[str]]:
     from vlbench.results.validate import record_problem
 
     try:
-        with open(path, encoding="utf-8") as handle:
-            record = json.load(handle)
-    except OSError as exc:
-        return None, f"cannot read: {exc.strerror or exc}"
+        record = json.loads(read_regular_bytes(path, what="run record", limit=MAX_RECORD_BYTES).decode("utf-8"))
+    except UnreadableFileError as exc:  # a FIFO or a link to /dev/zero is refused, not read forever
+        return None, exc.reason
     except UnicodeDecodeError:
         return None, "not UTF-8 text"
     except RecursionError:
