@@ -69,7 +69,8 @@ def make_vqav2(root: Path, train_ids=range(1, 13), val_ids=range(101, 107), trun
     return root
 
 
-def _sentences(image_id: int, first_sentid: int) -> list[dict]:
+def caption_sentences(image_id: int, first_sentid: int) -> list[dict]:
+    """The five Karpathy ``sentences`` of a fixture image (``sentid`` from ``first_sentid``)."""
     color = color_of(image_id)
     raws = [f"A {color} picture.", f"a {color} image with a dark corner", f"The {color} background.",
             f"something {color}", f"a dark square on {color}"]
@@ -87,7 +88,7 @@ def make_coco_karpathy(root: Path, truncated: int | None = None) -> Path:
             name = f"COCO_{subset}_{image_id:012d}.jpg"
             jpeg(root / subset / name, color_of(image_id))
             images.append({"filepath": subset, "sentids": list(range(sentid, sentid + 5)), "filename": name,
-                           "imgid": len(images), "split": split, "sentences": _sentences(image_id, sentid),
+                           "imgid": len(images), "split": split, "sentences": caption_sentences(image_id, sentid),
                            "cocoid": image_id})
             image_id += 1
             sentid += 5
@@ -104,14 +105,14 @@ def make_flickr30k(root: Path) -> Path:
         image_id = 1000000 + k * 7
         name = f"{image_id}.jpg"
         jpeg(root / "flickr30k-images" / name, color_of(image_id))
-        images.append({"sentids": list(range(sentid, sentid + 5)), "imgid": k, "sentences": _sentences(image_id, sentid),
+        images.append({"sentids": list(range(sentid, sentid + 5)), "imgid": k, "sentences": caption_sentences(image_id, sentid),
                        "split": split, "filename": name})
         sentid += 5
     (root / "dataset_flickr30k.json").write_text(json.dumps({"images": images, "dataset": "flickr30k"}))
     return root
 
 
-_DE = {"red": "rot", "green": "grün", "blue": "blau", "yellow": "gelb"}
+GERMAN_COLORS = {"red": "rot", "green": "grün", "blue": "blau", "yellow": "gelb"}
 
 
 def make_multi30k(root: Path, images_dir: Path | None = None) -> Path:
@@ -130,7 +131,7 @@ def make_multi30k(root: Path, images_dir: Path | None = None) -> Path:
             jpeg(images_dir / f"{image_id}.jpg", color_of(image_id))
             color = color_of(image_id)
             en.append(f"A {color} picture with a dark square.")
-            de.append(f"Ein {_DE[color]}es Bild mit einem dunklen Quadrat.")
+            de.append(f"Ein {GERMAN_COLORS[color]}es Bild mit einem dunklen Quadrat.")
             names.append(f"{image_id}.jpg")
         for lang, lines in (("en", en), ("de", de)):
             text = "\n".join(lines) + "\n"

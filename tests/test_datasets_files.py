@@ -58,13 +58,14 @@ def test_vqav2_splits_columns_and_skipped_image(roots, tmp_path, capsys):
     train_ids, val_ids = set(vqa["train"]["image_id"]), set(vqa["val"]["image_id"])
     assert 3 not in train_ids | val_ids and not train_ids & val_ids
     # 12 train2014 images, 2% held out -> round(0.24) = 0 -> at least one image (2 questions)
-    assert len(val_ids) == 1 and vqa["train"].num_rows + vqa["val"].num_rows == (12 - 1) * 2
+    assert len(val_ids) == 1 and vqa["val"].num_rows == 2 and vqa["train"].num_rows == (12 - 1 - 1) * 2
+    assert train_ids | val_ids == set(range(1, 13)) - {3}
     # test is val2014 in full: 6 images x 2 questions
     assert vqa["test"].num_rows == 12 and set(vqa["test"]["image_id"]) == set(range(101, 107))
     pixels = ds.images.load(101)
     assert pixels.dtype == np.uint8 and pixels.shape == (30, 40, 3)
     assert tuple(int(v) for v in pixels[20, 30]) == pytest.approx(fx.COLORS[fx.color_of(101)], abs=12)
-    with pytest.raises(DataError, match="strict_images|truncated|unreadable"):
+    with pytest.raises(DataError, match=r"vqav2: 1 unreadable or truncated image\(s\), e\.g\. .*COCO_train2014_000000000003"):
         build("vqav2", roots["vqav2"], {"strict_images": True}, tmp_path)
 
 
@@ -93,30 +94,71 @@ def test_unknown_option_lists_the_known_ones(roots, tmp_path):
     assert "'train_images'" in str(info.value) and "restval_in_train" in str(info.value)
 
 
-def test_coco_karpathy_restval_and_1k_test(roots, tmp_path):
-    ds = build("coco-karpathy", roots["coco-karpathy"], {}, tmp_path)
-    caps = ds.tables["captions"]
+def _shape(tables) -> dict[str, tuple[list[int], int]]:
+    """split -> (its image ids in table order, without repeats; its row count)."""
+    return {s: (list(dict.fromkeys(t["image_id"])), t.num_rows) for s, t in tables.items()}
+
+
+def _words(table) -> set[str]:
+    return {w.strip(".").lower() for caption in table["caption"] for w in caption.split()}
+
+
+FIXTURE_WORDS = {"a", "the", "picture", "image", "with", "dark", "corner", "background", "something", "square", "on"}
+
+
+def test_coco_karpathy_splits_captions_and_vocabulary(roots, tmp_path):
+    # fixture: train 1-8, restval 9-11, val 12-15, test 16-21 (cocoids in file order), 5 captions each
+    caps = build("coco-karpathy", roots["coco-karpathy"], {}, tmp_path).tables["captions"]
     assert caps["train"].column_names == ["caption_id", "image_id", "caption"]
-    assert len(set(caps["train"]["image_id"])) == 8 + 3 and len(set(caps["test"]["image_id"])) == 6
-    assert caps["train"]["caption"][0] == "A red picture." or caps["train"]["caption"][0].endswith("picture.")
-    no_restval = build("coco-karpathy", roots["coco-karpathy"], {"restval_in_train": False}, tmp_path)
-    assert len(set(no_restval.tables["captions"]["train"]["image_id"])) == 8
-    # the 1k test is the first 1,000 test images in file order (all 6 here)
-    assert caps["test1k"]["image_id"] == caps["test"]["image_id"]
-    assert ds.images.load(caps["test"]["image_id"][0]).shape == (30, 40, 3)
+    assert _shape(caps) == {"train": (list(range(1, 12)), 55), "restval": ([9, 10, 11], 15), "val": ([12, 13, 14, 15], 20),
+                            "test": (list(range(16, 22)), 30), "test1k": (list(range(16, 22)), 30)}
+    # captions are the `raw` sentences, caption ids their `sentid`s, five per image in file order
+    assert caps["train"]["caption"][:5] == [r["raw"] for r in fx.caption_sentences(1, 0)]
+    assert caps["test"]["caption_id"] == list(range(75, 105)) and caps["val"]["caption_id"] == list(range(55, 75))
+    assert _words(caps["train"]) == FIXTURE_WORDS | set(fx.NAMES)
+    assert _words(caps["val"]) == FIXTURE_WORDS | {fx.color_of(i) for i in range(12, 16)}
+    no_restval = build("coco-karpathy", roots["coco-karpathy"], {"restval_in_train": False}, tmp_path).tables["captions"]
+    assert _shape(no_restval)["train"] == (list(range(1, 9)), 40) and _shape(no_restval)["restval"] == ([9, 10, 11], 15)
+
+
+def test_coco_karpathy_1k_test_is_the_first_images_in_file_order(tmp_path, monkeypatch):
+    """test1k is the first TEST_FOLD_IMAGES test images as the file lists them: not the last, not the lowest ids,
+    not the first rows (captions)."""
+    from vlbench.data.files import karpathy
+
+    root = fx.make_coco_karpathy(tmp_path / "coco")
+    data = json.loads((root / "dataset_coco.json").read_text())
+    test = [e for e in data["images"] if e["split"] == "test"]
+    data["images"] = [e for e in data["images"] if e["split"] != "test"] + [test[i] for i in (3, 5, 0, 4, 1, 2)]
+    (root / "dataset_coco.json").write_text(json.dumps(data))
+    monkeypatch.setattr(karpathy, "TEST_FOLD_IMAGES", 4)
+    caps = build("coco-karpathy", root, {}, tmp_path / "cache").tables["captions"]
+    assert _shape(caps)["test"] == ([19, 21, 16, 20, 17, 18], 30)
+    assert _shape(caps)["test1k"] == ([19, 21, 16, 20], 20)
+    assert build("coco-karpathy", root, {}, tmp_path / "cache").images.load(19).shape == (30, 40, 3)
 
 
 def test_flickr30k_and_multi30k(roots, tmp_path):
+    # flickr30k fixture: images 1000000 + 7k, k = 0..14: train k < 8, val 8..10, test 11..14
     f30k = build("flickr30k", roots["flickr30k"], {}, tmp_path)
-    assert {s: len(set(t["image_id"])) for s, t in f30k.tables["captions"].items()} == {"train": 8, "val": 3, "test": 4}
-    assert 1000000 in f30k.images.ids()
+    ids = [1000000 + 7 * k for k in range(15)]
+    assert _shape(f30k.tables["captions"]) == {"train": (ids[:8], 40), "val": (ids[8:11], 15), "test": (ids[11:], 20)}
+    assert sorted(f30k.images.ids()) == ids
+    assert _words(f30k.tables["captions"]["test"]) == FIXTURE_WORDS | {fx.color_of(i) for i in ids[11:]}
+    # multi30k fixture: images 2000000 + k, one sentence pair each: train k < 12, val 12..15, test 16..19
     m = build("multi30k", roots["multi30k"], {}, tmp_path)
     vmt = m.tables["vmt"]
-    assert {s: t.num_rows for s, t in vmt.items()} == {"train": 12, "val": 4, "test": 4}
-    first = vmt["train"][0]
-    assert first["source"].startswith("A ") and first["target"].startswith("Ein ") and first["image_id"] == 2000000
+    assert _shape(vmt) == {"train": (list(range(2000000, 2000012)), 12), "val": (list(range(2000012, 2000016)), 4),
+                           "test": (list(range(2000016, 2000020)), 4)}
+    assert vmt["val"]["pair_id"] == [1_000_000 + k for k in range(4)]
+    for split in vmt:  # line i of each language and of the image list belong together
+        for row in vmt[split]:
+            color = fx.color_of(row["image_id"])
+            assert row["source"] == f"A {color} picture with a dark square."
+            assert row["target"] == f"Ein {fx.GERMAN_COLORS[color]}es Bild mit einem dunklen Quadrat."
     de_en = build("multi30k", roots["multi30k"], {"source_lang": "de", "target_lang": "en"}, tmp_path)
-    assert de_en.tables["vmt"]["test"][0]["source"].startswith("Ein ")
+    assert de_en.tables["vmt"]["test"]["source"] == vmt["test"]["target"]
+    assert de_en.tables["vmt"]["test"]["target"] == vmt["test"]["source"]
     assert de_en.fingerprint != m.fingerprint
 
 

@@ -95,3 +95,11 @@ def test_in_headless_chromium(site, tmp_path):
         shutil.copy(shot, keep)  # for a person to look at after the run
     finally:
         browser.quit()
+
+
+@pytest.mark.parametrize("ci, outcome", [("", pytest.skip.Exception), ("true", pytest.fail.Exception)])
+def test_a_missing_system_package_skips_outside_ci_and_fails_under_it(monkeypatch, ci, outcome):
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match=r"chromium with chromedriver is not installed \(apt-get install chromium"):
+        require_system(False, "chromium with chromedriver", CHROMIUM_APT)
+    require_system(True, "chromium with chromedriver", CHROMIUM_APT)  # present: neither

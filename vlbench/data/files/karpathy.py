@@ -38,11 +38,11 @@ from vlbench.data.coco_format import CAPTION_FEATURES
 from vlbench.errors import DataError
 from vlbench.metrics.official import check_fields, entry_error
 
-__all__ = ["KarpathyOptions", "build_coco_karpathy", "build_flickr30k", "captions_tables"]
+__all__ = ["KarpathyOptions", "build_coco_karpathy", "build_flickr30k", "captions_tables", "TEST_FOLD_IMAGES"]
 
 _DOWNLOAD = ("download the Karpathy split files (dataset_coco.json, dataset_flickr30k.json) from "
              "https://cs.stanford.edu/people/karpathy/deepimagesent/ (caption_datasets.zip)")
-_FOLD = 1000
+TEST_FOLD_IMAGES = 1000  # the first fold of the 5k test (VSE++ 1k evaluation)
 
 
 class KarpathyOptions(FileDataOptions):
@@ -127,7 +127,7 @@ def captions_tables(entries: list[Any], kind: str, restval_in_train: bool,
         if need not in tables:
             raise DataError(f"{source} has no {need!r} images (splits found: {', '.join(sorted(tables))}).")
     if kind == "coco":
-        first = set(order["test"][:_FOLD])
+        first = set(order["test"][:TEST_FOLD_IMAGES])
         test = tables["test"]
         tables["test1k"] = test.select([i for i, image_id in enumerate(test["image_id"]) if int(image_id) in first])
     return tables, paths
