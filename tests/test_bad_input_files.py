@@ -268,3 +268,17 @@ def test_a_lone_surrogate_in_a_record_is_printed_escaped(tmp_path, capsys):
     assert main(["table", str(tmp_path), "--format", "md", "--out", str(tmp_path / "t.md")]) == 0
     assert "vi\\ud800lt" in (tmp_path / "t.md").read_text(encoding="utf-8")
     assert main(["leaderboard", str(tmp_path), "--out", str(tmp_path / "site")]) == 0
+
+
+def test_an_eof_error_is_not_reported_as_ctrl_c(tmp_path, capsys, monkeypatch):
+    """click turns an EOFError into Abort (meant for a prompt's end of input); vlbench has no prompt, so an
+    EOFError is a file ending early (a gzip, a pickle): an unexpected error, exit 1, not "interrupted" (130)."""
+    import vlbench.results.records as records
+
+    def truncated(*_):
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+    monkeypatch.setattr(records, "read_records", truncated)
+    assert main(["table", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "error: unexpected EOFError: Compressed file ended" in err and "interrupted" not in err

@@ -104,7 +104,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         code = typer.main.get_command(app).main(args=args, prog_name="vlbench", standalone_mode=False)
     except _EXIT as exc:
         code = exc.exit_code
-    except _ABORT:
+    except _ABORT as exc:
+        if isinstance(exc.__cause__, EOFError):  # vlbench never prompts: an EOFError is a file ending early, not Ctrl-C
+            if debug:
+                traceback.print_exception(exc.__cause__)
+            err_console.print(f"error: unexpected EOFError: {exc.__cause__} (rerun with --debug for the traceback)",
+                              markup=False)
+            return 1
         code = 130
     except _CLICK_ERROR as exc:
         # one line, like every other user error, instead of click's three-line usage block
