@@ -7,16 +7,14 @@ missing the tests skip with the reason, except under ``CI=true``: CI must prove 
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from tests.system_packages import skip_or_fail
 
 
 def unavailable(reason: str) -> None:
     """Skip with ``reason``, or fail under CI (where .ci/run installs everything these tests need)."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and SmolLM2 cannot be tested: {reason}", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail(f"SmolLM2 cannot be tested: {reason}")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from typing import Optional
 
 import pytest
 
-__all__ = ["in_ci", "require_system", "java_path", "chromium_paths", "JAVA_APT", "CHROMIUM_APT"]
+__all__ = ["in_ci", "skip_or_fail", "require_system", "java_path", "chromium_paths", "JAVA_APT", "CHROMIUM_APT"]
 
 JAVA_APT = "apt-get install default-jre-headless"
 CHROMIUM_APT = "apt-get install chromium chromium-driver"
@@ -24,14 +24,17 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip the calling test with ``reason``, or fail it under CI, where .ci/run installs everything tests need."""
+    if in_ci():
+        pytest.fail(f"{reason}, and CI=true requires it", pytrace=False)
+    pytest.skip(reason)
+
+
 def require_system(found: bool, what: str, install: str) -> None:
     """Skip the calling test when ``what`` is missing, or fail it under CI, where it must be installed."""
-    if found:
-        return
-    reason = f"{what} is not installed ({install}; .ci/run installs it)"
-    if in_ci():
-        pytest.fail(f"{reason}, and CI=true requires it")
-    pytest.skip(reason)
+    if not found:
+        skip_or_fail(f"{what} is not installed ({install}; .ci/run installs it)")
 
 
 def java_path() -> Optional[str]:
