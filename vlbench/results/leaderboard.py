@@ -5,6 +5,11 @@ text-only/blind reference and trainable parameters), then three plots drawn as i
 Python: the tested metric as bars with ±std error bars, score against trainable parameters (the PEFT
 trade-off), and validation curves per epoch (mean over seeds). Every string from a record is
 HTML-escaped; the page runs only its own sorting script.
+
+Tables wider than the window scroll sideways inside their own box, with the baseline column held in
+place, and put the comparison (tested metric, interval, Δ, p, image reliance) before the costs and the
+other metrics, so that a 1280-pixel window shows it without scrolling. Plots name their points in a
+legend, never beside the points, where close points would print one name over another.
 """
 
 from __future__ import annotations
@@ -19,8 +24,15 @@ from vlbench.results.sections import legend, wide_sections
 
 __all__ = ["build_page", "html_tables", "bar_chart", "scatter_chart", "curve_chart"]
 
+# Tableau 20: twenty colours before one repeats (the embedded VQA section has twelve baselines)
 _PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
-            "#bab0ac"]
+            "#bab0ac", "#a0cbe8", "#ffbe7d", "#8cd17d", "#b6992d", "#499894", "#86bcb6", "#f1ce63", "#d37295",
+            "#fabfd2", "#79706e"]
+
+_PLOT_WIDTH = 400  # px: three plots and their gaps fit a 1280-pixel window side by side
+_LEGEND_ROW = 16  # px per legend entry (11 px text)
+_TICK_SPACING = 28  # px at least between the centres of two axis labels
+_TICK_DROP = 20  # px from the x axis down to its labels' baseline: clear of the lowest y label beside the corner
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1400px;color:#222;
@@ -31,10 +43,12 @@ th,td{padding:.3rem .55rem;border-bottom:1px solid #e5e5e5;text-align:right;whit
 th{background:#f6f6f6;cursor:pointer;user-select:none;white-space:normal;max-width:8.5rem;vertical-align:bottom}
 .wrap{overflow-x:auto;max-width:100%}
 th:first-child,td:first-child,td.cfg{text-align:left}
+th:first-child,td:first-child{position:sticky;left:0;z-index:1;background:#fff;box-shadow:inset -1px 0 0 #ccc}
+th:first-child{background:#f6f6f6}tr.few td:first-child{background:#fffbea}
 th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
 tr.failed td{color:#b00020}tr.few td{background:#fffbea}
 .legend{font-size:.8rem;color:#555;margin:.2rem 0 1rem 0}.legend li{margin:.1rem 0}
-.plots{display:flex;flex-wrap:wrap;gap:1.5rem}.plots figure{margin:0}
+.plots{display:flex;flex-wrap:wrap;gap:1rem}.plots figure{margin:0}
 figcaption{font-size:.8rem;color:#555;text-align:center}
 svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#333}
 """
@@ -77,14 +91,32 @@ def _sort_value(header: str, cell: str, row: dict[str, Any]) -> str:
     return match.group(0) if match and not cell.startswith("failed") else ""
 
 
+def _page_order(section: dict[str, Any]) -> list[int]:
+    """Column positions on the page: who, then the tested metric and its comparison, then everything else."""
+    header, tested = section["header"], section["tested"]
+
+    def rank(h: str) -> int:
+        if h in ("baseline", "config", "n seeds"):
+            return 0
+        if h in (tested, f"{tested} 95% CI"):
+            return 1
+        if h.startswith(("Δ ", "p (")):
+            return 2
+        return 3 if h.startswith("image reliance") else 4
+
+    return sorted(range(len(header)), key=lambda i: (rank(header[i]), i))
+
+
 def _table_html(section: dict[str, Any]) -> str:
-    head = "".join(f"<th>{html_text(h)}</th>" for h in section["header"])
+    order = _page_order(section)
+    header = [section["header"][i] for i in order]
+    head = "".join(f"<th>{html_text(h)}</th>" for h in header)
     rows = []
     for b in section["body"]:
         row = b["row"]
         cls = "failed" if row["status"] == "failed" else "few" if row["n"] < 3 else ""
         cells = []
-        for h, c in zip(section["header"], b["cells"]):
+        for h, c in zip(header, [b["cells"][i] for i in order]):
             klass = ' class="cfg"' if h == "config" else ""
             cells.append(f'<td{klass} data-v="{html_text(_sort_value(h, c, row))}">{html_text(one_line(c))}</td>')
         rows.append(f'<tr class="{cls}">' + "".join(cells) + "</tr>")
@@ -133,7 +165,7 @@ def _color(name: str, i: int, colors: Optional[dict[str, str]]) -> str:
     return (colors or {}).get(name) or _PALETTE[i % len(_PALETTE)]
 
 
-def bar_chart(items: list[tuple[str, float, Optional[float]]], label: str, width: int = 460,
+def bar_chart(items: list[tuple[str, float, Optional[float]]], label: str, width: int = _PLOT_WIDTH,
               colors: Optional[dict[str, str]] = None) -> str:
     """Horizontal bars of (name, mean, std) with ±std error bars, as an inline SVG string."""
     if not items:
@@ -167,13 +199,14 @@ def bar_chart(items: list[tuple[str, float, Optional[float]]], label: str, width
     return _svg(width, height, "".join(out), label)
 
 
-def scatter_chart(points: list[tuple[str, float, float]], label: str, width: int = 460, height: int = 300,
+def scatter_chart(points: list[tuple[str, float, float]], label: str, width: int = _PLOT_WIDTH, height: int = 300,
                   colors: Optional[dict[str, str]] = None) -> str:
     """Score (y) against trainable parameters (x, log scale) for (name, params, score) points, as SVG."""
     points = [(n, p, s) for n, p, s in points if s is not None]
     if not points:
         return ""
-    left, right, top, bottom = 50, 110, 12, 36
+    left, right, top, bottom = 50, 150, 12, 42
+    height = max(height, top + len(points) * _LEGEND_ROW + bottom)
     xs = [math.log10(max(p, 1.0)) for _, p, _ in points]
     ys = [s for _, _, s in points]
     xlo, xhi = math.floor(min(xs)), max(math.ceil(max(xs)), math.floor(min(xs)) + 1)
@@ -189,26 +222,28 @@ def scatter_chart(points: list[tuple[str, float, float]], label: str, width: int
     out = []
     for e in range(int(xlo), int(xhi) + 1):
         out.append(f'<line x1="{px(e):.1f}" x2="{px(e):.1f}" y1="{top}" y2="{height - bottom}" stroke="#eee"/>'
-                   f'<text x="{px(e):.1f}" y="{height - bottom + 14}" text-anchor="middle">1e{e}</text>')
+                   f'<text x="{px(e):.1f}" y="{height - bottom + _TICK_DROP}" text-anchor="middle">1e{e}</text>')
     for t in yt:
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eee"/>'
                    f'<text x="{left - 4}" y="{py(t) + 4:.1f}" text-anchor="end">{t:g}</text>')
     out.append(f'<text x="{(left + width - right) / 2}" y="{height - 4}" text-anchor="middle">trainable parameters '
                f'(log; 0 plotted at 1)</text>')
     for i, ((name, params, score), xv) in enumerate(zip(points, xs)):
-        out.append(f'<circle cx="{px(xv):.1f}" cy="{py(score):.1f}" r="5" fill="{_color(name, i, colors)}">'
-                   f'<title>{html_text(one_line(name))}: {score:.2f} with {int(params)} trainable</title></circle>'
-                   f'<text x="{px(xv) + 7:.1f}" y="{py(score) - 6:.1f}">{html_text(_short(name, 18))}</text>')
+        color = _color(name, i, colors)
+        out.append(f'<circle cx="{px(xv):.1f}" cy="{py(score):.1f}" r="5" fill="{color}">'
+                   f'<title>{html_text(one_line(name))}: {score:.2f} with {int(params)} trainable</title></circle>')
+        out.append(_legend_entry(width - right + 8, top + i * _LEGEND_ROW, color, name, "circle"))
     return _svg(width, height, "".join(out), label)
 
 
-def curve_chart(curves: list[tuple[str, list[tuple[int, float]]]], label: str, width: int = 460,
+def curve_chart(curves: list[tuple[str, list[tuple[int, float]]]], label: str, width: int = _PLOT_WIDTH,
                 height: int = 300, colors: Optional[dict[str, str]] = None) -> str:
     """Validation score per epoch, one line per (name, [(epoch, value)]), as SVG."""
     curves = [(n, pts) for n, pts in curves if pts]
     if not curves:
         return ""
-    left, right, top, bottom = 50, 150, 12, 36
+    left, right, top, bottom = 50, 150, 12, 42
+    height = max(height, top + len(curves) * _LEGEND_ROW + bottom)
     epochs = [e for _, pts in curves for e, _ in pts]
     values = [v for _, pts in curves for _, v in pts]
     elo, ehi = min(epochs), max(max(epochs), min(epochs) + 1)
@@ -224,8 +259,10 @@ def curve_chart(curves: list[tuple[str, list[tuple[int, float]]]], label: str, w
     for t in yt:
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eee"/>'
                    f'<text x="{left - 4}" y="{py(t) + 4:.1f}" text-anchor="end">{t:g}</text>')
-    for e in sorted(set(epochs)):
-        out.append(f'<text x="{px(e):.1f}" y="{height - bottom + 14}" text-anchor="middle">{e}</text>')
+    labelled = sorted(set(epochs))
+    stride = math.ceil(len(labelled) * _TICK_SPACING / (width - left - right))  # tick labels at least that far apart
+    for e in labelled[::max(stride, 1)]:
+        out.append(f'<text x="{px(e):.1f}" y="{height - bottom + _TICK_DROP}" text-anchor="middle">{e}</text>')
     out.append(f'<text x="{(left + width - right) / 2}" y="{height - 4}" text-anchor="middle">epoch</text>')
     for i, (name, pts) in enumerate(curves):
         color = _color(name, i, colors)
@@ -233,9 +270,16 @@ def curve_chart(curves: list[tuple[str, list[tuple[int, float]]]], label: str, w
         out.append(f'<path d="{path}" stroke="{color}" stroke-width="2" fill="none"><title>'
                    f'{html_text(one_line(name))}</title></path>')
         out += [f'<circle cx="{px(e):.1f}" cy="{py(v):.1f}" r="2.5" fill="{color}"/>' for e, v in pts]
-        out.append(f'<rect x="{width - right + 8}" y="{top + i * 16}" width="10" height="10" fill="{color}"/>'
-                   f'<text x="{width - right + 22}" y="{top + i * 16 + 9}">{html_text(_short(name, 20))}</text>')
+        out.append(_legend_entry(width - right + 8, top + i * _LEGEND_ROW, color, name, "rect"))
     return _svg(width, height, "".join(out), label)
+
+
+def _legend_entry(x: float, y: float, color: str, name: str, mark: str) -> str:
+    """One legend row: a colour mark and the (shortened) name, the full name as its tooltip."""
+    shape = (f'<circle cx="{x + 5}" cy="{y + 5}" r="5" fill="{color}"/>' if mark == "circle"
+             else f'<rect x="{x}" y="{y}" width="10" height="10" fill="{color}"/>')
+    return (f'<g>{shape}<text x="{x + 14}" y="{y + 9}">{html_text(_short(name, 20))}'
+            f'<title>{html_text(one_line(name))}</title></text></g>')
 
 
 def _curve(records: list[dict[str, Any]]) -> list[tuple[int, float]]:
@@ -265,7 +309,8 @@ def build_page(records: Iterable[dict[str, Any]], notes: Optional[list[str]] = N
     table.notes.extend(notes or [])
     parts = ["<h1>vlbench leaderboard</h1>",
              f"<p>{len(records)} run records; generated from run records by <code>vlbench leaderboard</code>. "
-             "Click a column header to sort.</p>"]
+             "Click a column header to sort; a table wider than the window scrolls sideways, its baseline column "
+             "held in place.</p>"]
     for s in wide_sections(table):
         tested = s["tested"]
         parts.append(f"<section><h2>{html_text(s['task'])} on {html_text(s['dataset'])}</h2>{_table_html(s)}")
