@@ -15,7 +15,7 @@ import torch
 from vlbench.models.base import FittedModel
 from vlbench.models.pretrained import missing_requirement, resolve_pretrained
 from vlbench.registry import MODELS, TASK_TYPES
-from vlbench.runner import _TokenizerCache, load_dataset
+from vlbench.runner import TokenizerCache, load_dataset
 from vlbench.specs import RunConfig, available_specs, load_baseline_spec, load_task_spec, resolve_run_config
 from vlbench.training.device import autocast, get_accelerator, release, resolve_precision
 from vlbench.training.optim import make_optimizer, make_scheduler
@@ -100,7 +100,7 @@ def make_setup(args: argparse.Namespace, baselines: list[str]) -> Setup:
     dataset = load_dataset(first.dataset, first.task.data, None, quiet=True)
     task = TASK_TYPES.get(first.task.type)(first.task, dataset)
     configs = [resolve_run_config(task_spec, load_baseline_spec(b), overrides=task_overrides) for b in baselines]
-    tokenizers = _TokenizerCache(task, configs)
+    tokenizers = TokenizerCache(task)
     accelerator = get_accelerator(args.device)
     precision = resolve_precision(args.precision, accelerator.device)
     return Setup(task, tokenizers, accelerator, accelerator.device, precision, list(args.overrides), args.batch_size,

@@ -278,9 +278,9 @@ def test_lone_surrogate_caption_is_refused(tmp_path, capsys):
 def test_missing_device_fails_before_any_data_is_built(tmp_path, capsys, monkeypatch):
     import torch
 
-    import vlbench.runner as runner
+    from vlbench.runner import sweep
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(runner, "load_dataset", lambda *a, **k: pytest.fail("the dataset was built"))
+    monkeypatch.setattr(sweep, "load_dataset", lambda *a, **k: pytest.fail("the dataset was built"))
     assert main(["run", "--task", "vqa", "--baseline", "prior", "--device", "cuda", "--results-dir", str(tmp_path)]) == 2
     assert "--device cuda" in _one_error(capsys)

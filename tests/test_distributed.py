@@ -26,14 +26,14 @@ def _task_and_model(cache_dir: str, task_name: str):
     """A tiny task and a freshly initialised model, exactly as the runner builds them (seed 0)."""
     from vlbench.peft.assemble import assemble
     from vlbench.registry import TASK_TYPES
-    from vlbench.runner import _TokenizerCache, load_dataset
+    from vlbench.runner import TokenizerCache, load_dataset
     from vlbench.specs import load_baseline_spec, load_task_spec, resolve_run_config
 
     baseline, overrides, _ = CASES[task_name]
     config = resolve_run_config(load_task_spec(task_name), load_baseline_spec(baseline), overrides=DATA + overrides)
     task = TASK_TYPES.get(config.task.type)(config.task,
                                             load_dataset(config.dataset, config.task.data, cache_dir, quiet=True))
-    tokenizer = _TokenizerCache(task, [config]).get(config.baseline.tokenizer)
+    tokenizer = TokenizerCache(task).get(config.baseline.tokenizer)
     built = assemble(config, 0, task, tokenizer, pretrained=None)
     return task, built.model, built.modalities
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-import vlbench.runner as runner
+from vlbench.runner import sweep
 from tests.conftest import TINY_DATA
 from tests.process_helpers import SMALL_MODEL, TINY_RUN, run, start
 from vlbench.cli.main import main
@@ -77,14 +77,14 @@ def _tiny(results, *extra):
 ])
 def test_any_exception_in_one_run_is_a_failed_record_and_the_sweep_goes_on(tmp_path, monkeypatch, capsys,
                                                                             error, kind, hint):
-    real = runner._run_one
+    real = sweep.run_one
 
     def flaky(config, seed, *args, **kwargs):
         if config.baseline.name == "prior" and seed == 0:
             raise error
         return real(config, seed, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "_run_one", flaky)
+    monkeypatch.setattr(sweep, "run_one", flaky)
     assert _tiny(tmp_path, "--baseline", "prior", "--seeds", "0,1") == 1
     errors = _error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and kind in errors[0]
@@ -93,7 +93,7 @@ def test_any_exception_in_one_run_is_a_failed_record_and_the_sweep_goes_on(tmp_p
     assert failed["failure"]["reason"] == str(error)
     assert _record(tmp_path, "prior", 1)["status"] == "ok"
     # a failed record is not "done": the next invocation runs it again and skips the finished one
-    monkeypatch.setattr(runner, "_run_one", real)
+    monkeypatch.setattr(sweep, "run_one", real)
     finished = (tmp_path / "vqa" / "shapes" / "prior" / "seed-1.json").read_text()
     assert _tiny(tmp_path, "--baseline", "prior", "--seeds", "0,1") == 0
     assert _record(tmp_path, "prior", 0)["status"] == "ok"
@@ -107,7 +107,7 @@ def test_a_failure_never_replaces_a_finished_record(tmp_path, monkeypatch, capsy
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(runner, "_run_one", broken)
+    monkeypatch.setattr(sweep, "run_one", broken)
     assert _tiny(tmp_path, "--baseline", "prior", "--force") == 1
     assert "finished record" in capsys.readouterr().err
     assert (tmp_path / "vqa" / "shapes" / "prior" / "seed-0.json").read_text() == finished

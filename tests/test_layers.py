@@ -19,19 +19,6 @@ ROOT = Path(layers.__file__).resolve().parent.parent
 
 # (kind, file pattern, imported module or its prefix ending in ".") -> who removes it
 ALLOWED: dict[tuple[str, str, str], str] = {
-    # arch-plan: public planning/record layer; runner, executors, protocols, peft/checkpoint, cli plugin loading
-    ("upward", "vlbench/executors/jobs.py", "vlbench.cli.main"): "arch-plan (load_plugins)",
-    ("cycle", "vlbench/executors/jobs.py", "vlbench.cli.main"): "arch-plan (load_plugins)",
-    ("cycle", "vlbench/cli/run.py", "vlbench.executors"): "arch-plan (load_plugins)",
-    ("private", "vlbench/executors/jobs.py", "vlbench.runner"): "arch-plan (runner's helpers as plan API)",
-    ("private", "vlbench/executors/__init__.py", "vlbench.executors."): "arch-plan (executors)",
-    ("upward", "vlbench/peft/checkpoint.py", "vlbench.runner"): "arch-plan (peft/checkpoint -> runner)",
-    ("cycle", "vlbench/peft/checkpoint.py", "vlbench.runner"): "arch-plan (peft/checkpoint -> runner)",
-    ("upward", "vlbench/runner.py", "vlbench.protocols."): "arch-plan (runner -> protocols.subsets)",
-    ("cycle", "vlbench/runner.py", "vlbench."): "arch-plan (runner <-> peft <-> protocols)",
-    ("cycle", "vlbench/protocols/continual/*.py", "vlbench."): "arch-plan (continual loop <-> stage_run, runner)",
-    ("private", "vlbench/protocols/continual/*.py", "vlbench."): "arch-plan (runner and records helpers)",
-    ("cycle", "vlbench/peft/*.py", "vlbench."): "arch-plan (runner <-> peft <-> protocols)",
     # not yet owned: typer commands attach to the app in cli.main, which imports them to register them
     ("cycle", "vlbench/cli/*.py", "vlbench.cli."): "follow-up: cli.main <-> command modules (typer app)",
 }

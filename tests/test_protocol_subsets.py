@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import TINY_DATA
 from vlbench.cli.main import main
 from vlbench.protocols.efficiency import Curve, CurvePoint, matching_fraction
-from vlbench.protocols.subsets import apply_train_subset, select_rows
+from vlbench.data.subsets import apply_train_subset, select_rows
 from vlbench.specs import TaskSpec, TrainSubset, config_hash, load_baseline_spec, load_task_spec, resolve_run_config
 
 TINY_OPTIONS = {"train_images": 48, "val_images": 12, "test_images": 12}

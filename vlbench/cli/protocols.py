@@ -126,7 +126,7 @@ def visual_prefix(
 
     from vlbench.errors import SpecError
     from vlbench.protocols.visual_prefix import PrefixSettings, build_visual_prefix_model
-    from vlbench.runner import load_dataset
+    from vlbench.data.loading import load_dataset
     from vlbench.specs import load_baseline_spec, load_task_spec, resolve_run_config
 
     if out.exists() and not out.is_dir():

@@ -123,7 +123,7 @@ def run(
     from vlbench.results.table import aggregate, render
     from vlbench.distributed import is_main
     from vlbench.executors import execute, make_options, split_executor_overrides
-    from vlbench.runner import RunRequest, select_baselines
+    from vlbench.plan import RunRequest, select_baselines
     from vlbench.specs import load_task_spec
 
     spec_overrides, executor_settings = split_executor_overrides(list(set_ or []))

@@ -31,10 +31,10 @@ def execute(request: Any, options: ExecutorOptions, *, plugins: Optional[list[st
     from vlbench.executors.jobs import merge_reports, plan_jobs
 
     if options.name == "ray":  # a missing engine is bad input: say so before building anything
-        from vlbench.executors.ray_executor import _import_ray as _require
+        from vlbench.executors.ray_executor import require_ray as require_engine
     else:
-        from vlbench.executors.slurm_executor import _import_submitit as _require
-    _require()
+        from vlbench.executors.slurm_executor import require_submitit as require_engine
+    require_engine()
     threads = int(options.cpus_per_run) if options.cpus_per_run and options.cpus_per_run >= 1 else None
     jobs = plan_jobs(request, plugins, threads, echo)
     if options.name == "ray":

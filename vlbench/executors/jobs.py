@@ -68,55 +68,37 @@ def plan_jobs(request: Any, plugins: Optional[list[str]] = None, threads: Option
     never comes back (the hash assumes the worker's device runs the precision this machine's would).
     """
     from vlbench.data.base import default_cache_dir
-    from vlbench.results.records import record_path
-    from vlbench.runner import _drop_unavailable, _resolve_all, _run_digest, load_dataset
+    from vlbench.data.loading import load_dataset
+    from vlbench.plan import drop_unavailable, planned_runs, resolve_runs
     from vlbench.training.device import get_accelerator
 
-    configs = _drop_unavailable(_resolve_all(request), echo)
+    configs = drop_unavailable(resolve_runs(request), echo)
     cache_dir = Path(request.cache_dir).resolve() if request.cache_dir else default_cache_dir().resolve()
     dataset = load_dataset(configs[0].dataset, configs[0].task.data, cache_dir, request.quiet)
     device = get_accelerator(request.device).device
     results_dir = Path(request.results_dir).resolve()
-    dataset_name = configs[0].dataset.partition(":")[0]
     by_name = {spec.name: spec for spec in request.baselines}
     plugin_paths = [str(Path(p).resolve()) for p in plugins or []]
     jobs = []
-    for config in configs:
-        digest = _run_digest(config, dataset, device)
-        seeds = request.seeds if request.seeds is not None else config.training.seeds
-        for seed in seeds:
-            single = dataclasses.replace(
-                request, baselines=[by_name[config.baseline.name]], seeds=[seed],
-                results_dir=results_dir, cache_dir=cache_dir, quiet=True,
-            )
-            path = record_path(results_dir, config.task.name, dataset_name, config.baseline.name, seed)
-            jobs.append(RunJob(single, plugin_paths, threads, config, str(path), digest))
+    for run in planned_runs(dataclasses.replace(request, results_dir=results_dir), configs, dataset, device):
+        single = dataclasses.replace(
+            request, baselines=[by_name[run.config.baseline.name]], seeds=[run.seed],
+            results_dir=results_dir, cache_dir=cache_dir, quiet=True,
+        )
+        jobs.append(RunJob(single, plugin_paths, threads, run.config, str(run.path), run.digest))
     return jobs
 
 
 def record_lost(job: RunJob, message: str, engine: str) -> str:
     """Write the failed record of a job that never came back (never over a finished one); the line to show."""
-    from vlbench.failures import describe_failure
-    from vlbench.io import atomic_write_json
-    from vlbench.runner import _failed_record, _previous_record
+    from vlbench.results.records import failed_record, write_failed_record
 
     line = f"error: {job.label}: {message}"
     if job.path is None or job.config is None:
         return line
-    path = Path(job.path)
-    _, status = _previous_record(path)
-    if status == "ok":
-        return f"{line}; the finished record at {path} is kept"
-    import torch
-
-    record = _failed_record(job.config, job.request.seeds[0], job.digest, torch.device("cpu"), JobLost(message))
-    record["device"] = f"{engine} job (lost)"  # the worker's device is unknown here
-    record["failure"] = describe_failure(JobLost(message))
-    try:
-        atomic_write_json(path, record)
-    except (OSError, ValueError) as exc:
-        return f"{line}; the failed record could not be written to {path}: {exc}"
-    return f"{line} -> {path}"
+    # the worker's device is unknown here
+    return write_failed_record(Path(job.path), lambda: failed_record(
+        job.config, job.request.seeds[0], job.digest, f"{engine} job (lost)", JobLost(message)), line)
 
 
 def run_job(job: RunJob) -> JobReport:
@@ -126,14 +108,14 @@ def run_job(job: RunJob) -> JobReport:
     would fail the same way. What escapes ``run_task`` (a crash, a lost node) propagates so that the
     executor retries the job.
     """
-    from vlbench.cli.main import load_plugins
+    from vlbench.registry import load_plugins
     from vlbench.runner import run_task
 
     if job.threads:
         import torch
 
         torch.set_num_threads(job.threads)  # one job per reserved CPU set, not every core of the node
-    load_plugins(job.plugins)
+    load_plugins(job.plugins)  # a replaced name is said on the worker's stderr
     report = JobReport(job.label)
     try:
         outcome = run_task(job.request, echo=report.messages.append,

@@ -8,10 +8,11 @@ from vlbench.errors import VLBenchError
 from vlbench.executors.jobs import JobReport, RunJob, record_lost, run_job
 from vlbench.executors.options import ExecutorOptions
 
-__all__ = ["run_on_ray"]
+__all__ = ["run_on_ray", "require_ray"]
 
 
-def _import_ray():
+def require_ray():
+    """The ray module, or one error line saying how to install it."""
     try:
         import ray
     except ImportError:
@@ -26,7 +27,7 @@ def run_on_ray(jobs: list[RunJob], options: ExecutorOptions, echo: Callable[[str
     Connects to ``executor.address`` (or $RAY_ADDRESS, else starts a local Ray) unless Ray is already
     initialised in this process, in which case that instance is used and left running.
     """
-    ray = _import_ray()
+    ray = require_ray()
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=options.address, include_dashboard=False, log_to_driver=False)

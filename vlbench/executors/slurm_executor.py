@@ -9,10 +9,11 @@ from vlbench.errors import VLBenchError
 from vlbench.executors.jobs import JobReport, RunJob, record_lost, run_job
 from vlbench.executors.options import ExecutorOptions
 
-__all__ = ["CheckpointableRun", "run_on_slurm", "submitit_parameters"]
+__all__ = ["CheckpointableRun", "run_on_slurm", "submitit_parameters", "require_submitit"]
 
 
-def _import_submitit():
+def require_submitit():
+    """The submitit module, or one error line saying how to install it."""
     try:
         import submitit
     except ImportError:
@@ -57,7 +58,7 @@ def submitit_parameters(options: ExecutorOptions) -> dict[str, Any]:
 def run_on_slurm(jobs: list[RunJob], options: ExecutorOptions, echo: Callable[[str], None],
                  warn: Callable[[str], None], results_dir: Path) -> list[JobReport]:
     """Submit every job as one array, wait, resubmit failed jobs up to ``max_retries`` times."""
-    submitit = _import_submitit()
+    submitit = require_submitit()
     folder = Path(options.folder) if options.folder else Path(results_dir) / ".submitit"
     try:
         executor = submitit.AutoExecutor(folder=folder / "%j", cluster=options.cluster)

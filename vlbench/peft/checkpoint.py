@@ -68,7 +68,7 @@ def load_run_model(record_path: str | Path, *, task: Any = None, cache_dir: Opti
         raise DataError(f"{record_path}: this run saved no trained weights (only PEFT runs do).")
     config = RunConfig.model_validate(record["config"])
     if task is None:
-        from vlbench.runner import load_dataset
+        from vlbench.data.loading import load_dataset
 
         dataset = load_dataset(config.dataset, config.task.data, cache_dir, quiet=True)
         task = TASK_TYPES.get(config.task.type)(config.task, dataset)

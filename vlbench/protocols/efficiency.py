@@ -51,7 +51,7 @@ def fraction_dir(results_dir: Path, fraction: float, rule: str = "fraction") -> 
 
 def run_fractions(request: Any, fractions: list[float], run: Callable[[Any], Any], rule: str = "fraction") -> Any:
     """Run ``request`` once per fraction or k (``rule``: fraction or k_shot), smallest first; merge the outcomes."""
-    from vlbench.protocols.subsets import merge_outcomes
+    from vlbench.plan import merge_outcomes
 
     outcomes = []
     for fraction in fractions:

@@ -21,7 +21,7 @@ from vlbench.results.seeditem import seed_item_test
 from vlbench.results.stats import paired_test, summarize
 from vlbench.specs import COSMETIC_FIELDS, TrainingConfig
 
-__all__ = ["Table", "aggregate", "record_identity", "MIN_SEEDS"]
+__all__ = ["Table", "aggregate", "comparable_config", "MIN_SEEDS"]
 
 MIN_SEEDS = 3  # below this a row is marked: its spread is not estimated well enough for a finding
 
@@ -34,7 +34,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def record_identity(record: dict[str, Any]) -> dict[str, Any]:
+def comparable_config(record: dict[str, Any]) -> dict[str, Any]:
     """The flattened fields a record's config hash covers (cosmetic fields out, precision as actually used)."""
     config = dict(record.get("config") or {})
     for section, names in COSMETIC_FIELDS.items():
@@ -173,7 +173,7 @@ def _groups(records: Iterable[dict[str, Any]]) -> list[_Group]:
         by_baseline[(group.task, group.dataset, group.baseline)].append(group)
     for same in by_baseline.values():
         if len(same) > 1:
-            for group, diff in zip(same, _differences([record_identity(g.first) for g in same])):
+            for group, diff in zip(same, _differences([comparable_config(g.first) for g in same])):
                 group.config_fields = diff or [f"config_hash={group.config_hash}"]
                 group.config = ", ".join(group.config_fields)
     return sorted(groups.values(), key=lambda g: (g.task, g.dataset, g.baseline, g.config))
@@ -181,14 +181,14 @@ def _groups(records: Iterable[dict[str, Any]]) -> list[_Group]:
 
 def _reference_for(group: _Group, candidates: list[_Group]) -> Optional[_Group]:
     """The reference baseline's group scored on the same data; the one trained like ``group`` when several."""
-    fingerprint = record_identity(group.first).get("data.fingerprint")
-    same_data = [c for c in candidates if c.ok and record_identity(c.first).get("data.fingerprint") == fingerprint]
+    fingerprint = comparable_config(group.first).get("data.fingerprint")
+    same_data = [c for c in candidates if c.ok and comparable_config(c.first).get("data.fingerprint") == fingerprint]
     if len(same_data) <= 1:
         return same_data[0] if same_data else None
-    mine = {k: v for k, v in record_identity(group.first).items() if k.startswith("training.")}
+    mine = {k: v for k, v in comparable_config(group.first).items() if k.startswith("training.")}
 
     def likeness(c: _Group) -> tuple[int, int]:
-        theirs = record_identity(c.first)
+        theirs = comparable_config(c.first)
         return sum(theirs.get(k) == v for k, v in mine.items()), len(c.ok)
 
     return max(same_data, key=likeness)

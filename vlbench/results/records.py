@@ -9,16 +9,26 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from vlbench.errors import VLBenchError
-from vlbench.io import UnreadableFileError, read_json, read_regular_bytes
+from vlbench.failures import describe_failure
+from vlbench.io import UnreadableFileError, atomic_write_json, read_json, read_regular_bytes
+
+if TYPE_CHECKING:
+    from vlbench.specs import RunConfig
 
 __all__ = [
     "RECORD_SCHEMA",
+    "safe_name",
     "record_path",
     "predictions_path",
-    "existing_config_hash",
+    "archived_record_path",
+    "record_header",
+    "failed_record",
+    "previous_record",
+    "set_aside_record",
+    "write_failed_record",
     "package_versions",
     "git_commit",
     "now_iso",
@@ -34,7 +44,8 @@ RECORD_SCHEMA = 2
 MAX_RECORD_BYTES = 256 << 20
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """``name`` as one safe path component (ASCII letters, digits and ``-_.+``; never hidden, never empty)."""
     cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_.+") else "_" for c in str(name))
     # '', '.', '..' and hidden names must never become path components
     return cleaned if cleaned and not cleaned.startswith(".") else "_" + cleaned
@@ -44,7 +55,7 @@ def record_path(results_dir: Path, task: str, dataset: str, baseline: str, seed:
     """Where the record of one run lives (always inside ``results_dir``, whatever the names)."""
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise VLBenchError(f"seed {seed!r} is not an integer.")
-    return Path(results_dir) / _safe(task) / _safe(dataset) / _safe(baseline) / f"seed-{seed}.json"
+    return Path(results_dir) / safe_name(task) / safe_name(dataset) / safe_name(baseline) / f"seed-{seed}.json"
 
 
 def predictions_path(record: Path, suffix: str = ".json") -> Path:
@@ -52,12 +63,86 @@ def predictions_path(record: Path, suffix: str = ".json") -> Path:
     return record.with_name(record.stem + ".predictions" + suffix)
 
 
-def existing_config_hash(path: Path) -> Optional[str]:
-    """The config hash of an existing, readable record, or None."""
+def archived_record_path(path: Path, digest: str) -> Path:
+    """Where the finished record of another config of the same run is kept: ``seed-N.cfg-<hash>.json``."""
+    return path.with_name(f"{path.stem}.cfg-{digest}{path.suffix}")
+
+
+def record_header(config: "RunConfig", seed: int, digest: str, status: str) -> dict[str, Any]:
+    """The fields every run record starts with: schema, status, what ran (task, dataset, baseline, seed), its config."""
+    return {
+        "schema": RECORD_SCHEMA,
+        "status": status,
+        "task": config.task.name,
+        "dataset": config.dataset.partition(":")[0],
+        "baseline": config.baseline.name,
+        "seed": seed,
+        "config_hash": digest,
+        "config": config.model_dump(mode="json"),
+        "primary_metric": config.task.primary_metric,
+    }
+
+
+def failed_record(config: "RunConfig", seed: int, digest: str, device: str, exc: BaseException) -> dict[str, Any]:
+    """A record for a run that did not finish: its header plus what went wrong (no test block); ``device`` described."""
+    return {
+        **record_header(config, seed, digest, "failed"),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "device": device,
+        "created": now_iso(),
+        "failure": describe_failure(exc),
+    }
+
+
+def previous_record(path: Path) -> tuple[Optional[str], Optional[str]]:
+    """(config hash, status) of the record already at ``path``; (None, None) when absent or unreadable."""
     try:
-        return read_json(path).get("config_hash")
-    except (OSError, ValueError, AttributeError, RecursionError):
-        return None
+        record = read_json(path)
+    except (OSError, ValueError, RecursionError):
+        return None, None
+    if not isinstance(record, dict):
+        return None, None
+    digest = record.get("config_hash")
+    return (digest if isinstance(digest, str) else None), (record.get("status") or "ok")
+
+
+def set_aside_record(path: Path, digest: str, echo: Callable[[str], None]) -> None:
+    """Before a run of config ``digest`` starts over at ``path``: keep a finished record of another config.
+
+    Records of one (task, dataset, baseline, seed) share a path, so a run with a new config would
+    otherwise replace the finished result of the old one; it moves, with its predictions and weights,
+    to :func:`archived_record_path` (tables read it as a row of its own config).
+    """
+    previous, status = previous_record(path)
+    if previous is None or previous == digest or status != "ok":
+        return
+    target = archived_record_path(path, previous)
+    prefix = path.stem + "."
+    record = read_json(path)
+    for companion in sorted(path.parent.glob(prefix + "*")):
+        rest = companion.name[len(prefix):]
+        if companion == path or not rest.startswith(("predictions", "weights")):
+            continue
+        renamed = companion.with_name(f"{target.stem}.{rest}")
+        companion.replace(renamed)
+        for key in ("predictions_file", "weights_file"):
+            if record.get(key) == companion.name:
+                record[key] = renamed.name
+    atomic_write_json(target, record)
+    path.unlink()
+    echo(f"kept the finished record of the earlier config as {target}")
+
+
+def write_failed_record(path: Path, make_record: Callable[[], dict[str, Any]], what: str) -> str:
+    """Write the failed record ``make_record`` builds, never over a finished one; returns ``what`` plus where it went."""
+    if previous_record(path)[1] == "ok":  # a finished result from an earlier config or run is worth more
+        return f"{what}; the finished record at {path} is kept"
+    try:
+        atomic_write_json(path, make_record())
+    except (OSError, ValueError, VLBenchError) as write_error:
+        return f"{what}; the failed record could not be written to {path}: {write_error}"
+    return f"{what} -> {path}"
 
 
 def package_versions() -> dict[str, str]:

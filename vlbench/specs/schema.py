@@ -122,7 +122,7 @@ class SplitNames(_Strict):
 
 
 class TrainSubset(_Strict):
-    """Train on a seeded part of the training split, drawn by image (see ``vlbench.protocols.subsets``)."""
+    """Train on a seeded part of the training split, drawn by image (see ``vlbench.data.subsets``)."""
 
     fraction: Optional[float] = Field(None, gt=0, le=1, description="keep the first ceil(fraction*N) images of a seeded permutation")
     k_shot: Optional[int] = Field(None, ge=1, description="k examples per answer (VQA) or k images (other tables)")

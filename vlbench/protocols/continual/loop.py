@@ -16,7 +16,9 @@ from typing import Any, Callable, Optional
 from vlbench.errors import VLBenchError
 from vlbench.io import atomic_write_json, read_json
 from vlbench.protocols.continual.sequence import ContinualSequence, stage_view
+from vlbench.protocols.continual.stage_run import SequenceContext, run_one_sequence, sequence_dir
 from vlbench.protocols.continual.strategies import STRATEGIES, StrategySettings
+from vlbench.results.records import safe_name
 
 __all__ = ["ContinualRequest", "run_continual", "summary_path", "sequence_dir"]
 
@@ -39,18 +41,9 @@ class ContinualRequest:
     quiet: bool = False
 
 
-def sequence_dir(results_dir: Path, sequence: str) -> Path:
-    """Where one sequence's records, summaries and plots live."""
-    from vlbench.results.records import _safe
-
-    return Path(results_dir) / _safe(sequence)
-
-
 def summary_path(results_dir: Path, sequence: str, baseline: str, strategy: str, seed: int) -> Path:
     """The summary JSON of one (baseline, strategy, seed) (named so record loaders do not take it for a record)."""
-    from vlbench.results.records import _safe
-
-    return sequence_dir(results_dir, sequence) / "summaries" / f"{_safe(baseline)}.{strategy}.s{seed}.json"
+    return sequence_dir(results_dir, sequence) / "summaries" / f"{safe_name(baseline)}.{strategy}.s{seed}.json"
 
 
 def _share_label_space(union: Any, stage: Any) -> None:
@@ -65,7 +58,8 @@ def run_continual(request: ContinualRequest, *, echo: Callable[[str], None] = pr
     from vlbench.models.base import FittedModel
     from vlbench.models.pretrained import WORD_LEVEL, load_tokenizer
     from vlbench.registry import MODELS, TASK_TYPES
-    from vlbench.runner import RunRequest, _drop_unavailable, _resolve_all, load_dataset
+    from vlbench.data.loading import load_dataset
+    from vlbench.plan import RunRequest, drop_unavailable, resolve_runs
     from vlbench.specs import load_baseline_spec, load_task_spec
     from vlbench.training.device import get_accelerator, resolve_precision
 
@@ -80,7 +74,7 @@ def run_continual(request: ContinualRequest, *, echo: Callable[[str], None] = pr
             raise VLBenchError(f"baseline {spec.name!r} does not support task {task_spec.name!r}.")
     run_request = RunRequest(task=task_spec, baselines=baselines, results_dir=request.results_dir,
                              overrides=[*sequence.set, *request.overrides], training_overrides=request.training_overrides)
-    configs = _drop_unavailable(_resolve_all(run_request), echo)
+    configs = drop_unavailable(resolve_runs(run_request), echo)
     for config in configs:
         if config.task.train_subset is not None:
             raise VLBenchError("continual sequences do not take task.train_subset; select rows with stage where: filters.")
@@ -98,8 +92,6 @@ def run_continual(request: ContinualRequest, *, echo: Callable[[str], None] = pr
         if issubclass(MODELS.get(config.baseline.model), FittedModel):
             raise VLBenchError(f"baseline {config.baseline.name!r} is fitted by counting, not trained; continual "
                                f"learning needs a trainable baseline.")
-    from vlbench.protocols.continual.stage_run import SequenceContext, run_one_sequence
-
     context = SequenceContext(sequence=sequence, dataset=dataset, union=union, stage_tasks=stage_tasks,
                               tokenizer=None, tokenizer_source=None, accelerator=accelerator,
                               results_dir=Path(request.results_dir), cache_dir=request.cache_dir, quiet=request.quiet)

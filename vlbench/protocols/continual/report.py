@@ -101,11 +101,11 @@ def plot_heatmap(items: list[dict[str, Any]], path: Path) -> Path:
 def write_report(folder: Path) -> tuple[str, list[Path]]:
     """Write ``continual-table.md`` and one heat map per (baseline, strategy) into a sequence folder."""
     from vlbench.io import atomic_write_text
-    from vlbench.results.records import _safe
+    from vlbench.results.records import safe_name
 
     summaries = load_summaries(folder)
     table = continual_table(summaries)
     atomic_write_text(Path(folder) / "continual-table.md", table + "\n")
-    plots = [plot_heatmap(items, Path(folder) / f"heatmap-{_safe(baseline)}-{strategy}.png")
+    plots = [plot_heatmap(items, Path(folder) / f"heatmap-{safe_name(baseline)}-{strategy}.png")
              for (baseline, strategy), items in sorted(_groups(summaries).items())]
     return table, plots

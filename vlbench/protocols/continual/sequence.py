@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vlbench.data.base import VLDataset
 from vlbench.errors import DataError, SpecError
-from vlbench.protocols.views import DatasetView
+from vlbench.data.views import DatasetView
 from vlbench.registry import did_you_mean
 from vlbench.specs import format_validation_error
 

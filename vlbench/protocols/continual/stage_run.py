@@ -14,8 +14,9 @@ from vlbench.io import atomic_write_json
 from vlbench.protocols.continual.metrics import summarize
 from vlbench.protocols.continual.sequence import ContinualSequence
 from vlbench.protocols.continual.strategies import StrategySettings, make_strategy
+from vlbench.results.records import safe_name
 
-__all__ = ["SequenceContext", "run_one_sequence", "stage_record_dir"]
+__all__ = ["SequenceContext", "run_one_sequence", "sequence_dir", "stage_record_dir"]
 
 
 @dataclass
@@ -45,12 +46,14 @@ class SequenceContext:
         return config_hash(config, extra)
 
 
+def sequence_dir(results_dir: Path, sequence: str) -> Path:
+    """Where one sequence's records, summaries and plots live."""
+    return Path(results_dir) / safe_name(sequence)
+
+
 def stage_record_dir(results_dir: Path, sequence: str, strategy: str, index: int, stage: str) -> Path:
     """The results folder one stage's ordinary records go under (a folder per sequence, strategy and stage)."""
-    from vlbench.protocols.continual.loop import sequence_dir
-    from vlbench.results.records import _safe
-
-    return sequence_dir(results_dir, sequence) / strategy / f"stage-{index + 1}-{_safe(stage)}"
+    return sequence_dir(results_dir, sequence) / strategy / f"stage-{index + 1}-{safe_name(stage)}"
 
 
 def run_one_sequence(ctx: SequenceContext, config: Any, strategy_name: str, seed: int, settings: StrategySettings,
@@ -142,7 +145,15 @@ def _write_stage_record(ctx: SequenceContext, config: Any, strategy: str, seed: 
                         row: int, stage_name: str, own: Optional[int], scores: list[Any], result: Any,
                         model: torch.nn.Module, modalities: tuple[str, ...], wall: float) -> Path:
     from vlbench.models.pretrained import WORD_LEVEL, describe_pretrained, tokenizer_signature
-    from vlbench.results.records import git_commit, now_iso, package_versions, predictions_path, record_path
+    from vlbench.results.records import (
+        git_commit,
+        now_iso,
+        package_versions,
+        predictions_path,
+        record_header,
+        record_path,
+        set_aside_record,
+    )
     from vlbench.training.device import describe_device
 
     stages = ctx.sequence.stages
@@ -153,15 +164,11 @@ def _write_stage_record(ctx: SequenceContext, config: Any, strategy: str, seed: 
     folder = stage_record_dir(ctx.results_dir, ctx.sequence.name, strategy, row, stage_name)
     path = record_path(folder, config.task.name, config.dataset.partition(":")[0], config.baseline.name, seed)
     digest = ctx.digest(config, strategy, settings, row)
-    from types import SimpleNamespace
-
-    from vlbench.runner import _set_aside, record_identity
-
-    _set_aside(path, digest, SimpleNamespace(force=False), lambda message: None)  # another config's record is kept
+    set_aside_record(path, digest, lambda message: None)  # another config's record is kept
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     record = {
-        **record_identity(config, seed, digest, "ok"),
+        **record_header(config, seed, digest, "ok"),
         "data": {"name": ctx.dataset.name, "source": config.dataset, "fingerprint": ctx.dataset.fingerprint,
                  "info": task.dataset.info,
                  "sizes": {role: task.num_examples(role) for role in ("train", "validation", "test")}},

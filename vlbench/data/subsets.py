@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import replace
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from vlbench.data.base import VLDataset
-from vlbench.errors import DataError, VLBenchError
-from vlbench.protocols.views import DatasetView
+from vlbench.data.views import DatasetView
+from vlbench.errors import DataError
 from vlbench.specs import TaskSpec, TrainSubset
 
-__all__ = ["image_order", "select_rows", "apply_train_subset", "ids_digest", "split_request_by_seed", "merge_outcomes", "subset_seed",
-           "ANSWER_COLUMN"]
+__all__ = ["image_order", "select_rows", "apply_train_subset", "ids_digest", "ANSWER_COLUMN"]
 
 ANSWER_COLUMN = "multiple_choice_answer"
 
@@ -94,34 +92,3 @@ def apply_train_subset(dataset: VLDataset, task: TaskSpec, run_seed: int) -> VLD
         return keep, facts
 
     return DatasetView(dataset, {task.splits.train: selector}, "train_subset")
-
-
-def split_request_by_seed(request: Any, configs: list[Any], run: Callable[[Any], Any]) -> Optional[Any]:
-    """Run a request once per seed when its train subset follows the run seed; None when one pass will do."""
-    subset = configs[0].task.train_subset
-    if subset is None or subset.seed is not None:
-        return None
-    seeds = request.seeds if request.seeds is not None else sorted({s for c in configs for s in c.training.seeds})
-    if len(seeds) <= 1:
-        return None
-    return merge_outcomes([run(replace(request, seeds=[seed])) for seed in seeds])
-
-
-def merge_outcomes(outcomes: list[Any]) -> Any:
-    """One outcome listing what every part wrote, skipped, failed (every list field is concatenated)."""
-    from dataclasses import fields
-
-    merged = outcomes[0]
-    for other in outcomes[1:]:
-        for f in fields(merged):
-            if isinstance(getattr(merged, f.name), list):
-                getattr(merged, f.name).extend(getattr(other, f.name))
-    return merged
-
-
-def subset_seed(request: Any, configs: list[Any]) -> int:
-    """The one seed a request with a seed-following train subset runs under."""
-    seeds = request.seeds if request.seeds is not None else sorted({s for c in configs for s in c.training.seeds})
-    if len(seeds) != 1:
-        raise VLBenchError("a train_subset that follows the run seed needs one seed per pass.")
-    return seeds[0]

@@ -1,0 +1,197 @@
+"""The sweep over planned runs: each (baseline, seed) under its lock, skipped, resumed or run, and recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from vlbench import distributed
+from vlbench.data.loading import load_dataset
+from vlbench.data.subsets import apply_train_subset
+from vlbench.failures import describe_failure, is_out_of_memory, release_memory
+from vlbench.io import atomic_write_json
+from vlbench.locks import LockBusy, RunLock, describe_holder
+from vlbench.plan import (
+    PlannedRun,
+    RunRequest,
+    drop_unavailable,
+    planned_runs,
+    resolve_runs,
+    split_request_by_seed,
+    subset_seed,
+)
+from vlbench.registry import TASK_TYPES
+from vlbench.results.records import (
+    archived_record_path,
+    failed_record,
+    predictions_path,
+    previous_record,
+    set_aside_record,
+    write_failed_record,
+)
+from vlbench.runner.one_run import TokenizerCache, run_one
+from vlbench.training.checkpoint import checkpoint_dir_for, remove_checkpoints
+from vlbench.training.device import describe_device, get_accelerator, resolve_precision
+from vlbench.training.memory import PeakMemory
+
+__all__ = ["RunOutcome", "run_task"]
+
+
+@dataclass
+class RunOutcome:
+    """What happened to each (baseline, seed): written, skipped, failed, or busy in another process."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, int, str]] = field(default_factory=list)
+    busy: list[Path] = field(default_factory=list)
+
+
+def _report_failure(run: PlannedRun, device: Any, exc: BaseException) -> str:
+    """Write the failed record (never over a finished one); returns the one line that tells the user."""
+    failure = describe_failure(exc)
+    what = f"{run.config.baseline.name} seed {run.seed} failed: {failure['type']}: {failure['reason']}"
+    if failure["hint"] and failure["hint"] not in failure["reason"]:
+        what += f" (try {failure['hint']})"
+    return write_failed_record(
+        run.path, lambda: failed_record(run.config, run.seed, run.digest, describe_device(device), exc), what)
+
+
+def _already_done(run: PlannedRun, request: RunRequest, echo: Callable[[str], None], outcome: RunOutcome,
+                  quiet: bool = False) -> bool:
+    """True (and noted as skipped) when a finished record with this config exists and --force is off."""
+    path, digest, name, seed = run.path, run.digest, run.config.baseline.name, run.seed
+    previous, status = previous_record(path)
+    if previous == digest and status == "ok" and not request.force:
+        echo(f"skip {name} seed {seed}: {path} exists with the same config (use --force)")
+        outcome.skipped.append(path)
+        return True
+    kept = archived_record_path(path, digest)
+    if not request.force and previous_record(kept) == (digest, "ok"):
+        echo(f"skip {name} seed {seed}: {kept} holds this config's finished run (use --force)")
+        outcome.skipped.append(kept)
+        return True
+    if quiet:
+        return False
+    if previous == digest and status != "ok":
+        echo(f"{name} seed {seed} failed last time ({path}); running again")
+    elif previous is not None and previous != digest:
+        echo(f"config of {name} seed {seed} changed since {path}; running again")
+    return False
+
+
+def _attempt(run: PlannedRun, task: Any, dataset: Any, tokenizers: TokenizerCache, accelerator: Any, progress: Any,
+             request: RunRequest, outcome: RunOutcome, echo: Callable[[str], None],
+             report: Callable[[str, BaseException], None]) -> None:
+    """Run one (baseline, seed) under its lock: a finished record, or a failed one and a report."""
+    path, config, seed, digest = run.path, run.config, run.seed, run.digest
+    try:
+        with PeakMemory(accelerator.device) as memory:
+            record = run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest,
+                             cache_dir=request.cache_dir, checkpoint_dir=checkpoint_dir_for(path))
+        record["memory"] = {"peak_bytes": memory.peak, "kind": memory.kind}
+        if not distributed.is_main():  # only the main process writes predictions, weights and records
+            outcome.written.append(path)
+            return
+        record.setdefault("status", "ok")
+        pred_path = predictions_path(path, task.predictions_suffix)
+        task.write_predictions(record.pop("_predictions"), pred_path)
+        record["predictions_file"] = pred_path.name
+        weights = record.pop("_weights", None)
+        if weights is not None:  # PEFT runs keep only their trained weights
+            from vlbench.peft.checkpoint import save_trained_weights, weights_path
+
+            meta = {"baseline": config.baseline.name, "seed": seed, "config_hash": digest}
+            record["weights_file"] = save_trained_weights(weights, weights_path(path), meta).name
+        atomic_write_json(path, record)
+        remove_checkpoints(path)  # the record holds everything now
+    except Exception as exc:  # noqa: BLE001  one run's failure, whatever it is, must not end the sweep
+        if is_out_of_memory(exc):
+            release_memory()
+        outcome.failed.append((config.baseline.name, seed, describe_failure(exc)["reason"]))
+        if distributed.is_main():
+            report(_report_failure(run, accelerator.device, exc), exc)
+        return
+    outcome.written.append(path)
+    primary = record["test"]["metrics"].get(config.task.primary_metric)
+    shown = f"{primary:.2f}" if isinstance(primary, (int, float)) else str(primary)
+    echo(
+        f"{config.baseline.name} seed {seed}: test {config.task.primary_metric} = {shown} "
+        f"({record['timing']['wall_seconds']:.0f} s) -> {path}"
+    )
+
+
+def _silent(message: str) -> None:
+    """Echo of the processes other than the main one."""
+
+
+def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
+             on_error: Optional[Callable[[str, BaseException], None]] = None,
+             warn: Optional[Callable[[str], None]] = None) -> RunOutcome:
+    """Train/fit and score every selected baseline under every seed; write one record per run.
+
+    A run that raises becomes a failed record and the sweep goes on; ``on_error`` (default: ``echo``)
+    hears of each failure once, with the exception. Ctrl-C (KeyboardInterrupt) still stops the sweep.
+    Each run holds its lock while it trains; a run locked by another live process is left to it
+    (``warn``, default ``echo``, says so) unless ``request.wait``.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    report = on_error or (lambda message, exc: echo(f"error: {message}"))
+    notify = warn or echo
+    configs = drop_unavailable(resolve_runs(request), echo)
+    per_seed = split_request_by_seed(request, configs, lambda part: run_task(part, echo=echo, on_error=on_error, warn=warn))
+    if per_seed is not None:  # each seed draws its own training subset, so each gets its own task
+        return per_seed
+    task_config = configs[0]
+    # a missing device, or a precision it cannot run, fails before the dataset is built
+    accelerator = get_accelerator(request.device)  # joins the process group under accelerate launch / torchrun
+    for config in configs:
+        resolve_precision(config.training.precision, accelerator.device)
+    main_process = distributed.is_main()
+    if not main_process:  # one process reports, the others only compute
+        echo = notify = _silent
+    with distributed.main_process_first():  # the main process builds the cache, the others then read it
+        dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir,
+                               request.quiet or not main_process)
+    if task_config.task.train_subset is not None:
+        dataset = apply_train_subset(dataset, task_config.task, subset_seed(request, configs))
+    task = TASK_TYPES.get(task_config.task.type)(task_config.task, dataset)
+    tokenizers = TokenizerCache(task)
+    outcome = RunOutcome()
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        disable=request.quiet or not main_process,
+    )
+    with progress:
+        for run in planned_runs(request, configs, dataset, accelerator.device):
+            # with several processes the main one decides, and the others follow it into the same runs
+            if distributed.broadcast(_already_done(run, request, echo, outcome)):
+                continue
+            lock = RunLock(run.path, wait=request.wait, note=notify) if main_process else None
+            holder = None
+            if lock is not None:
+                try:
+                    lock.acquire()
+                except LockBusy as busy:
+                    holder = (describe_holder(busy.holder), str(busy.path))
+            holder = distributed.broadcast(holder)
+            if holder is not None:
+                notify(f"skip {run.config.baseline.name} seed {run.seed}: {holder[0]} is running it "
+                       f"(lock {holder[1]}); rerun later, or pass --wait to wait for it")
+                outcome.busy.append(run.path)
+                continue
+            try:
+                # while this process waited, the holder may have finished the same run
+                if distributed.broadcast(_already_done(run, request, echo, outcome, quiet=True)):
+                    continue
+                if main_process:
+                    if request.force:  # --force trains from scratch: a checkpoint of an earlier attempt goes
+                        remove_checkpoints(run.path)
+                    set_aside_record(run.path, run.digest, echo)
+                _attempt(run, task, dataset, tokenizers, accelerator, progress, request, outcome, echo, report)
+            finally:
+                if lock is not None:
+                    lock.release()
+    return outcome
