@@ -91,7 +91,9 @@ def test_vilt_b32_and_its_peft_variants_train_from_a_local_checkpoint(checkpoint
     backbone = sum(p.numel() for p in ViltModel.from_pretrained(str(checkpoints["vilt"])).parameters())
     for name in names:
         record = _read(results, name)
-        assert record["pretrained"] == {"source": str(checkpoints["vilt"]), "path": str(checkpoints["vilt"])}
+        assert record["pretrained"] == {"source": str(checkpoints["vilt"]), "path": str(checkpoints["vilt"]),
+                                        "identity": record["pretrained"]["identity"]}
+        assert record["pretrained"]["identity"].startswith("sha256:")  # the weights by content (tests/test_identity.py)
         assert record["tokenizer"]["source"] == str(checkpoints["vilt"])
         assert record["tokenizer"]["vocab_size"] == 5 + len(WORDS)
         assert record["image_transform"].startswith("ViltImageProcessor")

@@ -13,11 +13,11 @@ from typing import Any, Callable, Optional
 from vlbench import distributed
 from vlbench.data.loading import split_dataset_arg
 from vlbench.errors import SpecError, VLBenchError
-from vlbench.models.base import validate_model_config
-from vlbench.models.pretrained import missing_requirement, pretrained_identity
+from vlbench.models.pretrained import content_identities, missing_requirement
 from vlbench.registry import MODELS
 from vlbench.results.records import record_path
 from vlbench.specs import BaselineSpec, RunConfig, TaskSpec, available_specs, config_hash, load_baseline_spec, resolve_run_config
+from vlbench.tasks.preflight import complete_config
 from vlbench.training.device import resolve_precision
 
 __all__ = ["RunRequest", "PlannedRun", "select_baselines", "split_dataset_arg", "resolve_runs", "drop_unavailable",
@@ -106,8 +106,6 @@ def drop_unavailable(configs: list[RunConfig], echo: Callable[[str], None]) -> l
 
 def resolve_runs(request: RunRequest) -> list[RunConfig]:
     """Resolve every baseline's config; a ``baseline.config.*`` override applies where the model has that field."""
-    from vlbench.peft.config import parse_peft
-
     configs = []
     applicable_somewhere: dict[str, bool] = {}
     for spec in request.baselines:
@@ -124,9 +122,8 @@ def resolve_runs(request: RunRequest) -> list[RunConfig]:
         config = resolve_run_config(
             request.task, spec, dataset=request.dataset, overrides=overrides, training_overrides=request.training_overrides
         )
-        validate_model_config(config.baseline.model, config.baseline.config, f"baseline {spec.name!r}")
-        parse_peft(config.baseline.peft, f"baseline {spec.name!r}")  # a bad peft block fails before any training
-        configs.append(config)
+        # checked against its task type and model type, every default written out (the hash reads this)
+        configs.append(complete_config(config, f"baseline {spec.name!r}"))
     for key, ok in applicable_somewhere.items():
         if not ok:
             models = ", ".join(sorted({s.model for s in request.baselines}))
@@ -140,9 +137,7 @@ def run_digest(config: RunConfig, dataset: Any, device: Any) -> str:
                              "precision": resolve_precision(config.training.precision, device)}
     if distributed.world_size() > 1:  # more processes, a larger global batch: other numbers
         extra["world_size"] = distributed.world_size()
-    weights = pretrained_identity(config.baseline.pretrained)  # weights named by package: version and digest
-    if weights:
-        extra["weights"] = weights
+    extra["content"] = content_identities(config)  # pretrained files by what they hold, not where they lie
     return config_hash(config, extra)
 
 

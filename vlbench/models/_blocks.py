@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from vlbench.errors import SpecError
 from vlbench.models.base import EncoderConfig
+from vlbench.models.content import WEIGHTS_FILE
 
 __all__ = [
     "VisualSettings",
@@ -39,7 +40,7 @@ class VisualSettings(EncoderConfig):
     )
     backbone_weights: Optional[str] = Field(
         None, description="torchvision ResNet weights: IMAGENET1K_V1 / IMAGENET1K_V2 (downloaded once), a local "
-        "state_dict file, or null (random initialisation)"
+        "state_dict file, or null (random initialisation)", json_schema_extra=WEIGHTS_FILE,
     )
     channels: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1,
                                 description="ResNet stage widths (one BasicBlock stage each, stride 2 after the first)")

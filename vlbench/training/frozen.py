@@ -68,13 +68,19 @@ class CachedFeatureEncoder(nn.Module):
 
 
 def feature_cache_key(*, model: str, config: dict[str, Any], pretrained: Optional[str], seed: int,
-                      tokenizer: Optional[str], data_fingerprint: str, task: dict[str, Any]) -> str:
-    """Digest naming one backbone's cache file; the seed counts only for backbones built from config."""
+                      tokenizer: Optional[str], data_fingerprint: str, task: dict[str, Any],
+                      content: Optional[dict[str, str]] = None) -> str:
+    """Digest naming one backbone's cache file; the seed counts only for backbones built from config.
+
+    ``content`` holds the content identities of the pretrained files (see ``content_identities``): the key
+    follows what the weights hold, so new weights at the same path are never served stale features.
+    """
     payload = {
         "version": CACHE_VERSION,
         "model": model,
         "config": config,
-        "pretrained": pretrained,
+        "pretrained": bool(pretrained),
+        "content": content or {},
         "seed": None if pretrained else seed,
         "tokenizer": tokenizer,
         "data": data_fingerprint,

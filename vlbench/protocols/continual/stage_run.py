@@ -36,11 +36,13 @@ class SequenceContext:
 
     def digest(self, config: Any, strategy: str, settings: StrategySettings, stage: Any) -> str:
         """Config hash of one stage record (or of the summary): the run's config plus the sequence and strategy."""
+        from vlbench.models.pretrained import content_identities
         from vlbench.specs import config_hash
         from vlbench.training.device import resolve_precision
 
         extra = {"data": self.dataset.fingerprint,  # the precision the device runs, not "auto"
                  "precision": resolve_precision(config.training.precision, self.accelerator.device),
+                 "content": content_identities(config),
                  "continual": {"sequence": self.sequence.model_dump(mode="json"), "strategy": strategy,
                                "settings": settings.as_dict(strategy), "stage": stage}}
         return config_hash(config, extra)

@@ -1,0 +1,43 @@
+"""A resolved run config checked against its task type and model type, with every default written out.
+
+Planning calls :func:`complete_config` on each run before any data is built, so a setting that cannot work
+is one ``error:`` line (exit 2) with nothing trained, and the config that is hashed and recorded names every
+setting: an explicitly written default and a left-out one give the same config, and so the same identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from vlbench import builtins  # noqa: F401  (the built-in task and model types)
+from vlbench.errors import SpecError
+from vlbench.models.base import validate_model_config
+from vlbench.peft.config import parse_peft
+from vlbench.registry import MODELS, TASK_TYPES
+from vlbench.specs import RunConfig, format_validation_error
+
+__all__ = ["complete_config"]
+
+
+def _task_options(config: RunConfig) -> Any:
+    task_cls = TASK_TYPES.get(config.task.type)
+    try:
+        return task_cls.Options.model_validate(config.task.options)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(f"task {config.task.name!r} options", exc)) from exc
+
+
+def complete_config(config: RunConfig, source: str) -> RunConfig:
+    """``config`` with the task options, model settings and PEFT block validated and every default filled in."""
+    options = _task_options(config)
+    settings = validate_model_config(config.baseline.model, config.baseline.config, source)
+    peft = parse_peft(config.baseline.peft, source)  # a bad peft block fails before any training
+    MODELS.get(config.baseline.model)  # an unknown model type fails here, before the data is built
+    task = config.task.model_copy(update={"options": options.model_dump(mode="json")})
+    baseline = config.baseline.model_copy(update={
+        "config": settings.model_dump(mode="json"),
+        "peft": peft.model_dump(mode="json") if peft is not None else None,
+    })
+    return config.model_copy(update={"task": task, "baseline": baseline})
