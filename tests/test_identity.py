@@ -12,6 +12,7 @@ from tests.conftest import TINY_DATA
 from tests.pretrained_fixtures import tokenizer as _tokenizer
 from tests.zoo_fixtures import one_thread  # noqa: F401
 from vlbench.cli.main import main
+from vlbench.peft.config import complete_peft
 from vlbench.specs import config_hash, load_baseline_spec, load_task_spec, resolve_run_config
 from vlbench.specs.yaml_loader import load_yaml
 from vlbench.tasks.preflight import complete_config
@@ -19,7 +20,7 @@ from vlbench.tasks.preflight import complete_config
 
 def _complete(task="vqa", baseline="vilt", overrides=(), **kwargs):
     config = resolve_run_config(load_task_spec(task), load_baseline_spec(baseline), overrides=list(overrides), **kwargs)
-    return complete_config(config, "test")
+    return complete_config(config, "test", complete_peft(config.baseline.peft, "test"))
 
 
 def test_an_explicit_default_is_the_same_config_as_leaving_it_out():
@@ -28,8 +29,9 @@ def test_an_explicit_default_is_the_same_config_as_leaving_it_out():
                                     "task.options.min_answer_count=1", "task.options.answer_count=human"])
     assert config_hash(explicit) == config_hash(plain)
     assert explicit.baseline.config == plain.baseline.config and "intermediate_size" in plain.baseline.config
-    lora, lora_explicit = _complete(baseline="vilt-lora"), _complete(baseline="vilt-lora", overrides=["baseline.peft.alpha=16"])
-    assert config_hash(lora) == config_hash(lora_explicit) and lora.baseline.peft["dropout"] == 0.0
+    lora = _complete(baseline="vilt-lora")
+    lora_explicit = _complete(baseline="vilt-lora", overrides=["baseline.peft.trainable=[]"])  # the default, written
+    assert config_hash(lora) == config_hash(lora_explicit) and lora.baseline.peft["trainable"] == []
     # a value that is not the default still counts
     assert config_hash(_complete(overrides=["baseline.config.dropout=0.2"])) != config_hash(plain)
 

@@ -17,6 +17,7 @@ from vlbench.models.pretrained import content_identities, missing_requirement
 from vlbench.registry import MODELS
 from vlbench.results.records import record_path
 from vlbench.specs import BaselineSpec, RunConfig, TaskSpec, available_specs, config_hash, load_baseline_spec, resolve_run_config
+from vlbench.peft.config import complete_peft
 from vlbench.tasks.preflight import complete_config
 from vlbench.training.device import resolve_precision
 
@@ -122,8 +123,10 @@ def resolve_runs(request: RunRequest) -> list[RunConfig]:
         config = resolve_run_config(
             request.task, spec, dataset=request.dataset, overrides=overrides, training_overrides=request.training_overrides
         )
-        # checked against its task type and model type, every default written out (the hash reads this)
-        configs.append(complete_config(config, f"baseline {spec.name!r}"))
+        # checked against its task type and model type, every default written out (the hash reads this);
+        # a bad peft block fails here, before any training
+        source = f"baseline {spec.name!r}"
+        configs.append(complete_config(config, source, complete_peft(config.baseline.peft, source)))
     for key, ok in applicable_somewhere.items():
         if not ok:
             models = ", ".join(sorted({s.model for s in request.baselines}))

@@ -4,7 +4,7 @@ A run's identity (its config hash) and a frozen backbone's feature cache must ch
 and only then. A local file is identified by its sha256; a local model folder (``save_pretrained``, a hub
 snapshot copied by hand) by the digests of the files ``from_pretrained`` reads from it (weights, config,
 tokenizer, processor); a hub id by the commit its files resolve to. Digests are computed once per process
-for each (file, size, modification time, inode).
+for each (file, size, modification time).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from vlbench.errors import VLBenchError
+from vlbench.models.wheel_weights import file_sha256
 
 __all__ = ["WEIGHTS_FILE", "MODEL_FILE_SUFFIXES", "file_digest", "folder_identity", "local_identity", "hub_identity"]
 
@@ -26,20 +27,10 @@ _DOCS = ("readme", "license", "licence", "notice")
 WEIGHTS_FILE = {"weights_file": True}
 
 
-@lru_cache(maxsize=None)
-def _sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_digest(path: Path) -> str:
-    """The sha256 of a file, computed once per process for each (path, size, modification time, inode)."""
+    """The sha256 of a file (computed once per process for each path, size and modification time)."""
     try:
-        stat = Path(path).stat()
-        return _sha256(str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        return file_sha256(Path(path))
     except OSError as exc:
         raise VLBenchError(f"cannot read {str(path)!r} to identify the weights: {exc.strerror or exc}") from None
 

@@ -22,6 +22,7 @@ __all__ = [
     "PeftSpec",
     "METHODS",
     "parse_peft",
+    "complete_peft",
 ]
 
 
@@ -102,3 +103,9 @@ def parse_peft(raw: Optional[dict[str, Any]], source: str) -> Optional[BaseModel
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ())[1:]) or "method"
         raise SpecError(f"{source}: field 'peft.{loc}': {first.get('msg', 'invalid')}") from exc
+
+
+def complete_peft(raw: Optional[dict[str, Any]], source: str) -> Optional[dict[str, Any]]:
+    """A spec's ``peft:`` block validated, with every default written out (what a run's config hash reads)."""
+    parsed = parse_peft(raw, source)
+    return parsed.model_dump(mode="json") if parsed is not None else None

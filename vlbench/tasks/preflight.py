@@ -7,15 +7,13 @@ setting: an explicitly written default and a left-out one give the same config, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from pydantic import ValidationError
 
-from vlbench import builtins  # noqa: F401  (the built-in task and model types)
 from vlbench.errors import SpecError
 from vlbench.models.base import validate_model_config
-from vlbench.peft.config import parse_peft
-from vlbench.registry import MODELS, TASK_TYPES
+from vlbench.registry import TASK_TYPES
 from vlbench.specs import RunConfig, format_validation_error
 
 __all__ = ["complete_config"]
@@ -29,15 +27,14 @@ def _task_options(config: RunConfig) -> Any:
         raise SpecError(format_validation_error(f"task {config.task.name!r} options", exc)) from exc
 
 
-def complete_config(config: RunConfig, source: str) -> RunConfig:
-    """``config`` with the task options, model settings and PEFT block validated and every default filled in."""
+def complete_config(config: RunConfig, source: str, peft: Optional[dict[str, Any]] = None) -> RunConfig:
+    """``config`` with its task options and model settings validated and every default filled in.
+
+    ``peft`` is the run's PEFT block as ``vlbench.peft.config.complete_peft`` completed it (the caller
+    passes it in: the peft package sits beside this one in the layer map, and must not be imported here).
+    """
     options = _task_options(config)
     settings = validate_model_config(config.baseline.model, config.baseline.config, source)
-    peft = parse_peft(config.baseline.peft, source)  # a bad peft block fails before any training
-    MODELS.get(config.baseline.model)  # an unknown model type fails here, before the data is built
     task = config.task.model_copy(update={"options": options.model_dump(mode="json")})
-    baseline = config.baseline.model_copy(update={
-        "config": settings.model_dump(mode="json"),
-        "peft": peft.model_dump(mode="json") if peft is not None else None,
-    })
+    baseline = config.baseline.model_copy(update={"config": settings.model_dump(mode="json"), "peft": peft})
     return config.model_copy(update={"task": task, "baseline": baseline})
