@@ -108,9 +108,54 @@ def test_html_has_only_its_own_script(table, fmt):
     assert any("<script>alert(1)</script>|x" in t for t in parser.text)
 
 
-def test_every_format_renders_hostile_names(table):
-    for fmt in FORMATS:
-        assert render(table, fmt) is not None
+# How each format must write each hostile name, written out by hand (not by calling the escapers)
+WRITTEN = {
+    "md": ["&lt;script&gt;alert(1)&lt;/script&gt;\\|x", "two lines", '=HYPERLINK("http://evil","x")', "\\[/x\\]",
+           "\\\\textbf{x}\\_&amp;%$#", "@SUM(1)", "-2+3"],
+    "html": ["&lt;script&gt;alert(1)&lt;/script&gt;|x", "two lines", "=HYPERLINK(&quot;http://evil&quot;,&quot;x&quot;)",
+             "[/x]", "\\textbf{x}_&amp;%$#", "@SUM(1)", "-2+3"],
+    "latex": ["\\textless{}script\\textgreater{}alert(1)\\textless{}/script\\textgreater{}\\textbar{}x", "two lines",
+              '=HYPERLINK("http://evil","x")', "[/x]", "\\textbackslash{}textbf\\{x\\}\\_\\&\\%\\$\\#", "@SUM(1)", "-2+3"],
+    "csv": ["<script>alert(1)</script>|x", "two\nlines", "'=HYPERLINK(\"http://evil\",\"x\")", "[/x]",
+            "\\textbf{x}_&%$#", "'@SUM(1)", "'-2+3"],
+    "json": HOSTILE,
+    "rich": ["<script>alert(1)</script>|x", "two lines", '=HYPERLINK("http://evil","x")', "[/x]", "\\textbf{x}_&%$#",
+             "@SUM(1)", "-2+3"],
+}
+# what must never appear raw in a format's output (markup, a line break inside a row)
+NEVER = {"md": ["<script>", "two\nlines"], "html": ["<script>alert", "two\nlines"], "latex": ["\\textbf{x}", "two\nlines"]}
+
+
+def _baseline_texts(table, fmt: str) -> list[str]:
+    """Every place a baseline name can be written in one format's output, as one list of strings."""
+    if fmt == "csv":
+        return [row["baseline"] for row in csv.DictReader(io.StringIO(render(table, fmt)))]
+    if fmt == "json":
+        return [row["baseline"] for row in json.loads(render(table, fmt))]
+    if fmt == "rich":
+        from rich.console import Console
+
+        console = Console(record=True, width=1000, file=io.StringIO())
+        console.print(render(table, fmt))
+        return console.export_text().splitlines()
+    return render(table, fmt).splitlines()
+
+
+def test_the_set_covers_every_format():
+    assert set(WRITTEN) == set(FORMATS)
+
+
+@pytest.mark.parametrize("fmt", sorted(WRITTEN))
+def test_every_format_writes_each_hostile_name_escaped(table, fmt):
+    texts = _baseline_texts(table, fmt)
+    for name, written in zip(HOSTILE, WRITTEN[fmt]):
+        if fmt in ("csv", "json"):
+            assert written in texts, (name, written)  # the field itself, exactly
+        else:
+            assert any(written in line for line in texts), (name, written)  # on one line of the output
+    joined = "\n".join(texts)
+    for raw in NEVER.get(fmt, []):
+        assert raw not in joined, raw
 
 
 def test_escapers_by_hand():
