@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vlbench.cli.main import data_app, load_plugins
+from vlbench.cli.app import data_app, load_plugins
 from vlbench.errors import SpecError
 
 if TYPE_CHECKING:  # the CLI module must import without torch, so that `vlbench list` stays fast

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vlbench.cli.main import app, load_plugins, wide_console
+from vlbench.cli.app import app, load_plugins, wide_console
 
 __all__ = ["list_things", "KINDS"]
 

@@ -1,4 +1,4 @@
-"""The ``vlbench`` command: Typer app, global error handling (one line, exit 2) and plugin loading."""
+"""The ``vlbench`` command: runs the Typer app with global error handling (one line, exit 2)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from typing import Optional
 
 import click
 import typer
-from rich.console import Console
-
+from vlbench.cli.app import app, data_app, debug_enabled, err_console, load_plugins, wide_console
 from vlbench.errors import VLBenchError
 
 
@@ -24,47 +23,8 @@ _EXIT = _classes(click.exceptions.Exit, getattr(typer, "Exit", None))
 _ABORT = _classes(click.exceptions.Abort, getattr(typer, "Abort", None))
 _CLICK_ERROR = _classes(click.ClickException, getattr(_typer_click_exc, "ClickException", None))
 
+
 __all__ = ["app", "data_app", "main", "cli", "load_plugins", "err_console", "wide_console", "INTERRUPTED", "debug_enabled"]
-
-app = typer.Typer(
-    name="vlbench",
-    help="Benchmark joint image+text fine-tuning against text-only baselines.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-data_app = typer.Typer(help="Build and inspect datasets.", no_args_is_help=True, pretty_exceptions_enable=False)
-app.add_typer(data_app, name="data")
-
-OPTIONS: dict[str, object] = {"debug": False}
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def wide_console() -> Console:
-    """A stdout console; tables piped to a file or CI log get 200 columns instead of rich's 80."""
-    import sys
-
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-
-
-def load_plugins(plugin_files: Optional[list[str]] = None) -> None:
-    """Import entry-point plugins and ``--plugin`` files (the registries load the built-ins themselves)."""
-    from vlbench import registry
-
-    registry.load_plugins(plugin_files, warn=lambda notice: err_console.print(f"warning: {notice}", markup=False))
-
-
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-) -> None:
-    """Benchmark joint image+text fine-tuning against text-only baselines."""
-    OPTIONS["debug"] = debug
-
-
-def debug_enabled() -> bool:
-    """Whether ``--debug`` was given (commands print tracebacks of the errors they handle themselves)."""
-    return bool(OPTIONS.get("debug"))
 
 
 def _register_commands() -> None:

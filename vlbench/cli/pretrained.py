@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vlbench.cli.main import app, err_console
+from vlbench.cli.app import app, err_console
 
 __all__ = ["pretrained_app", "install"]
 

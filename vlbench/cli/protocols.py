@@ -7,28 +7,10 @@ from typing import Any, Optional
 
 import typer
 
-from vlbench.cli.main import app, load_plugins, wide_console
+from vlbench.cli.app import app, load_plugins, wide_console
+from vlbench.protocols.efficiency import print_efficiency
 
-__all__ = ["efficiency", "print_efficiency", "continual"]
-
-
-def print_efficiency(results_dir: Path, task: str, metric: Optional[str], reference: Optional[str],
-                     plot: Optional[Path], console: Any, rule: str = "fraction") -> None:
-    """Print the data-efficiency (or k-shot) table and gains for a results folder and write its plot."""
-    from vlbench.protocols.efficiency import curves_from_records, plot_curves, render_efficiency
-    from vlbench.results.records import load_records
-
-    curves, metric = curves_from_records(load_records(results_dir), task, metric, rule)
-    table, notes = render_efficiency(curves, metric, reference, rule)
-    console.print(table, markup=False)
-    for line in notes:
-        console.print(line, markup=False)
-    plot = plot or Path(results_dir) / f"{'efficiency' if rule == 'fraction' else 'k-shot'}-{task}.png"
-    if rule == "fraction":
-        plot_curves(curves, metric, reference, plot, f"{task}: {metric} against labelled examples")
-    else:
-        plot_curves(curves, metric, None, plot, f"{task}: {metric} at k examples", by_k=True)
-    console.print(f"plot -> {plot}", markup=False)
+__all__ = ["efficiency", "continual"]
 
 
 @app.command("efficiency")

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from vlbench.cli.main import app, debug_enabled, err_console, load_plugins, wide_console
+from vlbench.cli.app import app, debug_enabled, err_console, load_plugins, wide_console
 from vlbench.errors import VLBenchError
 
 __all__ = ["run", "parse_seeds"]
@@ -178,8 +178,7 @@ def run(
         return execute(part, executor_options, plugins=list(plugin or []), echo=echo, on_error=on_error, warn=warn)
 
     if sizes is not None:
-        from vlbench.cli.protocols import print_efficiency
-        from vlbench.protocols.efficiency import run_fractions
+        from vlbench.protocols.efficiency import print_efficiency, run_fractions
 
         outcome = run_fractions(request, sizes, launch, rule)
         if is_main():

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import typer
 
-from vlbench.cli.main import app, err_console
+from vlbench.cli.app import app, err_console
 from vlbench.errors import UnknownNameError, VLBenchError
 from vlbench.registry import did_you_mean
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vlbench.cli.main import app, err_console, wide_console
+from vlbench.cli.app import app, err_console, wide_console
 
 __all__ = ["table", "leaderboard", "validate"]
 

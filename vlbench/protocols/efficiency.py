@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from vlbench.errors import VLBenchError
 
-__all__ = ["parse_fractions", "parse_shots", "fraction_dir", "run_fractions", "CurvePoint", "Curve", "curves_from_records",
+__all__ = ["print_efficiency", "parse_fractions", "parse_shots", "fraction_dir", "run_fractions", "CurvePoint", "Curve", "curves_from_records",
            "matching_fraction", "render_efficiency", "plot_curves"]
 
 
@@ -238,3 +238,21 @@ def plot_curves(curves: list[Curve], metric: str, reference: Optional[str], path
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def print_efficiency(results_dir: Path, task: str, metric: Optional[str], reference: Optional[str],
+                     plot: Optional[Path], console: Any, rule: str = "fraction") -> None:
+    """Print the data-efficiency (or k-shot) table and gains for a results folder and write its plot."""
+    from vlbench.results.records import load_records
+
+    curves, metric = curves_from_records(load_records(results_dir), task, metric, rule)
+    table, notes = render_efficiency(curves, metric, reference, rule)
+    console.print(table, markup=False)
+    for line in notes:
+        console.print(line, markup=False)
+    plot = plot or Path(results_dir) / f"{'efficiency' if rule == 'fraction' else 'k-shot'}-{task}.png"
+    if rule == "fraction":
+        plot_curves(curves, metric, reference, plot, f"{task}: {metric} against labelled examples")
+    else:
+        plot_curves(curves, metric, None, plot, f"{task}: {metric} at k examples", by_k=True)
+    console.print(f"plot -> {plot}", markup=False)
