@@ -97,26 +97,104 @@ def test_a_checkpoint_of_another_config_or_seed_is_not_used(tmp_path, accelerato
     assert store.load() is None and "seed" in store.ignored
 
 
-def test_a_torn_checkpoint_is_ignored(tmp_path, accelerator):
+def flip_bytes(path, count=64):
+    """Invert ``count`` bytes in the middle of a file (its length stays the same: only a hash can tell)."""
+    data = bytearray(path.read_bytes())
+    start = max(0, len(data) // 2 - count // 2)
+    for i in range(start, min(len(data), start + count)):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _edit_state(path, change):
+    state = json.loads(path.read_text())
+    change(state)
+    path.write_text(json.dumps(state))
+
+
+CORRUPTIONS = {  # what happens to one checkpoint folder on disk
+    "flipped model": lambda f: flip_bytes(f / "model.safetensors"),
+    "flipped training": lambda f: flip_bytes(f / "training.pt"),
+    "zeroed training": lambda f: (f / "training.pt").write_bytes(b"\0" * 100),  # a disk that lost the contents
+    "unknown state key": lambda f: _edit_state(f / "state.json", lambda s: s["loop"].update(surprise=1)),
+    "skip_batches edited": lambda f: _edit_state(f / "state.json", lambda s: s["loop"].update(skip_batches=1)),
+    "missing file": lambda f: (f / "training.pt").unlink(),
+    "extra file": lambda f: (f / "notes.txt").write_text("hi"),
+    "no manifest": lambda f: (f / "manifest.json").unlink(),
+    "manifest not JSON": lambda f: (f / "manifest.json").write_text("{"),
+}
+
+
+def _interrupted(folder, accelerator, cfg, stop_step=11):
+    with pytest.raises(Interrupted):
+        _fit(_StopsAt(stop_step), cfg, accelerator, folder)
+    latest = (folder / POINTER).read_text().strip()
+    steps = sorted(p.name for p in folder.iterdir() if p.name.startswith("step-"))
+    assert steps[-1] == latest and len(steps) == 2  # the newest and the one before it
+    return latest, steps[0]
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_a_checkpoint_that_fails_its_check_is_set_aside_and_the_one_before_resumed(tmp_path, accelerator, capsys,
+                                                                                    corruption):
     cfg = config(epochs=2, checkpoint_every_steps=2)
     folder = tmp_path / "ckpt"
-    with pytest.raises(Interrupted):
-        _fit(_StopsAt(11), cfg, accelerator, folder)
-    name = (folder / POINTER).read_text().strip()
-    (folder / name / "training.pt").write_bytes(b"\0" * 100)  # a disk that lost the file's contents
+    latest, previous = _interrupted(folder, accelerator, cfg)
+    CORRUPTIONS[corruption](folder / latest)
+    capsys.readouterr()
+    resumed = _fit(RegressionTask(), cfg, accelerator, folder)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and latest in warnings[0], warnings
+    assert (tmp_path / "ckpt.rejected" / latest).is_dir()  # moved aside, not deleted
+    assert resumed[1].resumed_from_step == int(previous.split("-")[1])
+    _same_run(_fit(RegressionTask(), cfg, accelerator), resumed)
+
+
+def test_with_no_checkpoint_passing_its_check_the_run_starts_afresh(tmp_path, accelerator, capsys):
+    cfg = config(epochs=2, checkpoint_every_steps=2)
+    folder = tmp_path / "ckpt"
+    latest, previous = _interrupted(folder, accelerator, cfg)
+    flip_bytes(folder / latest / "model.safetensors")
+    _edit_state(folder / previous / "state.json", lambda s: s["loop"].update(skip_batches=3))
+    capsys.readouterr()
     fresh = _fit(RegressionTask(), cfg, accelerator, folder)
+    assert len([line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]) == 2
     assert fresh[1].resumed_from_step is None
+    assert sorted(p.name for p in (tmp_path / "ckpt.rejected").iterdir()) == sorted([latest, previous])
     _same_run(_fit(RegressionTask(), cfg, accelerator), fresh)
 
 
-def test_only_the_latest_and_the_best_are_kept(tmp_path, accelerator):
+def test_corrupt_best_weights_set_aside_the_checkpoints_that_need_them(tmp_path, accelerator, capsys):
+    cfg = config(epochs=3, lr=0.3, checkpoint_every_steps=3)  # a high rate: the last epoch is not the best one
+    reference = _fit(RegressionTask(), cfg, accelerator)
+    folder = tmp_path / "ckpt"
+    with pytest.raises(Interrupted):
+        _fit(_StopsAt(23), cfg, accelerator, folder)  # in the third epoch, after a worse second one
+    state = json.loads((folder / (folder / POINTER).read_text().strip() / "state.json").read_text())
+    flip_bytes(folder / state["best"] / "model.safetensors")
+    capsys.readouterr()
+    resumed = _fit(RegressionTask(), cfg, accelerator, folder)
+    err = capsys.readouterr().err
+    assert state["best"] in err and (tmp_path / "ckpt.rejected" / state["best"]).is_dir()
+    assert resumed[1].resumed_from_step is None or resumed[1].resumed_from_step < state["loop"]["step"]
+    _same_run(reference, resumed)
+
+
+def test_only_the_latest_the_one_before_and_their_best_are_kept(tmp_path, accelerator):
     folder = tmp_path / "ckpt"
     (folder / ".tmp-step-00000001-dead").mkdir(parents=True)  # left by a kill during a write
+    (folder / ".LATEST.x1y2.tmp").write_text("step-")  # a pointer update torn by a kill
     _fit(RegressionTask(), config(epochs=3, lr=0.3, checkpoint_every_steps=1), accelerator, folder)
     entries = sorted(p.name for p in folder.iterdir())
-    state = json.loads((folder / (folder / POINTER).read_text().strip() / "state.json").read_text())
-    assert entries == sorted([POINTER, (folder / POINTER).read_text().strip(), state["best"]])
-    assert state["best"] != entries[0] and state["loop"]["finished"]
+    latest = (folder / POINTER).read_text().strip()
+    steps = [name for name in entries if name.startswith("step-")]
+    states = [json.loads((folder / name / "state.json").read_text()) for name in steps]
+    assert steps[-1] == latest and len(steps) == 2 and states[-1]["loop"]["finished"]
+    assert entries == sorted({POINTER, *steps, *(s["best"] for s in states)}) and entries[0] == POINTER
+    assert states[-1]["best"] not in steps
+    for name in entries[1:]:  # every folder vouches for its files with a manifest
+        manifest = json.loads((folder / name / "manifest.json").read_text())
+        assert sorted(manifest["files"]) == sorted(p.name for p in (folder / name).iterdir() if p.name != "manifest.json")
 
 
 def test_checkpoint_folder_sits_next_to_the_record_and_is_removed(tmp_path):
@@ -140,7 +218,7 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write_resumes_from_the_previous_on
 
     def dies_on_the_tenth_file(path, data):
         written.append(path)
-        if len(written) == 10:  # three mid-epoch checkpoints of 3 files each, then the first epoch end dies
+        if len(written) == 13:  # three mid-epoch checkpoints of 3 files and a manifest, then the first epoch end dies
             raise Interrupted()
         original(path, data)
 

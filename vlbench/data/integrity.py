@@ -14,15 +14,17 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Optional
 
 from vlbench.errors import DataError
 
-__all__ = ["MANIFEST", "file_sha256", "write_manifest", "verify_manifest", "content_fingerprint", "build_lock",
+__all__ = ["MANIFEST", "file_sha256", "manifest_entry", "manifest_of", "write_manifest", "manifest_problem",
+           "verify_manifest", "content_fingerprint", "build_lock",
            "source_fingerprint"]
 
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
+_MAX_MANIFEST = 64 << 20  # a manifest names files, it never holds their data
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -38,35 +40,63 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST and not p.name.endswith(".lock"))
 
 
+def manifest_entry(data: bytes) -> dict[str, Any]:
+    """The manifest entry of a file holding ``data``: its size and SHA-256."""
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def manifest_of(files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A manifest naming ``files`` (relative path -> :func:`manifest_entry`)."""
+    return {"version": 1, "algorithm": "sha256", "files": files}
+
+
 def write_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     """Hash every file under ``folder`` into ``folder/manifest.json``; returns the manifest."""
     from vlbench.io import atomic_write_json
 
     folder = Path(folder)
-    files = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in _files(folder)}
-    manifest = {"version": 1, "algorithm": "sha256", "files": files}
+    manifest = manifest_of({p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+                            for p in _files(folder)})
     atomic_write_json(folder / MANIFEST, manifest)
     return manifest
 
 
-def verify_manifest(folder: str | os.PathLike, label: str, hint: str, full: bool = True) -> dict[str, Any]:
-    """Check every file of ``folder`` against its manifest (sizes only unless ``full``); a mismatch is one DataError."""
+def manifest_problem(folder: str | os.PathLike, full: bool = True) -> tuple[Optional[str], Optional[dict[str, Any]]]:
+    """Why ``folder`` does not match its manifest (None when it does), and the manifest when it was readable.
+
+    Sizes are always compared, hashes only when ``full``; a missing file, or a file the manifest does
+    not name, is a mismatch too. The manifest itself is read only as a small regular file.
+    """
+    from vlbench.io import read_regular_bytes
+
     folder = Path(folder)
+    if not (folder / MANIFEST).exists():
+        return f"has no {MANIFEST}", None
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = json.loads(read_regular_bytes(folder / MANIFEST, limit=_MAX_MANIFEST).decode("utf-8"))
         files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{label}: cache {str(folder)!r} has no readable {MANIFEST} ({type(exc).__name__}). {hint}") from None
-    for rel, expected in sorted(files.items()):
+        entries = [(rel, int(meta["size"]), str(meta["sha256"])) for rel, meta in sorted(files.items())]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"has no readable {MANIFEST} ({type(exc).__name__})", None
+    for rel, size, sha256 in entries:
         path = folder / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            return f"has a {MANIFEST} naming a file outside it ({rel!r})", None
         if not path.is_file():
-            raise DataError(f"{label}: cache file {str(path)!r} is missing. {hint}")
-        if path.stat().st_size != expected["size"] or full and file_sha256(path) != expected["sha256"]:
-            raise DataError(f"{label}: cache file {str(path)!r} does not match the hash written when it was built "
-                            f"(changed or corrupted). {hint}")
+            return f"lacks its file {rel!r}", manifest
+        if path.stat().st_size != size or full and file_sha256(path) != sha256:
+            return f"has a file {rel!r} that does not match the hash written with it (changed or corrupted)", manifest
     extra = [p.relative_to(folder).as_posix() for p in _files(folder) if p.relative_to(folder).as_posix() not in files]
     if extra:
-        raise DataError(f"{label}: cache {str(folder)!r} has file(s) not written by its build: {', '.join(extra[:3])}. {hint}")
+        return f"has file(s) not written with it: {', '.join(extra[:3])}", manifest
+    return None, manifest
+
+
+def verify_manifest(folder: str | os.PathLike, label: str, hint: str, full: bool = True) -> dict[str, Any]:
+    """Check every file of ``folder`` against its manifest (sizes only unless ``full``); a mismatch is one DataError."""
+    problem, manifest = manifest_problem(folder, full)
+    if problem is not None or manifest is None:
+        raise DataError(f"{label}: cache {str(folder)!r} {problem}. {hint}")
     return manifest
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -79,7 +79,7 @@ def _distributed_info(config: RunConfig) -> dict[str, Any]:
 
 def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: TokenizerCache, accelerator: Any,
             progress: Any, digest: str, cache_dir: Optional[Path] = None,
-            checkpoint_dir: Optional[Path] = None) -> dict[str, Any]:
+            checkpoint_dir: Optional[Path] = None, warn: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
     """Train (or fit) and score one (baseline, seed); the record, with ``_predictions`` and ``_weights`` to write."""
     from vlbench.peft.apply import trained_state
     from vlbench.peft.assemble import assemble, warm_features
@@ -114,7 +114,7 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
                                  f"{label} features")
         with evaluation_progress(progress, label):
             result = fit(model, task, config.training, accelerator=accelerator, seed=seed, modalities=modalities,
-                         progress=progress, label=label, checkpoint_dir=checkpoint_dir, run_id=digest)
+                         progress=progress, label=label, checkpoint_dir=checkpoint_dir, run_id=digest, warn=warn)
             test_start = time.perf_counter()
             test = task.evaluate(model, "test", config.training.eval_batch_size, modalities, accelerator.device)
             if "image" in modalities:  # how much the trained model's score depends on the image

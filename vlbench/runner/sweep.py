@@ -83,13 +83,13 @@ def _already_done(run: PlannedRun, request: RunRequest, echo: Callable[[str], No
 
 def _attempt(run: PlannedRun, task: Any, dataset: Any, tokenizers: TokenizerCache, accelerator: Any, progress: Any,
              request: RunRequest, outcome: RunOutcome, echo: Callable[[str], None],
-             report: Callable[[str, BaseException], None]) -> None:
+             report: Callable[[str, BaseException], None], warn: Callable[[str], None]) -> None:
     """Run one (baseline, seed) under its lock: a finished record, or a failed one and a report."""
     path, config, seed, digest = run.path, run.config, run.seed, run.digest
     try:
         with PeakMemory(accelerator.device) as memory:
             record = run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest,
-                             cache_dir=request.cache_dir, checkpoint_dir=checkpoint_dir_for(path))
+                             cache_dir=request.cache_dir, checkpoint_dir=checkpoint_dir_for(path), warn=warn)
         record["memory"] = {"peak_bytes": memory.peak, "kind": memory.kind}
         if not distributed.is_main():  # only the main process writes predictions, weights and records
             outcome.written.append(path)
@@ -190,7 +190,7 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
                     if request.force:  # --force trains from scratch: a checkpoint of an earlier attempt goes
                         remove_checkpoints(run.path)
                     set_aside_record(run.path, run.digest, echo)
-                _attempt(run, task, dataset, tokenizers, accelerator, progress, request, outcome, echo, report)
+                _attempt(run, task, dataset, tokenizers, accelerator, progress, request, outcome, echo, report, notify)
             finally:
                 if lock is not None:
                     lock.release()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Optional
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional, Union
 
 __all__ = ["FitResult", "LoopState"]
 
@@ -65,3 +66,38 @@ class LoopState:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     last_finite_loss: Optional[float] = None
+
+    @classmethod
+    def from_saved(cls, saved: Any) -> "LoopState":
+        """The state a checkpoint saved; ValueError when a field is missing, unknown, of another type or negative."""
+        if not isinstance(saved, dict):
+            raise ValueError(f"the loop state is a {type(saved).__name__}, not a mapping")
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(saved) - names), sorted(names - set(saved))
+        if unknown or missing:
+            raise ValueError(f"loop state fields unknown {unknown}, missing {missing}")
+        for name in sorted(names):
+            value = saved[name]
+            if not _is_a(value, hints[name]):
+                raise ValueError(f"loop state field {name!r} is {value!r}")
+            if hints[name] is int and value < 0:  # counters and positions (a loss or a score may be negative)
+                raise ValueError(f"loop state field {name!r} is negative ({value!r})")
+        return cls(**saved)
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    """Whether a JSON value has the type ``hint`` (the few types a loop state holds)."""
+    if typing.get_origin(hint) is Union:
+        return any(_is_a(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if typing.get_origin(hint) is list:
+        return isinstance(value, list)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True

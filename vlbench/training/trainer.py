@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
 from vlbench.errors import TrainingError
 from vlbench.specs import TrainingConfig
-from vlbench.training.checkpoint import CheckpointStore, trainable_state
+from vlbench.training.checkpoint import Checkpoint, CheckpointStore, trainable_state
 from vlbench.training.contract import Scores, TrainableTask
 from vlbench.training.device import (
     autocast,
@@ -50,7 +51,7 @@ class _Trainer:
 
     def __init__(self, model: nn.Module, task: TrainableTask, cfg: TrainingConfig, accelerator: Any, seed: int,
                  modalities: tuple[str, ...], progress: Optional[Any], label: str,
-                 checkpoint_dir: Optional[Path], run_id: Optional[str]) -> None:
+                 checkpoint_dir: Optional[Path], run_id: Optional[str], warn: Callable[[str], None]) -> None:
         self.task, self.cfg, self.accelerator, self.modalities = task, cfg, accelerator, modalities
         self.progress, self.label = progress, label
         self.device = accelerator.device
@@ -77,7 +78,7 @@ class _Trainer:
         self.best_state: Optional[dict[str, torch.Tensor]] = None
         self.resumed_from: Optional[int] = None
         self.loaders: list[Any] = []
-        self.store = CheckpointStore(checkpoint_dir, run_id, seed) if checkpoint_dir is not None else None
+        self.store = CheckpointStore(checkpoint_dir, run_id, seed, warn) if checkpoint_dir is not None else None
         self.bar: Optional[Any] = None
         self.loss_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         # one process or plain DDP: step torch directly (accelerate's wrappers add per-step host work there)
@@ -284,21 +285,17 @@ class _Trainer:
 
     def _resume(self) -> None:
         assert self.store is not None
-        checkpoint = self.store.load()
+        checkpoint = self.store.load(accept=self._usable)
         if checkpoint is None:
-            if self.store.ignored:
-                self._say(f"{self.label}: starting afresh: {self.store.ignored}")
-            return
-        expected = {k: tuple(v.shape) for k, v in trainable_state(self.module).items()}
-        if expected != {k: tuple(v.shape) for k, v in checkpoint.model.items()}:  # checked before touching the model
-            self._say(f"{self.label}: starting afresh: the checkpoint's tensors do not fit the model")
+            if self.store.ignored or self.store.rejected:
+                self._say(f"{self.label}: starting afresh: {self.store.ignored or 'no checkpoint passed its check'}")
             return
         self.module.load_state_dict(checkpoint.model, strict=False)
         self.optimizer.load_state_dict(checkpoint.training["optimizer"])
         self.scheduler.load_state_dict(checkpoint.training["scheduler"])
         if self.scaler is not None and checkpoint.training.get("scaler"):
             self.scaler.load_state_dict(checkpoint.training["scaler"])
-        self.state = LoopState(**checkpoint.state["loop"])
+        self.state = LoopState.from_saved(checkpoint.state["loop"])
         self.best_state = checkpoint.best
         set_rng_state(checkpoint.state["rng"], self.generator)
         self.epoch_start = self.generator.get_state()
@@ -308,6 +305,32 @@ class _Trainer:
         self.resumed_from = self.state.step
         where = "training is done" if self.state.finished else f"epoch {self.state.epoch}"
         self._say(f"{self.label}: resuming from step {self.state.step} of {self.total_steps} ({where})")
+
+    def _usable(self, checkpoint: Checkpoint) -> Optional[str]:
+        """Why a checkpoint that passed its manifest still cannot be resumed here (None when it can).
+
+        Checked before anything is loaded into the model or the optimizer, so a refused checkpoint
+        leaves them as they were built.
+        """
+        try:
+            LoopState.from_saved(checkpoint.state.get("loop"))
+        except ValueError as exc:
+            return f"holds a state this version cannot use ({exc})"
+        if not isinstance(checkpoint.state.get("rng"), dict):
+            return "holds no random states"
+        expected = {k: tuple(v.shape) for k, v in trainable_state(self.module).items()}
+        for what, tensors in (("weights", checkpoint.model), ("best weights", checkpoint.best)):
+            if tensors is not None and expected != {k: tuple(v.shape) for k, v in tensors.items()}:
+                return f"has {what} that do not fit the model (other tensor names or shapes)"
+        saved = checkpoint.training.get("optimizer")
+        groups = [len(g["params"]) for g in self.optimizer.state_dict()["param_groups"]]
+        try:
+            fits = [len(g["params"]) for g in saved["param_groups"]] == groups
+        except (TypeError, KeyError):
+            fits = False
+        if not fits or not isinstance(checkpoint.training.get("scheduler"), dict):
+            return "has an optimizer or scheduler state that does not fit this run"
+        return None
 
     def _say(self, message: str) -> None:
         if self.progress is not None and not getattr(self.progress, "disable", False):
@@ -328,6 +351,10 @@ class _Trainer:
         free_device_memory(self.device)
 
 
+def _print_warning(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def fit(
     model: nn.Module,
     task: TrainableTask,
@@ -340,14 +367,17 @@ def fit(
     label: str = "train",
     checkpoint_dir: Optional[Path] = None,
     run_id: Optional[str] = None,
+    warn: Optional[Callable[[str], None]] = None,
 ) -> FitResult:
     """Train ``model`` on the task's train split; returns history with the best weights restored.
 
     With ``checkpoint_dir``, checkpoints are written there (every ``cfg.checkpoint_every_steps`` optimizer
     steps and at each epoch end), and a checkpoint of the same ``run_id`` (config digest) and seed found
-    there is resumed from.
+    there is resumed from. ``warn`` (default: stderr) hears a ``warning:`` line for each checkpoint
+    that failed its check and was set aside.
     """
-    trainer = _Trainer(model, task, cfg, accelerator, seed, modalities, progress, label, checkpoint_dir, run_id)
+    trainer = _Trainer(model, task, cfg, accelerator, seed, modalities, progress, label, checkpoint_dir, run_id,
+                       warn or _print_warning)
     try:
         return trainer.run()
     finally:
