@@ -92,6 +92,12 @@ def test_a_lost_job_leaves_a_failed_record_that_its_rerun_replaces(tmp_path):
     failed = json.loads(Path(job.path).read_text())
     assert failed["status"] == "failed" and failed["failure"]["type"] == "JobLost" and "test" not in failed
     assert failed["config_hash"] == job.digest and failed["device"] == "ray job (lost)"
+    # a job that is still alive holds the run's lock: its run is not declared lost over it
+    from vlbench.locks import RunLock
+
+    with RunLock(Path(job.path)):
+        assert "holds its lock" in record_lost(job, "lost while alive", "ray")
+    assert json.loads(Path(job.path).read_text()) == failed
     # the job's own run computes the same config hash, so rerunning it replaces the failed record
     outcome = run_task(job.request, echo=lambda line: None)
     assert outcome.written == [Path(job.path)]

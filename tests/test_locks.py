@@ -28,6 +28,24 @@ def test_second_holder_is_refused_then_admitted(tmp_path):
         pass
 
 
+def test_taking_the_lock_removes_the_temp_files_of_killed_writes_of_that_run_only(tmp_path):
+    record = tmp_path / "seed-1.json"
+    leftovers = [".seed-1.json.k2j4.tmp", ".seed-1.predictions.json.a8.tmp", ".seed-1.lock.owner.q.tmp",
+                 ".seed-1.cfg-0123abcd.json.z.tmp", ".seed-1.weights.safetensors.w.tmp"]
+    others = [".seed-10.json.k.tmp", ".seed-2.json.k.tmp", "seed-1.json", ".seed-1.json.tmp-not-ours"]
+    with RunLock(record):  # a writer holds the run's lock while its temp files exist: they are not touched
+        for name in leftovers + others:
+            (tmp_path / name).write_text("x")
+        with pytest.raises(LockBusy):
+            RunLock(record).acquire()
+        assert all((tmp_path / name).exists() for name in leftovers)
+    notes: list[str] = []
+    with RunLock(record, note=notes.append):
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name not in {"seed-1.lock", "seed-1.lock.owner"}) == \
+            sorted(others)
+    assert len(notes) == 1 and "removed 5 temporary file(s)" in notes[0], notes
+
+
 def test_lock_of_a_dead_holder_is_taken_over(tmp_path):
     record = tmp_path / "seed-0.json"
     # the OS lock stays held by a live process (as a descriptor inherited by a forked child would keep it)

@@ -12,10 +12,11 @@ from typing import Any
 from vlbench.errors import DataError, VLBenchError
 
 __all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_write_json", "read_json", "read_regular_bytes",
-           "UnreadableFileError", "MAX_INPUT_BYTES"]
+           "UnreadableFileError", "MAX_INPUT_BYTES", "temp_files_of"]
 
 # the largest input file read whole: official VQA v2 train annotations are ~330 MB, Karpathy's COCO file ~140 MB
 MAX_INPUT_BYTES = 2 << 30
+_TEMP_SUFFIX = ".tmp"
 
 
 def _umask() -> int:
@@ -37,7 +38,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         raise VLBenchError(f"{str(path)!r} is a folder; give the path of a file to write.")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise VLBenchError(f"cannot write {str(path)!r}: {exc.strerror or exc}.") from None
     try:
@@ -53,6 +54,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             raise VLBenchError(f"cannot write {str(path)!r}: {exc.strerror or exc}.") from exc
         raise
     return path
+
+
+def temp_files_of(folder: str | os.PathLike, stem: str) -> list[Path]:
+    """Temp files of :func:`atomic_write_bytes` writes to ``folder/<stem>.*`` (``.<stem>.<...>.tmp``), sorted.
+
+    One that exists while no write to those files runs is the leftover of a write killed before its
+    rename; only the caller can know that none runs (it holds the lock all their writers take).
+    """
+    prefix = f".{stem}."
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return []
+    return sorted(p for p in entries if p.name.startswith(prefix) and p.name.endswith(_TEMP_SUFFIX)
+                  and p.is_file() and not p.is_symlink())
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 from filelock import FileLock, Timeout
 
-from vlbench.io import atomic_write_text
+from vlbench.io import atomic_write_text, temp_files_of
 
 __all__ = ["RunLock", "LockBusy", "lock_path", "describe_holder"]
 
@@ -142,7 +142,28 @@ class RunLock:
         atomic_write_text(self.owner_path, json.dumps(holder) + "\n")
 
     def acquire(self) -> "RunLock":
-        """Take the lock; without ``wait`` a live holder raises LockBusy, with it this polls until free."""
+        """Take the lock; without ``wait`` a live holder raises LockBusy, with it this polls until free.
+
+        Once held, the temp files that killed writes of this run's files left behind are removed:
+        every writer of ``seed-N.*`` holds this lock, so none of them can still be writing.
+        """
+        self._acquire()
+        self._remove_leftover_temps()
+        return self
+
+    def _remove_leftover_temps(self) -> None:
+        removed = []
+        for path in temp_files_of(self.path.parent, self.path.stem):
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            removed.append(path.name)
+        if removed:
+            self.note(f"removed {len(removed)} temporary file(s) left in {self.path.parent} by a write that was "
+                      f"killed: {', '.join(removed[:3])}{' ...' if len(removed) > 3 else ''}")
+
+    def _acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         waited = False
         while not self._try(self.poll_seconds if waited else 0):
@@ -150,7 +171,7 @@ class RunLock:
             if holder is not None and not _alive(holder):
                 if self._take_over(holder):
                     self.note(f"took over the stale lock {self.path} of {describe_holder(holder)} (no longer running)")
-                    return self
+                    return
                 continue
             if not self.wait:
                 raise LockBusy(self.path, holder)
@@ -161,7 +182,6 @@ class RunLock:
         if previous is not None and previous.get("pid") != os.getpid() and not _alive(previous):
             self.note(f"{describe_holder(previous)} stopped while holding {self.path}; its lock was released")
         self._write_owner()
-        return self
 
     def release(self) -> None:
         """Drop the owner file (while still holding the lock) and then the lock."""

@@ -71,24 +71,24 @@ def manifest_problem(folder: str | os.PathLike, full: bool = True) -> tuple[Opti
 
     folder = Path(folder)
     if not (folder / MANIFEST).exists():
-        return f"has no {MANIFEST}", None
+        return f"no {MANIFEST}", None
     try:
         manifest = json.loads(read_regular_bytes(folder / MANIFEST, limit=_MAX_MANIFEST).decode("utf-8"))
         files = manifest["files"]
         entries = [(rel, int(meta["size"]), str(meta["sha256"])) for rel, meta in sorted(files.items())]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        return f"has no readable {MANIFEST} ({type(exc).__name__})", None
+        return f"unreadable {MANIFEST} ({type(exc).__name__})", None
     for rel, size, sha256 in entries:
         path = folder / rel
         if ".." in Path(rel).parts or Path(rel).is_absolute():
-            return f"has a {MANIFEST} naming a file outside it ({rel!r})", None
+            return f"{MANIFEST} names a file outside the folder ({rel!r})", None
         if not path.is_file():
-            return f"lacks its file {rel!r}", manifest
+            return f"file {str(path)!r} is missing", manifest
         if path.stat().st_size != size or full and file_sha256(path) != sha256:
-            return f"has a file {rel!r} that does not match the hash written with it (changed or corrupted)", manifest
+            return f"file {str(path)!r} does not match the hash written with it (changed or corrupted)", manifest
     extra = [p.relative_to(folder).as_posix() for p in _files(folder) if p.relative_to(folder).as_posix() not in files]
     if extra:
-        return f"has file(s) not written with it: {', '.join(extra[:3])}", manifest
+        return f"file(s) not written with it: {', '.join(extra[:3])}", manifest
     return None, manifest
 
 
@@ -96,7 +96,7 @@ def verify_manifest(folder: str | os.PathLike, label: str, hint: str, full: bool
     """Check every file of ``folder`` against its manifest (sizes only unless ``full``); a mismatch is one DataError."""
     problem, manifest = manifest_problem(folder, full)
     if problem is not None or manifest is None:
-        raise DataError(f"{label}: cache {str(folder)!r} {problem}. {hint}")
+        raise DataError(f"{label}: cache {str(folder)!r}: {problem}. {hint}")
     return manifest
 
 

@@ -91,14 +91,23 @@ def plan_jobs(request: Any, plugins: Optional[list[str]] = None, threads: Option
 
 def record_lost(job: RunJob, message: str, engine: str) -> str:
     """Write the failed record of a job that never came back (never over a finished one); the line to show."""
+    from vlbench.locks import LockBusy, RunLock, describe_holder
     from vlbench.results.records import failed_record, write_failed_record
 
     line = f"error: {job.label}: {message}"
     if job.path is None or job.config is None:
         return line
-    # the worker's device is unknown here
-    return write_failed_record(Path(job.path), lambda: failed_record(
-        job.config, job.request.seeds[0], job.digest, f"{engine} job (lost)", JobLost(message)), line)
+    # under the run's lock, as every writer of its files: a job that lives on after all must not be overwritten
+    lock = RunLock(Path(job.path))
+    try:
+        lock.acquire()
+    except LockBusy as busy:
+        return f"{line}; its record is not written: {describe_holder(busy.holder)} holds its lock"
+    try:  # the worker's device is unknown here
+        return write_failed_record(Path(job.path), lambda: failed_record(
+            job.config, job.request.seeds[0], job.digest, f"{engine} job (lost)", JobLost(message)), line)
+    finally:
+        lock.release()
 
 
 def run_job(job: RunJob) -> JobReport:

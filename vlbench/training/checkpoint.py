@@ -33,9 +33,10 @@ import torch
 
 from vlbench.data.integrity import MANIFEST, manifest_entry, manifest_of, manifest_problem
 from vlbench.io import atomic_write_text, read_regular_bytes
+from vlbench.training.state import LoopState
 
 __all__ = ["FORMAT", "POINTER", "Checkpoint", "CheckpointStore", "CheckpointRejected", "checkpoint_dir_for",
-           "rejected_dir_for", "remove_checkpoints", "trainable_state"]
+           "rejected_dir_for", "remove_checkpoints", "resume_problem", "trainable_state"]
 
 FORMAT = 2  # 2: every folder carries a manifest (format 1 had none and cannot be checked)
 POINTER = "LATEST"
@@ -91,6 +92,31 @@ class CheckpointRejected(Exception):
     def __init__(self, reason: str, best: Optional[str] = None, best_reason: str = "") -> None:
         super().__init__(reason)
         self.best, self.best_reason = best, best_reason
+
+
+def resume_problem(checkpoint: Checkpoint, module: torch.nn.Module, optimizer: Any) -> Optional[str]:
+    """Why a checkpoint that passed its manifest still cannot resume ``module`` and ``optimizer`` (None if it can).
+
+    Checked before anything is loaded into them, so a refused checkpoint leaves both as they were built.
+    """
+    try:
+        LoopState.from_saved(checkpoint.state.get("loop"))
+    except ValueError as exc:
+        return f"a state this version cannot use ({exc})"
+    if not isinstance(checkpoint.state.get("rng"), dict):
+        return "no random states"
+    expected = {k: tuple(v.shape) for k, v in trainable_state(module).items()}
+    for what, tensors in (("weights", checkpoint.model), ("best weights", checkpoint.best)):
+        if tensors is not None and expected != {k: tuple(v.shape) for k, v in tensors.items()}:
+            return f"{what} that do not fit the model (other tensor names or shapes)"
+    groups = [len(g["params"]) for g in optimizer.state_dict()["param_groups"]]
+    try:
+        fits = [len(g["params"]) for g in checkpoint.training["optimizer"]["param_groups"]] == groups
+    except (TypeError, KeyError):
+        fits = False
+    if not fits or not isinstance(checkpoint.training.get("scheduler"), dict):
+        return "an optimizer or scheduler state that does not fit this run"
+    return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -181,21 +207,20 @@ class CheckpointStore:
         try:
             state = json.loads(read_regular_bytes(where / _STATE, what="checkpoint state").decode("utf-8"))
         except (OSError, ValueError) as exc:
-            raise CheckpointRejected(f"has an unreadable {_STATE} ({type(exc).__name__})") from None
+            raise CheckpointRejected(f"unreadable {_STATE} ({type(exc).__name__})") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise CheckpointRejected(f"is of format {state.get('format') if isinstance(state, dict) else None!r}, "
-                                     f"not {FORMAT}")
+            raise CheckpointRejected(f"format {state.get('format') if isinstance(state, dict) else None!r}, not {FORMAT}")
         if state.get("run_id") != self.run_id or state.get("seed") != self.seed:
             self.ignored = "the checkpoint was made for another config or seed"
             return None
         best_name = state.get("best")
         if best_name is not None:
             if not _safe_name(best_name):
-                raise CheckpointRejected(f"names its best weights {best_name!r}")
+                raise CheckpointRejected(f"best weights named {best_name!r}")
             try:
                 self._check(self.folder / best_name)
             except CheckpointRejected as reason:
-                raise CheckpointRejected(f"has best weights {best_name} that failed their check", best=best_name,
+                raise CheckpointRejected(f"its best weights {best_name} failed their check", best=best_name,
                                          best_reason=str(reason)) from None
         try:
             model = load_file(str(where / _MODEL))
@@ -203,9 +228,9 @@ class CheckpointStore:
             best = load_file(str(self.folder / best_name / _MODEL)) if best_name is not None else None
         except Exception as exc:  # noqa: BLE001  whatever a file this code cannot read raises, it is not resumed from
             first = str(exc).splitlines()[0] if str(exc) else ""
-            raise CheckpointRejected(f"is unreadable ({type(exc).__name__}: {first})") from None
+            raise CheckpointRejected(f"unreadable ({type(exc).__name__}: {first})") from None
         if not isinstance(training, dict):
-            raise CheckpointRejected(f"has a {_TRAINING} holding a {type(training).__name__}, not a mapping")
+            raise CheckpointRejected(f"{_TRAINING} holds a {type(training).__name__}, not a mapping")
         checkpoint = Checkpoint(name, state, model, training, best)
         problem = accept(checkpoint) if accept is not None else None
         if problem is not None:
@@ -215,7 +240,7 @@ class CheckpointStore:
     @staticmethod
     def _check(where: Path) -> None:
         if not where.is_dir():
-            raise CheckpointRejected("is missing")
+            raise CheckpointRejected("missing")
         problem, _ = manifest_problem(where)
         if problem is not None:
             raise CheckpointRejected(problem)
@@ -231,11 +256,11 @@ class CheckpointStore:
                 target = target_dir / f"{name}-{uuid.uuid4().hex[:6]}"
             os.replace(source, target)
         except OSError as exc:
-            self.warn(f"warning: checkpoint {source} {reason}; it is not used (it could not be moved aside: "
+            self.warn(f"warning: checkpoint {source}: {reason}; not used (it could not be moved aside: "
                       f"{exc.strerror or exc})")
             return
         self.rejected.append(target)
-        self.warn(f"warning: checkpoint {source} {reason}; not used, moved to {target}")
+        self.warn(f"warning: checkpoint {source}: {reason}; not used, moved to {target}")
 
     # --- writing ---------------------------------------------------------------------------------------
     def _write_folder(self, name: str, files: dict[str, bytes]) -> None:

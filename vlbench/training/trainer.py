@@ -21,7 +21,7 @@ from torch import nn
 
 from vlbench.errors import TrainingError
 from vlbench.specs import TrainingConfig
-from vlbench.training.checkpoint import Checkpoint, CheckpointStore, trainable_state
+from vlbench.training.checkpoint import CheckpointStore, resume_problem, trainable_state
 from vlbench.training.contract import Scores, TrainableTask
 from vlbench.training.device import (
     autocast,
@@ -285,7 +285,7 @@ class _Trainer:
 
     def _resume(self) -> None:
         assert self.store is not None
-        checkpoint = self.store.load(accept=self._usable)
+        checkpoint = self.store.load(accept=lambda found: resume_problem(found, self.module, self.optimizer))
         if checkpoint is None:
             if self.store.ignored or self.store.rejected:
                 self._say(f"{self.label}: starting afresh: {self.store.ignored or 'no checkpoint passed its check'}")
@@ -305,32 +305,6 @@ class _Trainer:
         self.resumed_from = self.state.step
         where = "training is done" if self.state.finished else f"epoch {self.state.epoch}"
         self._say(f"{self.label}: resuming from step {self.state.step} of {self.total_steps} ({where})")
-
-    def _usable(self, checkpoint: Checkpoint) -> Optional[str]:
-        """Why a checkpoint that passed its manifest still cannot be resumed here (None when it can).
-
-        Checked before anything is loaded into the model or the optimizer, so a refused checkpoint
-        leaves them as they were built.
-        """
-        try:
-            LoopState.from_saved(checkpoint.state.get("loop"))
-        except ValueError as exc:
-            return f"holds a state this version cannot use ({exc})"
-        if not isinstance(checkpoint.state.get("rng"), dict):
-            return "holds no random states"
-        expected = {k: tuple(v.shape) for k, v in trainable_state(self.module).items()}
-        for what, tensors in (("weights", checkpoint.model), ("best weights", checkpoint.best)):
-            if tensors is not None and expected != {k: tuple(v.shape) for k, v in tensors.items()}:
-                return f"has {what} that do not fit the model (other tensor names or shapes)"
-        saved = checkpoint.training.get("optimizer")
-        groups = [len(g["params"]) for g in self.optimizer.state_dict()["param_groups"]]
-        try:
-            fits = [len(g["params"]) for g in saved["param_groups"]] == groups
-        except (TypeError, KeyError):
-            fits = False
-        if not fits or not isinstance(checkpoint.training.get("scheduler"), dict):
-            return "has an optimizer or scheduler state that does not fit this run"
-        return None
 
     def _say(self, message: str) -> None:
         if self.progress is not None and not getattr(self.progress, "disable", False):
