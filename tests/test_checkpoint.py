@@ -279,6 +279,7 @@ def test_a_checkpoint_that_does_not_fit_the_model_leaves_it_untouched(tmp_path, 
     result = fit(model, RegressionTask(), cfg, accelerator=accelerator, seed=0, modalities=(), checkpoint_dir=folder,
                  run_id="abc")
     assert result.resumed_from_step is None and result.steps == 8
+    assert len(list((tmp_path / "ckpt.rejected").iterdir())) == 1  # set aside, not resumed from or deleted
     fresh = Regressor(hidden=8)
     fit(fresh, RegressionTask(), cfg, accelerator=accelerator, seed=0, modalities=())
     assert all(torch.equal(a, b) for a, b in zip(params(model), params(fresh)))
