@@ -37,6 +37,12 @@ MODELS.add("dual-itm", "vlbench.models.itm:AlignFuseEncoder", description="ALBEF
 MODELS.add("prompted", "vlbench.models.prompted:PromptedVLM", reads_prompt=True,
            description="an image-text-to-text model answering by generation from the task's prompt, k in-context examples")
 
+# model types: generating with a pretrained decoder (SmolLM2, issue 21); they read the task's prompt.query
+MODELS.add("smollm", "vlbench.models.smollm_generator:SmolLMText", reads_prompt=True,
+           description="SmolLM2-135M-Instruct writing the answer from the text alone (LoRA-tuned), offline GGUF")
+MODELS.add("smollm-llava", "vlbench.models.smollm_generator:SmolLMLlava", reads_prompt=True,
+           description="LLaVA-style: EfficientNet-Lite0 cells -> trained MLP projector -> visual tokens before the prompt -> SmolLM2")
+
 # datasets: the embedded one, the official files (images stay on disk), and any Hugging Face dataset
 DATASETS.add("shapes", "vlbench.data.shapes:build_shapes", description="embedded synthetic shapes world, generated offline from a seed")
 DATASETS.add("vqav2", "vlbench.data.files.vqav2:build_vqav2", description="official VQA v2 files + COCO 2014 images (vqav2:DIR)")

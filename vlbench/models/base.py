@@ -25,6 +25,7 @@ __all__ = [
     "EncoderOutput",
     "BuildContext",
     "Encoder",
+    "TextGenerator",
     "FittedModel",
     "validate_model_config",
     "build_model",
@@ -80,6 +81,28 @@ class Encoder(nn.Module):
     def image_transform(self) -> Optional["ImageTransform"]:
         """How this model wants its images prepared; None: the task's square resize at its ``image_size``."""
         return None
+
+
+class TextGenerator(Encoder):
+    """A model type that answers by writing text: trained on target texts (a language-model loss on the
+    target tokens only) and scored on what it generates. The task writes the prompts and reads the answers.
+    """
+
+    def text_loss(self, batch: dict[str, torch.Tensor], prompts: list[str], targets: list[Optional[str]]) -> torch.Tensor:
+        """Mean cross-entropy of each target (None: that row is not scored) after its prompt (and images)."""
+        raise NotImplementedError
+
+    def generate_text(self, batch: dict[str, torch.Tensor], prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy continuation of each prompt (after its images), special tokens dropped."""
+        raise NotImplementedError
+
+    def target_length(self, texts: list[str]) -> int:
+        """Tokens the longest of ``texts`` takes as a target, its end mark included (a bound for generation)."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        """Text generators have no pooled features; tasks call :meth:`text_loss` and :meth:`generate_text`."""
+        raise VLBenchError(f"{type(self).__name__} writes text; the task must wrap it for generation.")
 
 
 class FittedModel:

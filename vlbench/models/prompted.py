@@ -68,6 +68,7 @@ class PromptedVLM(FittedModel):
 
     Config = PromptedConfig
     modalities = ("text", "image")
+    generates_text = True  # its answers are free text: tasks normalise them before scoring
 
     def __init__(self, config: PromptedConfig, pretrained: str, seed: int) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor

