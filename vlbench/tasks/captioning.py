@@ -10,6 +10,10 @@ captions annotation file, so ``vlbench score --task captioning`` reproduces the 
 Image encoders get an empty text (a lone ``[CLS] [SEP]``), so ViLT's sequence output is, in effect, its
 patch features; the ``blind`` model type sees nothing and gives the decoder a learned constant, which
 makes it the language-model floor of the table.
+
+A model type that writes text itself (``TextGenerator``, e.g. ``smollm-llava``) replaces the decoder: it
+learns each image's references after the task's ``prompt.query`` (one reference per image and pass,
+cycling through them, as written) and writes captions greedily on every split.
 """
 
 from __future__ import annotations
@@ -63,6 +67,46 @@ class CaptioningTask(Seq2SeqTask):
             self._targets[role] = list(grouped.values())
         self._setup_targets()
         self._validation_scorer: Any = None
+
+    def wrap(self, encoder: Any) -> Any:
+        """Encoder + the task's decoder; a text generator is wrapped to learn the references itself."""
+        from vlbench.tasks.generated import GeneratingModel, is_generator, require_prompt
+
+        if not is_generator(encoder):
+            return super().wrap(encoder)
+        require_prompt(self)
+        self._train_pass = 0
+        references = self._targets["train"]
+
+        def texts(indices: list[int]) -> tuple[list[str], list[Optional[str]]]:
+            chosen = [references[i][max(self._train_pass - 1, 0) % len(references[i])] for i in indices]
+            return self._prompts(len(indices)), chosen
+
+        return GeneratingModel(encoder, texts)
+
+    def _prompts(self, count: int) -> list[str]:
+        from vlbench.models.prompted import fill
+
+        return [fill(self.spec.prompt.query, {}, f"task {self.spec.name!r} prompt")] * count
+
+    def loss(self, outputs: Any, batch: dict[str, Any]) -> Any:
+        """Token cross-entropy of the decoder (a generator's loss as it is)."""
+        return outputs if outputs.dim() == 0 else super().loss(outputs, batch)
+
+    def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
+        """Decoder: greedy/beam search as configured; a text generator: its greedy captions, first line."""
+        from vlbench.distributed import on_main, unwrap
+        from vlbench.models.prompted import extract_answer
+        from vlbench.tasks.generated import GeneratingModel, generate_split
+
+        if not isinstance(unwrap(model), GeneratingModel):
+            return super().evaluate(model, split, batch_size, modalities, device)
+        texts = generate_split(self, model, split, batch_size, modalities, device, lambda idx: self._prompts(len(idx)),
+                               self.options.max_target_length)
+        result = on_main(lambda: self.score(split, [extract_answer(t) for t in texts]))
+        result.details.setdefault("decoding", {"beam_size": 1, "max_length": self.options.max_target_length,
+                                               "by": "the model's own greedy generation"})
+        return result
 
     def _sources(self, role: str) -> list[str]:
         """No source text: every image gets an empty one."""
