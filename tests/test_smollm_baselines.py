@@ -143,15 +143,15 @@ def test_generation_does_not_depend_on_batching(gguf):
 
 
 def test_generated_answers_take_the_task_normalisation(task):
-    assert task.answer_from_text(" Yes.\nQuestion: is it red?") == "yes"
-    digits = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five"}
-    number = next(a for a in task.answers if a in digits)
-    assert task.answer_from_text(f"The {digits[number].title()}!") == number
-    assert task.answer_from_text("A purple elephant") == "purple elephant"  # no class: scored normalised
+    assert {"yes", "no"} <= set(task.answers)
+    assert task.answer_from_text(" Yes.\nQuestion: is it red?") == "yes"  # first line, punctuation, case
+    assert task.answer_from_text("NO!") == "no"
+    assert task.answer_from_text("The Two") == "2"  # no class: scored in its normalised form
+    assert task.answer_from_text("A purple elephant") == "purple elephant"
 
 
 def test_all_baselines_on_the_embedded_data_leaves_them_out():
-    from vlbench.runner import select_baselines
+    from vlbench.plan import select_baselines
     from vlbench.specs import load_task_spec
 
     said: list[str] = []
