@@ -284,3 +284,38 @@ def test_missing_device_fails_before_any_data_is_built(tmp_path, capsys, monkeyp
     monkeypatch.setattr(sweep, "load_dataset", lambda *a, **k: pytest.fail("the dataset was built"))
     assert main(["run", "--task", "vqa", "--baseline", "prior", "--device", "cuda", "--results-dir", str(tmp_path)]) == 2
     assert "--device cuda" in _one_error(capsys)
+
+
+# --- refused when the run is planned: nothing trained, nothing written (issue 24 "Bad input that trains first";
+# issue 20 items 3-4). Kept as one block, apart from the file-reader cases above. ------------------------------
+
+def _tree(folder):
+    """Every path under a folder with its size and modification time: what "nothing written" compares."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+PLANNED_CASES = [
+    (["--set", "task.primary_metric=bogus"], "'primary_metric': 'bogus' cannot select checkpoints of task type 'vqa': "
+                                             "its validation reports accuracy, accuracy/<answer type>"),
+    (["--set", "task.primary_metric=accuracy/bogus"], "names no answer type of both the validation and the test split"),
+]
+
+
+@pytest.mark.parametrize("extra, message", PLANNED_CASES, ids=[" ".join(c[0]) for c in PLANNED_CASES])
+def test_refused_when_planned(finished, capsys, extra, message):
+    results, _ = finished
+    before = _tree(results)
+    assert main(["run", "--task", "vqa", "--baseline", "prior", "--results-dir", str(results), "--quiet",
+                 "--force", *TINY_DATA, *extra]) == 2
+    assert message in _one_error(capsys)
+    assert _tree(results) == before
+
+
+def test_a_task_spec_with_the_removed_metrics_list_is_one_line(finished, tmp_path, capsys):
+    results, _ = finished
+    before = _tree(results)
+    spec = tmp_path / "old-style.yaml"
+    spec.write_text("type: vqa\nmetrics: [vqa_accuracy]\nprimary_metric: accuracy\n")
+    assert main(["run", "--task", str(spec), "--baseline", "prior", "--results-dir", str(results), "--quiet"]) == 2
+    assert "field 'metrics' was removed" in _one_error(capsys)
+    assert _tree(results) == before

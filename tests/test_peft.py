@@ -192,6 +192,10 @@ def test_peft_run_saves_only_trained_weights_and_they_reproduce_its_predictions(
     expected = json.loads((record_file.parent / record["predictions_file"]).read_text())
     assert result.predictions == expected
     assert result.per_example == record["per_example"]["test"]
+    # a record written before `metrics:` was removed from task specs still loads
+    record["config"]["task"]["metrics"] = ["vqa_accuracy"]
+    record_file.write_text(json.dumps(record))
+    assert load_run_model(record_file, task=task)[1] is task
 
 
 @pytest.mark.parametrize(

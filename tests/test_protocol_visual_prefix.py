@@ -106,7 +106,7 @@ def test_prompting_the_built_checkpoint_through_vlbench_run(built, tmp_path):
 
 def test_a_task_without_a_prompt_is_one_error_line(tmp_path, capsys):
     task = tmp_path / "vqa-no-prompt.yaml"
-    task.write_text("type: vqa\ndataset: shapes\nmetrics: [vqa_accuracy]\nprimary_metric: accuracy\n")
+    task.write_text("type: vqa\ndataset: shapes\nprimary_metric: accuracy\n")
     assert main(["visual-prefix", "--out", str(tmp_path / "o"), "--task", str(task)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "prompt" in err[0]

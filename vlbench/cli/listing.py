@@ -23,7 +23,7 @@ def _items(kind: str) -> list[dict]:
         for name in available_specs("tasks"):
             spec = load_task_spec(name)
             out.append({"name": spec.name, "description": spec.description, "type": spec.type,
-                        "dataset": spec.dataset, "metrics": spec.metrics})
+                        "dataset": spec.dataset, "primary_metric": spec.primary_metric})
         return out
     if kind == "baselines":
         out = []

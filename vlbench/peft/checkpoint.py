@@ -66,7 +66,9 @@ def load_run_model(record_path: str | Path, *, task: Any = None, cache_dir: Opti
     record = json.loads(record_path.read_text(encoding="utf-8"))
     if not record.get("weights_file"):
         raise DataError(f"{record_path}: this run saved no trained weights (only PEFT runs do).")
-    config = RunConfig.model_validate(record["config"])
+    task_config = dict(record["config"].get("task") or {})
+    task_config.pop("metrics", None)  # records written before the field was removed
+    config = RunConfig.model_validate({**record["config"], "task": task_config})
     if task is None:
         from vlbench.data.loading import load_dataset
 

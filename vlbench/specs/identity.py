@@ -20,8 +20,9 @@ __all__ = ["config_hash", "COSMETIC_FIELDS", "IDENTITY_VERSION"]
 # fields that cannot change a run's numbers; they stay in the record but out of the hash
 # (vlbench.results.aggregate leaves the same fields out when it compares records' configs)
 COSMETIC_FIELDS: dict[str, tuple[str, ...]] = {
-    # task.training is resolved into `training`, task.dataset into `dataset`, task.tokenizer into baseline.tokenizer
-    "task": ("description", "reference_baseline", "training", "dataset", "tokenizer"),
+    # task.training is resolved into `training`, task.dataset into `dataset`, task.tokenizer into baseline.tokenizer;
+    # task.metrics is a removed field that older records still hold
+    "task": ("description", "reference_baseline", "training", "dataset", "tokenizer", "metrics"),
     "baseline": ("description", "tasks", "family", "training"),  # so is baseline.training
 }
 # 2: default-filled config, content identities instead of paths, data path left to the data fingerprint

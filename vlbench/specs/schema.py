@@ -42,6 +42,10 @@ def check_name(value: Any, what: str) -> str:
 
 MAX_SEED = 2**32 - 1  # numpy's seed range
 MAX_SEEDS = 1000
+# A task type computes its metrics with its official implementation, fixed by its prediction format; a list
+# of metric functions could only ever hold that one, so the field is gone (older records still carry it)
+REMOVED_METRICS = ("field 'metrics' was removed: a task type reports all of its metrics (docs/training.md); "
+                   "delete the line, and pick the one that selects checkpoints with primary_metric")
 MAX_LR = 10.0  # no AdamW learning rate above this trains anything; larger values are typos (1e300, inf)
 
 
@@ -144,7 +148,14 @@ class PromptTemplate(_Strict):
 
 
 class TaskSpec(_Strict):
-    """A task: registered task type + dataset + metrics + training defaults."""
+    """A task: registered task type + dataset + which of its metrics selects checkpoints + training defaults."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_metrics_list(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "metrics" in data:
+            raise ValueError(REMOVED_METRICS)
+        return data
 
     @field_validator("name")
     @classmethod
@@ -163,8 +174,10 @@ class TaskSpec(_Strict):
     dataset: str = "shapes"
     data: dict[str, Any] = Field(default_factory=dict, description="options passed to the dataset builder")
     splits: SplitNames = Field(default_factory=SplitNames)
-    metrics: list[str] = Field(default_factory=list)
-    primary_metric: str
+    primary_metric: str = Field(
+        ..., description="the validation metric that selects the best checkpoint and decides early stopping (higher "
+        "is better), one of those the task type reports, e.g. accuracy (vqa), rsum or t2i_R@1 (retrieval), CIDEr "
+        "(captioning), BLEU or chrF (vmt); checked when the run is planned")
     options: dict[str, Any] = Field(default_factory=dict, description="task-type options (image size, text length...)")
     reference_baseline: str = "text-bert"
     tokenizer: str = Field(

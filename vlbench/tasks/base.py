@@ -24,7 +24,7 @@ from vlbench.progress import track
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
-__all__ = ["TaskOptions", "EvalResult", "BatchCollator", "TaskType"]
+__all__ = ["TaskOptions", "EvalResult", "metric_matches", "BatchCollator", "TaskType"]
 
 
 class TaskOptions(BaseModel):
@@ -60,11 +60,20 @@ class BatchCollator:
         return self.task.collate(self.split, list(indices), self.modalities)
 
 
+def metric_matches(pattern: str, name: str) -> bool:
+    """Whether ``name`` is the metric ``pattern`` stands for (``accuracy/<answer type>``: any ``accuracy/X``)."""
+    fixed, bracket, _ = pattern.partition("<")
+    return name == pattern if not bracket else name.startswith(fixed) and len(name) > len(fixed)
+
+
 class TaskType:
     """Base class for registered task types (see ``vlbench.tasks.vqa`` for a complete one)."""
 
     table: ClassVar[str] = ""
     Options: ClassVar[type[TaskOptions]] = TaskOptions
+    # the metrics its validation reports that can select checkpoints (``primary_metric``): each one higher-is-better;
+    # "<...>" marks a part the data decides (accuracy/<answer type>). Empty: not declared, not checked.
+    metric_names: ClassVar[tuple[str, ...]] = ()
     predictions_suffix: ClassVar[str] = ".json"
     # the model's image transform (set per baseline by the runner); None: square resize to options.image_size
     image_transform: Optional[Any] = None
@@ -78,6 +87,21 @@ class TaskType:
             self.options = self.Options.model_validate(spec.options)
         except ValidationError as exc:
             raise SpecError(format_validation_error(f"task {spec.name!r} options", exc)) from exc
+
+    @classmethod
+    def primary_metric_problem(cls, name: str, options: TaskOptions) -> Optional[str]:
+        """Why ``name`` cannot select this task type's checkpoints under ``options``; None when it can."""
+        if not cls.metric_names or any(metric_matches(p, name) for p in cls.metric_names):
+            return None
+        return f"its validation reports {', '.join(cls.metric_names)}"
+
+    def primary_value(self, metrics: dict[str, float]) -> float:
+        """The value of the spec's ``primary_metric``: what selects the best checkpoint and stops early."""
+        name = self.spec.primary_metric
+        if name not in metrics:
+            raise SpecError(f"task {self.spec.name!r}: primary_metric {name!r} is not among the metrics this split "
+                            f"reports ({', '.join(metrics)}).")
+        return float(metrics[name])
 
     # --- preparation -------------------------------------------------------------------------------
     def training_texts(self) -> list[str]:

@@ -50,8 +50,16 @@ class CaptioningTask(Seq2SeqTask):
     table = "captions"
     Options = CaptioningOptions
     predictions_suffix = ".json"
+    metric_names = ("CIDEr", "Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "METEOR")  # SPICE: test split only
     # PTB tokenization lowercases before scoring, so a lowercased vocabulary loses nothing
     lowercase_targets = True
+
+    @classmethod
+    def primary_metric_problem(cls, name: str, options: Any) -> Optional[str]:
+        """METEOR selects checkpoints only when validation computes it (``validation_meteor``)."""
+        if name == "METEOR" and not options.validation_meteor:
+            return "validation computes METEOR only with task.options.validation_meteor=true"
+        return super().primary_metric_problem(name, options)
 
     def __init__(self, spec, dataset) -> None:
         super().__init__(spec, dataset)
@@ -134,7 +142,7 @@ class CaptioningTask(Seq2SeqTask):
         per_example = {str(i): float(v) for i, v in result["per_example"]["CIDEr"].items()}
         details: dict[str, Any] = {"skipped": result.get("skipped", {})}
         submission = [{"image_id": int(i), "caption": c} for i, c in zip(ids, hypotheses)]
-        return EvalResult(metrics, metrics["CIDEr"], per_example, submission, details)
+        return EvalResult(metrics, self.primary_value(metrics), per_example, submission, details)
 
     def fit_and_evaluate(self, fitted: Any, splits: list[str]) -> dict[str, EvalResult]:
         """Score a model that is fitted, not trained (a prompted one): one caption per image of each split.

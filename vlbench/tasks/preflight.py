@@ -22,9 +22,14 @@ __all__ = ["complete_config"]
 def _task_options(config: RunConfig) -> Any:
     task_cls = TASK_TYPES.get(config.task.type)
     try:
-        return task_cls.Options.model_validate(config.task.options)
+        options = task_cls.Options.model_validate(config.task.options)
     except ValidationError as exc:
         raise SpecError(format_validation_error(f"task {config.task.name!r} options", exc)) from exc
+    problem = task_cls.primary_metric_problem(config.task.primary_metric, options)
+    if problem:  # checkpoints are selected and early stopping decided on it: an unknown name must not train
+        raise SpecError(f"task {config.task.name!r}: field 'primary_metric': {config.task.primary_metric!r} cannot "
+                        f"select checkpoints of task type {config.task.type!r}: {problem}.")
+    return options
 
 
 def complete_config(config: RunConfig, source: str, peft: Optional[dict[str, Any]] = None) -> RunConfig:

@@ -372,6 +372,8 @@ class RetrievalTask(TaskType):
 
     Options = RetrievalOptions
     predictions_suffix = ".npy"
+    # median ranks are reported too, but lower is better: they cannot select checkpoints
+    metric_names = tuple(name for name in TABLE_METRICS if not name.endswith("_medr"))
 
     def __init__(self, spec, dataset) -> None:
         super().__init__(spec, dataset)
@@ -553,7 +555,7 @@ class RetrievalTask(TaskType):
         }
         predictions = {"similarity": similarity, "text_to_image": list(data.text_image), "image_ids": list(data.image_ids),
                        "caption_ids": list(data.caption_ids)}
-        return EvalResult(metrics, metrics["rsum"], per_example, predictions, details)
+        return EvalResult(metrics, self.primary_value(metrics), per_example, predictions, details)
 
     def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
         """Score every image against every caption of a split with the model's scoring (see ``validation_scoring``)."""

@@ -45,6 +45,7 @@ class VMTTask(Seq2SeqTask):
 
     table = "vmt"
     Options = VMTOptions
+    metric_names = ("BLEU", "chrF")
     predictions_suffix = ".txt"
     lowercase_targets = False  # sacreBLEU is case-sensitive
 
@@ -82,7 +83,7 @@ class VMTTask(Seq2SeqTask):
         per_example = {str(ids[i]): float(v) for i, v in result["per_example"]["BLEU"].items()}
         details = {"signatures": result["signatures"], "BLEU_detail": result["BLEU_detail"],
                    "source_field": self.options.source_field, "split": self.split_names[split]}
-        return EvalResult(metrics, result["BLEU"], per_example, list(hypotheses), details)
+        return EvalResult(metrics, self.primary_value(metrics), per_example, list(hypotheses), details)
 
     def _role_of(self, hypotheses: list[str]) -> Optional[str]:
         for role in ("test", "validation", "train"):

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from vlbench import distributed
 from vlbench.data.pipeline import encode_texts, image_inputs, require_columns, split_roles, trim_tokens
 from vlbench.data.vqa_format import VQA_COLUMNS
-from vlbench.errors import DataError
+from vlbench.errors import DataError, SpecError
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
 
 __all__ = ["VQAOptions", "VQATask", "VQAModel", "soft_score"]
@@ -82,6 +82,7 @@ class VQATask(TaskType):
 
     table = "vqa"
     Options = VQAOptions
+    metric_names = ("accuracy", "accuracy/<answer type>")
 
     def __init__(self, spec, dataset) -> None:
         super().__init__(spec, dataset)
@@ -91,11 +92,23 @@ class VQATask(TaskType):
         self._questions: dict[str, list[str]] = {}
         self.split_names = split_roles(spec)
         self._rows = {role: require_columns(dataset, self.table, name, VQA_COLUMNS) for role, name in self.split_names.items()}
+        self._check_answer_type_metric()
         self._build_answer_vocab()
         if self.options.drop_unanswerable:
             self._rows["train"] = self._answerable(self._rows["train"])
         self._encoded: dict[str, dict[str, torch.Tensor]] = {}
         self._annotations: dict[str, list[dict[str, Any]]] = {}
+
+    def _check_answer_type_metric(self) -> None:
+        """A per-answer-type primary metric must name an answer type of the validation and test splits (checked
+        before any training: validation selects on it, and the test split reports it)."""
+        name = self.spec.primary_metric
+        wanted = name[len("accuracy/"):] if name.startswith("accuracy/") else ""
+        types = sorted(set(self._rows["validation"]["answer_type"]) & set(self._rows["test"]["answer_type"]))
+        if wanted and wanted not in types:
+            raise SpecError(f"task {self.spec.name!r}: field 'primary_metric': {name!r} names no answer type of both "
+                            f"the validation and the test split; use accuracy"
+                            f"{''.join(', accuracy/' + t for t in types)}.")
 
     # --- preparation -------------------------------------------------------------------------------
     def _build_answer_vocab(self) -> None:
@@ -259,7 +272,7 @@ class VQATask(TaskType):
         metrics.update({f"accuracy/{k}": v for k, v in sorted(result["perAnswerType"].items())})
         per_example = {str(q): float(v) for q, v in result["per_question"].items()}
         details = {"perAnswerType": result["perAnswerType"], "perQuestionType": result["perQuestionType"]}
-        return EvalResult(metrics, result["overall"], per_example, predictions, details)
+        return EvalResult(metrics, self.primary_value(metrics), per_example, predictions, details)
 
     @torch.no_grad()
     def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
