@@ -28,6 +28,12 @@ MODELS.add("coattention", "vlbench.models.coattention:CoAttentionEncoder", descr
 MODELS.add("relation-network", "vlbench.models.relation_network:RelationNetworkEncoder",
            description="relation network over grid cells + coordinates (Santoro et al. 2017), from scratch")
 
+# model types: the offline pretrained track (issue 21), pretrained parts (MiniLM, EfficientNet-Lite0) composed
+MODELS.add("vl-stream", "vlbench.models.vl_stream:VLStreamEncoder",
+           description="single stream (VisualBERT style): a pretrained BERT over [question tokens; projected image-part tokens]")
+MODELS.add("image-part", "vlbench.models.image_part:ImagePartEncoder",
+           description="a pretrained image-encoder part's pooled vector alone (EfficientNet-Lite0), no text")
+
 # model types: image-text retrieval (issue 5)
 MODELS.add("dual-encoder", "vlbench.models.dual_encoder:DualEncoder", description="two towers (ViT image, BERT text) for contrastive matching")
 MODELS.add("dual-encoder-blind", "vlbench.models.dual_encoder:BlindDualEncoder", description="dual-encoder text tower; images replaced by a random code per id (no pixels)")

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from vlbench.errors import SpecError
 from vlbench.models.base import EncoderConfig
 from vlbench.models.content import WEIGHTS_FILE
+from vlbench.models.parts.settings import ImagePartSettings
 
 __all__ = [
     "VisualSettings",
@@ -47,6 +48,9 @@ class VisualSettings(EncoderConfig):
     freeze_backbone: bool = Field(False, description="keep the grid backbone fixed (no gradients, eval mode), as "
                                   "with pre-extracted CNN features")
     grid_size: int = Field(4, ge=1, description="visual regions per side (the shapes world is a 4x4 grid)")
+    image_part: Optional[ImagePartSettings] = Field(
+        None, description="a pretrained image-encoder part (EfficientNet-Lite0) instead of `backbone`: its cells, "
+        "average-pooled to grid_size x grid_size, are the regions; frozen (features cached) or fine-tuned")
     patch_size: int = Field(16, ge=1, description="patch backbone: patch side in pixels")
     dropout: float = Field(0.1, ge=0, lt=1)
     attention_dropout: float = Field(0.1, ge=0, lt=1)
@@ -172,13 +176,20 @@ class VisualStream(nn.Module):
     box (x1, y1, x2, y2), both layer-normalised; the boxes are the cells of the backbone's output grid.
     """
 
-    def __init__(self, settings: VisualSettings, num_layers: int, image_size: int) -> None:
+    def __init__(self, settings: VisualSettings, num_layers: int, image_size: int, part: Optional[nn.Module] = None) -> None:
         super().__init__()
         hidden = settings.hidden_size
-        if settings.backbone_weights and settings.backbone in ("resnet", "patch"):
+        self.part = part is not None
+        if part is not None:  # built by the model type (see vlbench.models.parts.settings.build_image_part)
+            if settings.freeze_backbone:
+                raise SpecError("freeze_backbone applies to `backbone`; an image part is frozen by image_part.freeze.")
+            self.backbone = part
+            feature_dim = part.hidden_size
+            grid = part.grid or (part.preprocessing.size + 31) // 32
+        elif settings.backbone_weights and settings.backbone in ("resnet", "patch"):
             raise SpecError(f"backbone_weights applies to torchvision ResNets (resnet18/34/50/101), not to backbone "
                             f"{settings.backbone!r}; set baseline.config.backbone_weights=null.")
-        if settings.backbone.startswith("resnet") and settings.backbone != "resnet":
+        elif settings.backbone.startswith("resnet") and settings.backbone != "resnet":
             from vlbench.models._torchvision import feature_width, resnet_trunk
 
             self.backbone = resnet_trunk(settings.backbone, settings.backbone_weights)
@@ -220,10 +231,13 @@ class VisualStream(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Region features (B, grid*grid, H)."""
-        maps = self.backbone(pixel_values)
-        if maps.shape[-1] != self.grid or maps.shape[-2] != self.grid:
-            maps = F.adaptive_avg_pool2d(maps, self.grid)
-        regions = maps.flatten(2).transpose(1, 2)
+        if self.part:
+            regions = self.backbone(pixel_values).sequence
+        else:
+            maps = self.backbone(pixel_values)
+            if maps.shape[-1] != self.grid or maps.shape[-2] != self.grid:
+                maps = F.adaptive_avg_pool2d(maps, self.grid)
+            regions = maps.flatten(2).transpose(1, 2)
         x = (self.feature_norm(self.feature(regions)) + self.box_norm(self.box(self.boxes))) / 2
         x = self.dropout(x)
         for layer in self.layer:

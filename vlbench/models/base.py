@@ -8,6 +8,7 @@ that do not learn by gradient descent (the answer prior) implement :class:`Fitte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import torch
@@ -61,6 +62,8 @@ class BuildContext:
     image_size: int = 64
     max_text_length: int = 32
     extras: dict[str, Any] = field(default_factory=dict)
+    # where frozen pretrained parts keep their features (None: in memory only)
+    cache_dir: Optional[Path] = None
 
 
 class Encoder(nn.Module):
@@ -143,11 +146,20 @@ def build_model(model_type: str, config: dict[str, Any], pretrained: Optional[st
     return cls.from_spec(settings, pretrained, context)
 
 
-def load_pretrained(loader: Any, name_or_path: str, **kwargs: Any) -> Any:
-    """``loader.from_pretrained`` with one clear line when the weights are not there (offline, typo)."""
+def load_pretrained(loader: Any, name_or_path: str, *, scratch: bool = False, **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` with one clear line when the weights are not there (offline, typo).
+
+    ``scratch=True`` builds the same architecture (the checkpoint's config, with ``kwargs``) with the
+    library's random initialisation instead of the weights: a from-scratch twin.
+    """
     from vlbench.data.text import missing_pretrained_message
 
     try:
+        if scratch:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+            return getattr(loader, "from_config", loader)(config)
         return loader.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
         raise VLBenchError(missing_pretrained_message(name_or_path, "model", exc)) from exc

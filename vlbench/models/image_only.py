@@ -18,6 +18,7 @@ from vlbench.errors import SpecError
 from vlbench.models._blocks import VisualSettings, VisualStream
 from vlbench.models._torchvision import ImageNetResize
 from vlbench.models.base import BuildContext, Encoder, EncoderOutput
+from vlbench.models.parts.settings import build_image_part
 
 __all__ = ["ImageOnlyConfig", "ImageOnlyEncoder"]
 
@@ -34,9 +35,10 @@ class ImageOnlyEncoder(Encoder):
     Config = ImageOnlyConfig
     modalities = ("image",)
 
-    def __init__(self, config: ImageOnlyConfig, image_size: int) -> None:
+    def __init__(self, config: ImageOnlyConfig, image_size: int, part: Optional[nn.Module] = None) -> None:
         super().__init__()
-        self.visual = VisualStream(config, config.num_layers, image_size)
+        self.visual = VisualStream(config, config.num_layers, image_size, part)
+        self.part = part
         self.pooler = nn.ModuleDict({"dense": nn.Linear(config.hidden_size, config.hidden_size)})
         self.hidden_size = config.hidden_size
         self.image_size = image_size
@@ -47,10 +49,15 @@ class ImageOnlyEncoder(Encoder):
         """Built from config; the small ResNet has no offline pretrained weights."""
         if pretrained:
             raise SpecError("image-only: `pretrained:` is not supported (the visual stream is built from config).")
-        return cls(config, context.image_size)
+        part = None
+        if config.image_part is not None:
+            part = build_image_part(config.image_part, visual_tokens=config.grid_size ** 2, cache_dir=context.cache_dir)
+        return cls(config, context.image_size, part)
 
     def image_transform(self) -> Optional[ImageTransform]:
-        """A torchvision ResNet stream sees ImageNet-normalised images at the task's size; else the default."""
+        """An image part's own preprocessing; ImageNet-normalised images for a torchvision ResNet; else the default."""
+        if self.part is not None:
+            return self.part.model_transform()
         return ImageNetResize(self.image_size) if self.imagenet_backbone else None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:

@@ -7,6 +7,7 @@ from typing import Optional
 import torch
 from pydantic import Field
 
+from vlbench.errors import SpecError
 from vlbench.models.base import (
     BuildContext,
     Encoder,
@@ -22,7 +23,7 @@ __all__ = ["TextBertConfig", "TextBertEncoder"]
 
 
 class TextBertConfig(EncoderConfig):
-    """Size of a BERT built from config (ignored, except dropout, when ``pretrained`` is set)."""
+    """Size of a BERT built from config (ignored, except dropout and ``scratch``, when ``pretrained`` is set)."""
 
     hidden_size: int = Field(128, ge=8)
     num_layers: int = Field(4, ge=1)
@@ -30,6 +31,8 @@ class TextBertConfig(EncoderConfig):
     intermediate_size: int = Field(512, ge=8)
     dropout: float = Field(0.1, ge=0, lt=1)
     attention_dropout: float = Field(0.1, ge=0, lt=1)
+    scratch: bool = Field(False, description="with `pretrained:`, its architecture and tokenizer with random "
+                          "weights: the from-scratch twin")
 
 
 class TextBertEncoder(Encoder):
@@ -48,10 +51,14 @@ class TextBertEncoder(Encoder):
         """A BertModel from a hub id / local directory, or from config sized by the spec."""
         from transformers import BertModel
 
+        if config.scratch and not pretrained:
+            raise SpecError("bert-text: scratch: true takes the architecture of `pretrained:`; set pretrained too "
+                            "(without it the BERT is built from config, at random, anyway).")
         if pretrained:
             bert = load_pretrained(
                 BertModel,
                 pretrained,
+                scratch=config.scratch,
                 hidden_dropout_prob=config.dropout,
                 attention_probs_dropout_prob=config.attention_dropout,
             )

@@ -122,6 +122,9 @@ def apply_peft(model: nn.Module, spec: Any) -> PeftSummary:
                 param.requires_grad, matched = True, True
         if not matched:
             raise SpecError(f"peft.trainable {spec.trainable!r}: no encoder parameter name contains any of these.")
+    for module in encoder.modules():
+        if getattr(module, "stays_frozen", False):  # a frozen pretrained part (cached features) never trains
+            module.requires_grad_(False)
     encoder_ids = {id(p) for p in encoder.parameters()}
     for param in model.parameters():
         if id(param) not in encoder_ids:

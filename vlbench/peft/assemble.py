@@ -22,7 +22,7 @@ from vlbench.registry import MODELS
 from vlbench.specs import RunConfig
 from vlbench.training.seeding import seed_everything
 
-__all__ = ["Assembled", "assemble", "warm_features"]
+__all__ = ["Assembled", "assemble", "frozen_parts", "warm_features"]
 
 
 @dataclass
@@ -58,6 +58,7 @@ def assemble(config: RunConfig, seed: int, task: Any, tokenizer: Any, *, pretrai
         image_size=options.image_size,
         max_text_length=options.max_text_length + extra_positions,
         extras=task.build_context_extras(),
+        cache_dir=Path(cache_dir) if cache_dir is not None else None,
     )
     if pretrained:
         from transformers.utils import logging as hf_logging
@@ -95,19 +96,61 @@ def assemble(config: RunConfig, seed: int, task: Any, tokenizer: Any, *, pretrai
     return Assembled(model, modalities, peft_spec, summary, features, transform)
 
 
+def frozen_parts(model: Any) -> list[nn.Module]:
+    """The frozen pretrained parts inside a model (their features are computed once per image and cached)."""
+    if not isinstance(model, nn.Module):
+        return []
+    return [m for m in model.modules() if getattr(m, "stays_frozen", False) and hasattr(m, "save_cache")]
+
+
+def _warm_parts(parts: list[nn.Module], task: Any, batch_size: int, device: Any, progress: Any,
+                label: str) -> list[dict[str, Any]]:
+    """Run each frozen part once over every image of the dataset (its own transform), then save its cache."""
+    import torch
+
+    from vlbench.data.images import pixel_batch
+    from vlbench.distributed import is_main
+
+    store = task.dataset.images
+    ids = [int(i) for i in store.ids()]
+    chunks = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+    bar = progress.add_task(f"{label} (image part)", total=len(chunks) * len(parts)) if progress is not None else None
+    out = []
+    for part in parts:
+        before, loaded = part.computed, part.cache.loaded_from_disk
+        part.to(device)
+        with torch.no_grad():
+            for chunk in chunks:
+                pixels = pixel_batch(store, chunk, task.image_transform, task.options.image_size)["pixel_values"]
+                part(pixels.to(device))
+                if bar is not None:
+                    progress.update(bar, advance=1)
+        path = part.save_cache() if is_main() else None  # one writer of the shared feature cache
+        out.append({"part": part.describe(), "images": len(ids), "computed": part.computed - before,
+                    "reused_from_disk": loaded, "file": str(path) if path is not None else None})
+    if bar is not None:
+        progress.remove_task(bar)
+    return out
+
+
 def warm_features(assembled: Assembled, task: Any, batch_size: int, device: Any, progress: Any = None,
                   label: str = "features") -> Optional[dict[str, Any]]:
-    """Fill (and save) a frozen backbone's feature cache over every split; what the record says about it."""
+    """Fill (and save) the feature caches of frozen parts and of a frozen backbone; what the record says about them."""
+    start = time.perf_counter()
+    parts = frozen_parts(assembled.model)
+    part_info = _warm_parts(parts, task, batch_size, device, progress, label) if parts else None
     encoder = assembled.features
     if encoder is None:
-        return None
+        return {"parts": part_info, "seconds": time.perf_counter() - start} if part_info else None
     from vlbench.training.frozen import warm_cache
 
-    start = time.perf_counter()
     loaded = encoder.cache.loaded_from_disk
     computed = warm_cache(encoder, task, ["train", "validation", "test"], batch_size, device, progress, label)
     from vlbench.distributed import is_main
 
     path = encoder.cache.save() if is_main() else None  # one writer of the shared feature cache
-    return {"cached": len(encoder.cache), "computed": computed, "reused_from_disk": loaded,
+    info = {"cached": len(encoder.cache), "computed": computed, "reused_from_disk": loaded,
             "file": str(path) if path is not None else None, "seconds": time.perf_counter() - start}
+    if part_info:
+        info["parts"] = part_info
+    return info

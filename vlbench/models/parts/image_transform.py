@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-__all__ = ["ImagePreprocessing", "PretrainedImageTransform"]
+__all__ = ["ImagePreprocessing", "PretrainedImageTransform", "CroppedPixels"]
 
 _INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 
@@ -57,23 +57,35 @@ class PretrainedImageTransform:
         self.preprocessing = preprocessing
         self.size = preprocessing.size
 
-    def from_uint8(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, H, W, 3) uint8 tensor of equal-size images -> model inputs."""
-        p = self.preprocessing
-        values = pixels.permute(0, 3, 1, 2).float()
-        height, width = values.shape[-2:]
-        side = p.crop_side(height, width)
+    def crop(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> (B, 3, side, side) uint8: the centre square (TF's rounding), no resize yet."""
+        height, width = pixels.shape[1:3]
+        side = self.preprocessing.crop_side(height, width)
         top, left = (height - side + 1) // 2, (width - side + 1) // 2
-        values = values[..., top:top + side, left:left + side]
-        if side != p.size:
-            smooth = p.interpolation != "nearest"
-            values = F.interpolate(values, size=(p.size, p.size), mode=p.interpolation,
-                                   align_corners=False if smooth else None, antialias=smooth)
-            # bicubic overshoots; the weights saw 8-bit images (PIL's resize keeps them in 0..255)
-            values = values.clamp_(0.0, 255.0)
+        return pixels[:, top:top + side, left:left + side].permute(0, 3, 1, 2)
+
+    def finish(self, crops: torch.Tensor) -> torch.Tensor:
+        """(B, 3, side, side) centre crops on the 0-255 scale -> normalised (B, 3, size, size) float ``pixel_values``."""
+        p = self.preprocessing
+        values = self.resize(crops.float())
         mean = torch.tensor(p.mean, dtype=values.dtype, device=values.device).view(1, 3, 1, 1)
         std = torch.tensor(p.std, dtype=values.dtype, device=values.device).view(1, 3, 1, 1)
-        return {"pixel_values": (values / 255.0 - mean) / std}
+        return (values / 255.0 - mean) / std
+
+    def resize(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) float on the 0-255 scale -> (B, 3, size, size) with the weights' interpolation."""
+        p = self.preprocessing
+        if values.shape[-1] == p.size and values.shape[-2] == p.size:
+            return values
+        smooth = p.interpolation != "nearest"
+        values = F.interpolate(values, size=(p.size, p.size), mode=p.interpolation,
+                               align_corners=False if smooth else None, antialias=smooth)
+        # bicubic overshoots; the weights saw 8-bit images (PIL's resize keeps them in 0..255)
+        return values.clamp_(0.0, 255.0)
+
+    def from_uint8(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, H, W, 3) uint8 tensor of equal-size images -> model inputs."""
+        return {"pixel_values": self.finish(self.crop(pixels))}
 
     def __call__(self, images: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         """Images of any sizes -> (B, 3, size, size); equal-size batches go through in one call."""
@@ -88,3 +100,34 @@ class PretrainedImageTransform:
         p = self.preprocessing
         fmt = lambda xs: ",".join(f"{x:.6g}" for x in xs)  # noqa: E731
         return f"pretrained-{p.size}-{p.interpolation}-crop{p.crop_pct:g}-mean[{fmt(p.mean)}]-std[{fmt(p.std)}]"
+
+
+class CroppedPixels:
+    """The host half of a :class:`PretrainedImageTransform`: uint8 centre crops; the part finishes them.
+
+    A frozen part computes each image's features once, so resizing every batch to the weights' size on
+    the host would be wasted work (and 224-px float batches are ~50x larger than 64-px uint8 crops to
+    collate, hash and keep on a device). Batches therefore carry the centre crops as uint8 (B, 3, side,
+    side), and the part runs :meth:`PretrainedImageTransform.finish` only on images it computes. Equal-size
+    images give exactly the full transform's tensors; a batch of mixed sizes is resized here and rounded
+    to 8-bit pixels (as PIL's resize does) so that it stacks.
+    """
+
+    def __init__(self, preprocessing: ImagePreprocessing) -> None:
+        self.full = PretrainedImageTransform(preprocessing)
+        self.size = preprocessing.size
+
+    def __call__(self, images: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+        """Images of any sizes -> uint8 ``pixel_values`` (B, 3, side, side)."""
+        arrays = [np.asarray(img, dtype=np.uint8) for img in images]
+        if arrays and all(a.shape == arrays[0].shape for a in arrays):
+            return {"pixel_values": self.full.crop(torch.from_numpy(np.stack(arrays))).contiguous()}
+        crops = []
+        for a in arrays:
+            crop = self.full.resize(self.full.crop(torch.from_numpy(a).unsqueeze(0)).float())
+            crops.append(crop.round_().to(torch.uint8))
+        return {"pixel_values": torch.cat(crops, 0)}
+
+    def signature(self) -> str:
+        """The full transform's signature, marked as finished on the model."""
+        return self.full.signature() + "-on-model"
