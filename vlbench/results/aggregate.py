@@ -21,7 +21,7 @@ from vlbench.results.seeditem import seed_item_test
 from vlbench.results.stats import paired_test, summarize
 from vlbench.specs import COSMETIC_FIELDS, TrainingConfig
 
-__all__ = ["Table", "aggregate", "comparable_config", "MIN_SEEDS"]
+__all__ = ["Table", "aggregate", "comparable_config", "initialisation", "MIN_SEEDS"]
 
 MIN_SEEDS = 3  # below this a row is marked: its spread is not estimated well enough for a finding
 
@@ -51,6 +51,19 @@ def comparable_config(record: dict[str, Any]) -> dict[str, Any]:
     tokenizer = record.get("tokenizer") or {}
     flat["tokenizer"] = tokenizer.get("source") if tokenizer.get("used") else None
     return flat
+
+
+def initialisation(baseline: dict[str, Any]) -> str:
+    """``pretrained`` when a baseline starts from pretrained weights (text model, image part or backbone), else ``scratch``.
+
+    A from-scratch twin (``config.scratch: true``) names the pretrained weights for their architecture only.
+    """
+    config = baseline.get("config") or {}
+    if config.get("scratch"):
+        return "scratch"
+    if baseline.get("pretrained") or config.get("image_part") or config.get("backbone_weights"):
+        return "pretrained"
+    return "scratch"
 
 
 def _fmt(value: Any) -> str:
@@ -220,6 +233,7 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
             "task": group.task, "dataset": group.dataset, "baseline": group.baseline,
             "config": group.config, "config_fields": group.config_fields, "config_hash": group.config_hash,
             "family": ((rec0.get("config") or {}).get("baseline") or {}).get("family", ""),
+            "init": initialisation((rec0.get("config") or {}).get("baseline") or {}),
             "status": "ok" if group.ok and not group.failed else "partial" if group.ok else "failed",
             "seeds": [r["seed"] for r in group.ok],
             "failed_seeds": [r["seed"] for r in group.failed],

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Optional
 
 from vlbench.results.aggregate import Table, aggregate
 from vlbench.results.escape import html_text, one_line
-from vlbench.results.sections import legend, wide_sections
+from vlbench.results.sections import TEXT_COLUMNS, legend, wide_sections
 
 __all__ = ["build_page", "html_tables", "bar_chart", "scatter_chart", "curve_chart"]
 
@@ -87,7 +87,7 @@ def _sort_value(header: str, cell: str, row: dict[str, Any]) -> str:
         return str(row.get("trainable_params") if row.get("trainable_params") is not None else "")
     if header.startswith("p (") and cell.startswith("<"):
         return "0"
-    match = _NUMBER.search(cell) if header not in ("baseline", "config") else None
+    match = _NUMBER.search(cell) if header not in TEXT_COLUMNS else None
     return match.group(0) if match and not cell.startswith("failed") else ""
 
 
@@ -96,7 +96,7 @@ def _page_order(section: dict[str, Any]) -> list[int]:
     header, tested = section["header"], section["tested"]
 
     def rank(h: str) -> int:
-        if h in ("baseline", "config", "n seeds"):
+        if h in ("baseline", "config", "family", "init", "n seeds"):
             return 0
         if h in (tested, f"{tested} 95% CI"):
             return 1

@@ -12,10 +12,11 @@ from typing import Any, Optional
 from vlbench.results import escape
 from vlbench.results.aggregate import MIN_SEEDS, Table
 
-__all__ = ["P_SEEDS_ITEMS", "P_ITEMS", "significance_mark", "wide_sections", "legend"]
+__all__ = ["P_SEEDS_ITEMS", "P_ITEMS", "TEXT_COLUMNS", "significance_mark", "wide_sections", "legend"]
 
 P_SEEDS_ITEMS = "p (seeds+items)"  # the test that marks Δ: seed and item variance both counted
 P_ITEMS = "p (items only)"  # the paired per-item test over seed-averaged values: ignores seed variance
+TEXT_COLUMNS = ("baseline", "config", "family", "init")  # columns of words (left-aligned, not sorted as numbers)
 
 
 def significance_mark(p: Optional[float]) -> str:
@@ -76,10 +77,12 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                       metrics[0] if metrics else "")
         reference = next((r["reference"] for r in rows if r["reference"]), None)
         has_config = any(r["config"] for r in rows)
+        # with pretrained rows, every row says what it reads (family) and how it starts (init): the two effects
+        has_init = any(r.get("init") == "pretrained" for r in rows)
         has_gpu = any(r["gpu_memory_mb"] is not None for r in rows)
         has_ablation = any(r["image_reliance_blank"] is not None for r in rows)
-        header = ["baseline"] + (["config"] if has_config else []) + ["params (trainable / total)", "n seeds",
-                                                                        "train s", "eval s"]
+        header = ["baseline"] + (["config"] if has_config else []) + (["family", "init"] if has_init else [])
+        header += ["params (trainable / total)", "n seeds", "train s", "eval s"]
         header += ["GPU peak MB"] if has_gpu else []
         header += metrics + [f"{tested} 95% CI"]
         header += [f"image reliance ({tested}: −blank / −shuffled)"] if has_ablation else []
@@ -98,8 +101,8 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
             r, t = line["row"], line["tested"]
             fields = r["config_fields"]
             short = ", ".join(fields[:3]) + (f" (+{len(fields) - 3} more)" if len(fields) > 3 else "")
-            cells = [r["baseline"]] + ([short] if has_config else []) + [
-                _params(r), _n(r), _num(r["train_seconds"], 1), _num(r["eval_seconds"], 1)]
+            cells = [r["baseline"]] + ([short] if has_config else []) + ([r["family"] or "—", r["init"]] if has_init else [])
+            cells += [_params(r), _n(r), _num(r["train_seconds"], 1), _num(r["eval_seconds"], 1)]
             cells += [_num(r["gpu_memory_mb"], 0)] if has_gpu else []
             if r["status"] == "failed":
                 reason = escape.one_line(r["failure"] or "no reason recorded")

@@ -9,14 +9,14 @@ from typing import Any, Iterable
 from vlbench.errors import VLBenchError
 from vlbench.results import escape
 from vlbench.results.aggregate import Table, aggregate
-from vlbench.results.sections import P_ITEMS, P_SEEDS_ITEMS, legend, significance_mark, wide_sections
+from vlbench.results.sections import P_ITEMS, P_SEEDS_ITEMS, TEXT_COLUMNS, legend, significance_mark, wide_sections
 
 __all__ = ["aggregate", "render", "FORMATS", "LONG_FIELDS", "significance_mark", "wide_sections", "legend",
            "P_SEEDS_ITEMS", "P_ITEMS"]
 
 FORMATS = ("rich", "md", "csv", "latex", "json", "html")
 
-LONG_FIELDS = ["task", "dataset", "baseline", "config", "config_fields", "config_hash", "family", "metric", "primary", "status", "n",
+LONG_FIELDS = ["task", "dataset", "baseline", "config", "config_fields", "config_hash", "family", "init", "metric", "primary", "status", "n",
                "seeds", "failed_seeds", "failure", "mean", "std", "ci_low", "ci_high", "reference",
                "delta_vs_reference", "delta_ci_low", "delta_ci_high", "p_value", "p_value_items",
                "test", "image_reliance_blank",
@@ -29,7 +29,7 @@ def _markdown(table: Table) -> str:
     for s in wide_sections(table):
         out.append(f"### {escape.markdown_cell(s['task'])} on {escape.markdown_cell(s['dataset'])}\n")
         out.append("| " + " | ".join(escape.markdown_cell(h) for h in s["header"]) + " |")
-        out.append("|" + "|".join("---" if h in ("baseline", "config") else "---:" for h in s["header"]) + "|")
+        out.append("|" + "|".join("---" if h in TEXT_COLUMNS else "---:" for h in s["header"]) + "|")
         out += ["| " + " | ".join(escape.markdown_cell(c) for c in b["cells"]) + " |" for b in s["body"]]
         out.append("")
     out += [f"- {escape.markdown_cell(line)}" for line in legend(table)]
@@ -87,7 +87,7 @@ def _latex(table: Table) -> str:
                 if r is not None and r["mean"] is not None:
                     best[i] = max(best.get(i, -math.inf), round(r["mean"], 2))
         out.append(f"% {escape.one_line(s['task'])} on {escape.one_line(s['dataset'])}")
-        out.append("\\begin{tabular}{l" + "r" * (len(header) - 1) + "}")
+        out.append("\\begin{tabular}{" + "".join("l" if h in TEXT_COLUMNS else "r" for h in header) + "}")
         out.append("\\toprule")
         out.append(" & ".join(_tex(h) for h in header) + " \\\\")
         out.append("\\midrule")
@@ -129,7 +129,7 @@ def _rich(table: Table) -> Any:
         out = RichTable(title=Text(f"{escape.one_line(s['task'])} on {escape.one_line(s['dataset'])}"),
                         title_justify="left")
         for h in s["header"]:
-            out.add_column(Text(h), justify="left" if h in ("baseline", "config") else "right",
+            out.add_column(Text(h), justify="left" if h in TEXT_COLUMNS else "right",
                            no_wrap=h == "baseline")
         for b in s["body"]:
             out.add_row(*(Text(escape.one_line(c), style="red" if c.startswith("failed") else "") for c in b["cells"]))

