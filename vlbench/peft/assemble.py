@@ -24,6 +24,9 @@ from vlbench.training.seeding import seed_everything
 
 __all__ = ["Assembled", "assemble", "frozen_parts", "warm_features"]
 
+# images per pass of a frozen part while warming: a CNN at 224 px holds ~5 MB of activations per image
+PART_CHUNK = 64
+
 
 @dataclass
 class Assembled:
@@ -113,7 +116,8 @@ def _warm_parts(parts: list[nn.Module], task: Any, batch_size: int, device: Any,
 
     store = task.dataset.images
     ids = [int(i) for i in store.ids()]
-    chunks = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+    size = min(batch_size, PART_CHUNK)
+    chunks = [ids[i:i + size] for i in range(0, len(ids), size)]
     bar = progress.add_task(f"{label} (image part)", total=len(chunks) * len(parts)) if progress is not None else None
     out = []
     for part in parts:
