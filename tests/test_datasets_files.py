@@ -271,11 +271,11 @@ def test_task_checks_columns_before_training(roots, tmp_path):
 
 
 def test_retrieval_states_of_different_image_sizes_are_padded_with_a_mask():
-    from vlbench.tasks.retrieval import _concat_states
+    from vlbench.tasks.retrieval import concat_states
 
     a = {"pixel_values": torch.ones(2, 3, 4, 6)}
     b = {"pixel_values": torch.full((1, 3, 5, 3), 2.0), "pixel_mask": torch.ones(1, 5, 3, dtype=torch.long)}
-    out = _concat_states([a, b])
+    out = concat_states([a, b])
     assert out["pixel_values"].shape == (3, 3, 5, 6) and out["pixel_mask"].shape == (3, 5, 6)
     assert out["pixel_mask"][0].sum() == 24 and out["pixel_mask"][2].sum() == 15
     assert torch.equal(out["pixel_values"][0, :, :4, :], torch.ones(3, 4, 6)) and out["pixel_values"][0, :, 4].abs().sum() == 0

@@ -12,11 +12,15 @@ from typing import Any
 from vlbench.errors import DataError, VLBenchError
 
 __all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_write_json", "read_json", "read_regular_bytes",
-           "UnreadableFileError", "MAX_INPUT_BYTES", "temp_files_of"]
+           "UnreadableFileError", "MAX_INPUT_BYTES", "temp_files_of", "references_path", "JSON_REFERENCES",
+           "TEXT_REFERENCES"]
 
 # the largest input file read whole: official VQA v2 train annotations are ~330 MB, Karpathy's COCO file ~140 MB
 MAX_INPUT_BYTES = 2 << 30
 _TEMP_SUFFIX = ".tmp"
+# suffixes of the references file a task writes beside its predictions, so that `vlbench score` can reproduce them
+JSON_REFERENCES = ".references.json"  # captioning (COCO captions) and retrieval (each text's image)
+TEXT_REFERENCES = ".ref.txt"  # translation: one reference per line, as sacreBLEU reads them
 
 
 def _umask() -> int:
@@ -79,6 +83,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     """Write JSON atomically (NaN is refused so that records stay valid JSON)."""
     return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False, sort_keys=False) + "\n")
+
+
+def references_path(predictions: str | os.PathLike, suffix: str = JSON_REFERENCES) -> Path:
+    """The references file written beside a predictions file: ``<stem><suffix>``."""
+    predictions = Path(predictions)
+    return predictions.with_name(predictions.stem + suffix)
 
 
 def read_json(path: str | os.PathLike) -> Any:

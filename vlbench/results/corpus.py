@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from vlbench.io import TEXT_REFERENCES, references_path
 from vlbench.results.seeditem import SeedItemTest, combine
 
 __all__ = ["CORPUS_METRICS", "CorpusItems", "CorpusSeeds", "corpus_items", "paired_corpus_test",
@@ -61,7 +62,7 @@ def corpus_items(record: dict[str, Any], metric: str) -> tuple[Optional[CorpusIt
     if not name or not path:
         return None, "corpus-level metric: the record names no predictions file to recompute it from"
     predictions = Path(path).parent / str(name)
-    references = predictions.with_name(predictions.stem + ".ref.txt")
+    references = references_path(predictions, TEXT_REFERENCES)
     try:
         hyps = predictions.read_text(encoding="utf-8").splitlines()
         refs = references.read_text(encoding="utf-8").splitlines()

@@ -27,7 +27,7 @@ from vlbench.data.pipeline import require_columns
 from vlbench.tasks.base import EvalResult
 from vlbench.tasks.generation import Seq2SeqOptions, Seq2SeqTask
 
-__all__ = ["CaptioningOptions", "CaptioningTask", "references_path"]
+__all__ = ["CaptioningOptions", "CaptioningTask"]
 
 
 class CaptioningOptions(Seq2SeqOptions):
@@ -37,11 +37,6 @@ class CaptioningOptions(Seq2SeqOptions):
     max_target_length: int = 40
     spice_dir: Optional[str] = Field(None, description="folder with Stanford CoreNLP 3.6.0 jars for SPICE (test only)")
     validation_meteor: bool = Field(False, description="also run METEOR at every validation (CIDEr decides anyway)")
-
-
-def references_path(predictions: Path) -> Path:
-    """Where the references of a predictions file are written (``<stem>.references.json``)."""
-    return predictions.with_name(predictions.stem + ".references.json")
 
 
 class CaptioningTask(Seq2SeqTask):
@@ -165,10 +160,10 @@ class CaptioningTask(Seq2SeqTask):
     def write_predictions(self, predictions: Any, path: Path) -> Path:
         """COCO results JSON, plus the split's COCO captions annotation file beside it (for ``vlbench score``)."""
         from vlbench.data.coco_format import write_coco_captions
-        from vlbench.io import atomic_write_json
+        from vlbench.io import atomic_write_json, references_path
 
         written = atomic_write_json(path, predictions, indent=None)
         role = self._role_of(predictions)
         if role is not None:
-            write_coco_captions(self._rows[role], references_path(Path(path)))
+            write_coco_captions(self._rows[role], references_path(path))
         return written

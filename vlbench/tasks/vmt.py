@@ -22,7 +22,7 @@ from vlbench.data.pipeline import require_columns
 from vlbench.tasks.base import EvalResult
 from vlbench.tasks.generation import Seq2SeqOptions, Seq2SeqTask
 
-__all__ = ["VMTOptions", "VMTTask", "references_path"]
+__all__ = ["VMTOptions", "VMTTask"]
 
 
 class VMTOptions(Seq2SeqOptions):
@@ -33,11 +33,6 @@ class VMTOptions(Seq2SeqOptions):
     source_field: str = Field("source", description="source column of the vmt table, e.g. source or source_masked")
     target_field: str = Field("target", description="target column of the vmt table")
     id_field: str = Field("pair_id", description="sentence id column (keys of per-example scores)")
-
-
-def references_path(predictions: Path) -> Path:
-    """Where the references of a predictions file are written (``<stem>.ref.txt``)."""
-    return predictions.with_name(predictions.stem + ".ref.txt")
 
 
 class VMTTask(Seq2SeqTask):
@@ -93,12 +88,12 @@ class VMTTask(Seq2SeqTask):
 
     def write_predictions(self, predictions: Any, path: Path) -> Path:
         """One hypothesis per line (sacrebleu's format), and the references beside it."""
-        from vlbench.io import atomic_write_text
+        from vlbench.io import TEXT_REFERENCES, atomic_write_text, references_path
 
         written = atomic_write_text(path, "".join(_one_line(h) + "\n" for h in predictions))
         role = self._role_of(list(predictions))
         if role is not None:
-            atomic_write_text(references_path(Path(path)), "".join(_one_line(r) + "\n" for r in self.references(role)))
+            atomic_write_text(references_path(path, TEXT_REFERENCES), "".join(_one_line(r) + "\n" for r in self.references(role)))
         return written
 
 
