@@ -1,0 +1,221 @@
+"""The base task type of text generation: an encoder (text and/or image) and a decoder trained with teacher forcing.
+
+Targets are encoded once (:func:`encode_targets`) and training batches are cut from them by a pure
+function of the batch's examples and the training pass (:func:`teacher_forcing_batch`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
+
+import torch
+from pydantic import Field
+from torch import nn
+from torch.nn import functional as F
+
+from vlbench.data.pipeline import encode_texts, image_inputs, split_roles, trim_tokens
+from vlbench.models.decoder import DecoderSpec, EncoderDecoder, build_text_decoder
+from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
+from vlbench.tasks.generation.search import generate
+from vlbench.tasks.generation.vocabulary import TargetVocab
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+__all__ = ["Seq2SeqOptions", "Seq2SeqTask", "encode_targets", "teacher_forcing_batch"]
+
+
+def encode_targets(vocab: TargetVocab, targets: list[list[str]], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every target of every example as a PAD-filled row of ids, and offsets: rows of example i are offsets[i]:offsets[i+1]."""
+    flat = [t for ts in targets for t in ts]
+    owner = torch.tensor([i for i, ts in enumerate(targets) for _ in ts], dtype=torch.long)
+    ids = torch.full((len(flat), max_length), vocab.PAD, dtype=torch.long)
+    for row, text in enumerate(flat):
+        enc = vocab.encode(text, max_length)
+        ids[row, : len(enc)] = torch.tensor(enc)
+    offsets = torch.zeros(len(targets) + 1, dtype=torch.long)
+    offsets[1:] = torch.bincount(owner, minlength=len(targets)).cumsum(0)
+    return ids, offsets
+
+
+def teacher_forcing_batch(ids: torch.Tensor, offsets: torch.Tensor, index: torch.Tensor, per_example: Optional[int],
+                          train_pass: int) -> dict[str, torch.Tensor]:
+    """Decoder inputs, labels and each row's example for the examples ``index`` in training pass ``train_pass`` (from 1).
+
+    An example contributes all its targets, or ``per_example`` of them, cycling with the pass.
+    """
+    rows, owner = [], []
+    for position, i in enumerate(index.tolist()):
+        start, end = int(offsets[i]), int(offsets[i + 1])
+        count = end - start
+        if per_example is None or per_example >= count:
+            chosen = range(start, end)
+        else:
+            # pass p uses targets p*k .. p*k+k-1 (mod count): every target is seen within a few epochs
+            first = max(train_pass - 1, 0) * per_example
+            chosen = [start + (first + j) % count for j in range(per_example)]
+        rows.extend(chosen)
+        owner.extend([position] * len(chosen))
+    targets = ids.index_select(0, torch.tensor(rows, dtype=torch.long))
+    length = int((targets != TargetVocab.PAD).sum(1).max())
+    targets = targets[:, :length]
+    inputs = targets[:, :-1]
+    labels = targets[:, 1:].masked_fill(targets[:, 1:] == TargetVocab.PAD, -100)
+    return {
+        "decoder_input_ids": inputs,
+        "decoder_attention_mask": (inputs != TargetVocab.PAD).long(),
+        "labels": labels,
+        "target_owner": torch.tensor(owner, dtype=torch.long),
+    }
+
+
+class Seq2SeqOptions(TaskOptions):
+    """Options shared by text-generation task types."""
+
+    max_target_length: int = Field(32, ge=4, description="target ids per sequence, BOS and EOS included")
+    beam_size: int = Field(3, ge=1, description="beam size on the test split (1: greedy)")
+    validation_beam_size: int = Field(1, ge=1, description="beam size for per-epoch validation (1: greedy, fast)")
+    length_penalty: float = Field(0.0, ge=0, description="final beams ranked by score / length ** length_penalty")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    target_min_count: int = Field(1, ge=1, description="target words seen fewer times become [UNK]")
+    train_targets_per_example: Optional[int] = Field(
+        None, ge=1, description="targets per example in each training epoch, cycling through all of them (None: all)"
+    )
+    decoder: DecoderSpec = Field(default_factory=DecoderSpec)
+
+
+class Seq2SeqTask(TaskType):
+    """Encoder + decoder trained with teacher forcing; subclasses provide examples, references and scoring.
+
+    Subclasses set, in ``__init__`` before calling :meth:`_setup_targets`: ``self._image_ids[role]``
+    (one image id per example), ``self._targets[role]`` (a list of target texts per example; training
+    uses them all, or ``train_targets_per_example`` of them per pass, cycling; an example's rows share
+    one encoder pass), and implement ``_sources(role)`` (the
+    source text of each example; "" for image-only tasks) and ``score(role, hypotheses)``.
+    """
+
+    Options: ClassVar[type[TaskOptions]] = Seq2SeqOptions
+    lowercase_targets: ClassVar[bool] = False
+
+    def __init__(self, spec, dataset) -> None:
+        super().__init__(spec, dataset)
+        self.split_names = split_roles(spec)
+        self._image_ids: dict[str, list[int]] = {}
+        self._targets: dict[str, list[list[str]]] = {}
+        self._source: dict[str, dict[str, torch.Tensor]] = {}
+        self._target_ids: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.vocab: Optional[TargetVocab] = None
+        # training passes since the model was wrapped: picks which targets an epoch uses (see collate)
+        self._train_pass = 0
+
+    # --- preparation -------------------------------------------------------------------------------
+    def _setup_targets(self) -> None:
+        """Build the target vocabulary from the training targets and encode every split's targets once."""
+        opts = self.options
+        self.vocab = TargetVocab.build(
+            (t for ts in self._targets["train"] for t in ts), lowercase=self.lowercase_targets,
+            min_freq=opts.target_min_count,
+        )
+        for role, targets in self._targets.items():
+            self._target_ids[role] = encode_targets(self.vocab, targets, opts.max_target_length)
+
+    def _sources(self, role: str) -> list[str]:
+        """Source text of every example of a role ("" when the task reads only images)."""
+        raise NotImplementedError
+
+    def training_texts(self) -> list[str]:
+        """Training source texts (the encoder's word-level vocabulary)."""
+        return [t for t in self._sources("train") if t] or ["[CLS]"]
+
+    def prepare(self, tokenizer: Any) -> None:
+        """Tokenize the source side of every split (empty sources become a lone [CLS])."""
+        self._source = {}
+        for role in self.split_names:
+            self._source[role] = encode_texts(tokenizer, self._sources(role), self.options.max_text_length)
+
+    def build_context_extras(self) -> dict[str, Any]:
+        """The target vocabulary size (for model types that want it)."""
+        return {"target_vocab_size": len(self.vocab) if self.vocab else 0}
+
+    # --- models ------------------------------------------------------------------------------------
+    def wrap(self, encoder: nn.Module) -> nn.Module:
+        """Encoder + the task's text decoder (same decoder for every baseline)."""
+        spec = self.options.decoder
+        hidden = spec.hidden_size or int(encoder.hidden_size)
+        decoder = build_text_decoder(spec, hidden, len(self.vocab), self.options.max_target_length, self.vocab.PAD)
+        self._train_pass = 0  # a new model starts at the first targets again, whatever ran before it
+        return EncoderDecoder(encoder, decoder)
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Token-level cross-entropy of the next target word (PAD ignored)."""
+        return F.cross_entropy(outputs.float().reshape(-1, outputs.shape[-1]), batch["labels"].reshape(-1),
+                               ignore_index=-100, label_smoothing=self.options.label_smoothing)
+
+    # --- data --------------------------------------------------------------------------------------
+    def num_examples(self, split: str) -> int:
+        """Number of examples (images for captioning, sentence pairs for translation) in a role."""
+        return len(self._image_ids[split])
+
+    def loader(
+        self,
+        split: str,
+        batch_size: int,
+        modalities: tuple[str, ...],
+        *,
+        shuffle: bool = False,
+        generator: Optional[torch.Generator] = None,
+    ) -> "DataLoader":
+        """One pass over a role; each training pass over the data advances which targets are used."""
+        if split == "train":
+            self._train_pass += 1
+        return super().loader(split, batch_size, modalities, shuffle=shuffle, generator=generator)
+
+    def collate(self, split: str, indices: list[int], modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Source tokens, pixels for image models, and (when training) every target of each example."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        batch: dict[str, torch.Tensor] = {"index": index}
+        source = self._source.get(split)
+        if source is not None:
+            batch.update(trim_tokens(source, index))
+        if "image" in modalities:
+            batch.update(image_inputs(self, [self._image_ids[split][i] for i in indices]))
+        if split == "train":
+            ids, offsets = self._target_ids[split]
+            batch.update(teacher_forcing_batch(ids, offsets, index, self.options.train_targets_per_example,
+                                               self._train_pass))
+        return batch
+
+    # --- evaluation --------------------------------------------------------------------------------
+    def score(self, split: str, hypotheses: list[str]) -> EvalResult:
+        """Score one hypothesis per example of a role with the task's metric."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, split: str, batch_size: int, modalities: tuple[str, ...], device: torch.device,
+                beam_size: Optional[int] = None) -> list[str]:
+        """One generated text per example of a role (beam size: the test setting unless given)."""
+        from vlbench.distributed import eval_batches, gather_list, unwrap
+
+        model = unwrap(model)
+        model.eval()
+        beam = self.options.beam_size if beam_size is None else beam_size
+        # the cache holds beam_size copies of the memory: keep the number of rows per call bounded
+        step = max(1, batch_size // beam)
+        out: list[str] = []
+        for batch in eval_batches(self, split, step, modalities):  # this process's block of the role
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}  # pinned on CUDA: no wait
+            result = generate(model, batch, beam_size=beam, max_length=self.options.max_target_length - 1,
+                              length_penalty=self.options.length_penalty, vocab=self.vocab)
+            out.extend(self.vocab.decode(row) for row in result.tokens.tolist())
+        return gather_list(out)
+
+    def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
+        """Generate (greedy for validation unless configured, beam search on test) and score."""
+        beam = self.options.validation_beam_size if split == "validation" else self.options.beam_size
+        hypotheses = self.predict(model, split, batch_size, modalities, device, beam_size=beam)
+        from vlbench.distributed import on_main
+
+        result = on_main(lambda: self.score(split, hypotheses))  # one scorer (one METEOR JVM) per run
+        result.details.setdefault("decoding", {"beam_size": beam, "length_penalty": self.options.length_penalty,
+                                               "max_length": self.options.max_target_length - 1})
+        return result
