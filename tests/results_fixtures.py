@@ -1,4 +1,4 @@
-"""Run records made by hand for the results tests: valid schema-2 records with chosen scores."""
+"""Run records made by hand for the results tests: valid schema-3 records with chosen scores."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def make_record(baseline: str = "vilt", seed: int = 0, scores: Optional[dict[str
                 config_hash: str = "aaaaaaaaaaaaaaaa", lr: float = 0.001, task: str = "vqa",
                 status: str = "ok", versions: Optional[dict[str, str]] = None, trainable: int = 1000,
                 ablation: Optional[tuple[float, float]] = None, reference: str = "text-bert",
-                history: Optional[list[float]] = None, gpu_bytes: Optional[int] = None) -> dict[str, Any]:
+                history: Optional[list[float]] = None, gpu_bytes: Optional[int] = None,
+                emap: Optional[tuple[float, float]] = None) -> dict[str, Any]:
     """A record whose accuracy is 100 x the mean of ``scores`` (item id -> 0..1)."""
     config = copy.deepcopy(BASE_CONFIG)
     config["baseline"]["name"] = baseline
@@ -30,7 +31,7 @@ def make_record(baseline: str = "vilt", seed: int = 0, scores: Optional[dict[str
     config["task"]["reference_baseline"] = reference
     config["training"]["lr"] = lr
     record: dict[str, Any] = {
-        "schema": 2, "status": status, "task": task, "dataset": "shapes", "baseline": baseline, "seed": seed,
+        "schema": 3, "status": status, "task": task, "dataset": "shapes", "baseline": baseline, "seed": seed,
         "config_hash": config_hash, "config": config, "primary_metric": "accuracy",
         "versions": versions or {"vlbench": "0.2.0", "torch": "2.14.1", "python": "3.11"},
         "git_commit": "0123456789abcdef", "device": "cpu", "created": f"2026-11-30T10:00:0{seed % 10}+00:00",
@@ -54,6 +55,8 @@ def make_record(baseline: str = "vilt", seed: int = 0, scores: Optional[dict[str
         "per_example": {"test": dict(scores)},
         "ablation": ({"metric": "accuracy", "real": accuracy, "blank": ablation[0], "shuffled": ablation[1]}
                      if ablation else None),
+        "emap": ({"metric": "accuracy", "items": len(scores), "pairs": len(scores) ** 2, "seed": seed, "split": "test",
+                  "model": emap[0], "emap": emap[1], "gap": emap[0] - emap[1]} if emap else None),
     })
     return record
 

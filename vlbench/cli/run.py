@@ -11,6 +11,7 @@ import typer
 
 from vlbench.cli.app import app, debug_enabled, err_console, load_plugins, wide_console
 from vlbench.errors import VLBenchError
+from vlbench.specs import DEFAULT_EMAP_ITEMS
 
 __all__ = ["run", "parse_seeds"]
 
@@ -92,6 +93,15 @@ def run(
     checkpoint_every_steps: Optional[int] = typer.Option(
         None, "--checkpoint-every-steps", min=0, help="Checkpoint every N optimizer steps besides epoch ends (0: epoch ends only)."
     ),
+    emap: bool = typer.Option(
+        False, "--emap",
+        help="After testing, score the additive projection of each image-reading model's outputs (EMAP, Hessel & Lee "
+        f"2020) on {DEFAULT_EMAP_ITEMS} seeded test items: N² forward passes (250,000 for 500 items), batched by the "
+        "evaluation batch size. See docs/results.md.",
+    ),
+    emap_items: Optional[int] = typer.Option(
+        None, "--emap-items", min=2, max=100_000, help=f"Test items EMAP uses (implies --emap; default {DEFAULT_EMAP_ITEMS})."
+    ),
     device: str = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value; repeatable."),
     force: bool = typer.Option(False, "--force", help="Run again even when a record with the same config exists."),
@@ -157,7 +167,8 @@ def run(
         training_overrides={"epochs": epochs, "max_steps": max_steps, "min_steps": min_steps, "batch_size": batch_size, "lr": lr,
                             "precision": precision, "grad_accum_steps": grad_accum_steps, "compile": compile_,
                             "deterministic": deterministic, "tf32": tf32, "num_workers": num_workers, "data_on_device": data_on_device,
-                            "checkpoint_every_steps": checkpoint_every_steps},
+                            "checkpoint_every_steps": checkpoint_every_steps,
+                            "emap_items": emap_items or (DEFAULT_EMAP_ITEMS if emap else None)},
         device=device,
         force=force,
         cache_dir=cache_dir,

@@ -21,7 +21,7 @@ from vlbench.results.seeditem import seed_item_test
 from vlbench.results.stats import paired_test, summarize
 from vlbench.specs import COSMETIC_FIELDS, TrainingConfig
 
-__all__ = ["Table", "aggregate", "comparable_config", "initialisation", "MIN_SEEDS"]
+__all__ = ["Table", "aggregate", "comparable_config", "initialisation", "MIN_SEEDS", "EMAP_FIELDS"]
 
 MIN_SEEDS = 3  # below this a row is marked: its spread is not estimated well enough for a finding
 
@@ -165,6 +165,22 @@ def _corpus_seeds(group: _Group, metric: str) -> tuple[Optional[CorpusSeeds], st
     return CorpusSeeds(per_seed[0].ids, np.stack([s.stats for s in per_seed]), per_seed[0].score), ""
 
 
+EMAP_FIELDS = ("emap_items", "emap_model", "emap", "emap_gap", "emap_gap_ci_low", "emap_gap_ci_high", "emap_seeds")
+
+
+def _emap_fields(records: list[dict[str, Any]], metric: Optional[str]) -> dict[str, Any]:
+    """The seeds' EMAP blocks of ``metric``: mean model and EMAP scores, the gap's mean and t-interval over seeds."""
+    blocks = [r["emap"] for r in records if isinstance(r.get("emap"), dict) and r["emap"].get("metric") == metric
+              and metric is not None and isinstance(r["emap"].get("gap"), (int, float))]
+    if not blocks:
+        return dict.fromkeys(EMAP_FIELDS)
+    gap = summarize([b["gap"] for b in blocks])
+    sizes = sorted({b.get("items") for b in blocks if isinstance(b.get("items"), int)})
+    return {"emap_items": sizes[0] if len(sizes) == 1 else None, "emap_model": _mean(b.get("model") for b in blocks),
+            "emap": _mean(b.get("emap") for b in blocks), "emap_gap": gap.mean, "emap_gap_ci_low": gap.ci_low,
+            "emap_gap_ci_high": gap.ci_high, "emap_seeds": gap.n}
+
+
 def _memory_mb(records: list[dict[str, Any]]) -> Optional[float]:
     # only the CUDA allocator's peak is the run's memory; process RSS on CPU includes every library loaded
     peaks = [(r.get("memory") or {}).get("peak_bytes") for r in records
@@ -250,7 +266,8 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
             rows.append({**base, "metric": metric or primary, "primary": True, "n": 0, "mean": None, "std": None,
                          "ci_low": None, "ci_high": None, "delta_vs_reference": None, "p_value": None,
                          "p_value_items": None, "delta_ci_low": None, "delta_ci_high": None, "test": "failed run",
-                         "image_reliance_blank": None, "image_reliance_shuffled": None})
+                         "image_reliance_blank": None, "image_reliance_shuffled": None,
+                         **dict.fromkeys(EMAP_FIELDS)})
             continue
         for name in metrics:
             summary = summarize([r["test"]["metrics"].get(name) for r in group.ok])
@@ -263,6 +280,7 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
                                                 if a.get("real") is not None and a.get("blank") is not None)
             row["image_reliance_shuffled"] = _mean(a["real"] - a["shuffled"] for a in ablations
                                                    if a.get("real") is not None and a.get("shuffled") is not None)
+            row.update(_emap_fields(group.ok, name))
             if ref_group is not None:
                 ref_summary = summarize([r["test"]["metrics"].get(name) for r in ref_group.ok])
                 if summary.mean is not None and ref_summary.mean is not None:

@@ -102,7 +102,7 @@ def _page_order(section: dict[str, Any]) -> list[int]:
             return 1
         if h.startswith(("Δ ", "p (")):
             return 2
-        return 3 if h.startswith("image reliance") else 4
+        return 3 if h.startswith(("image reliance", "EMAP gap")) else 4
 
     return sorted(range(len(header)), key=lambda i: (rank(header[i]), i))
 

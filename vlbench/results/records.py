@@ -39,7 +39,7 @@ __all__ = [
     "ensure_writable",
 ]
 
-RECORD_SCHEMA = 2
+RECORD_SCHEMA = 3  # 3: the emap block
 # a record with per-example scores of a 200k-question test set is ~10 MB; anything near this is not a record
 MAX_RECORD_BYTES = 256 << 20
 

@@ -81,11 +81,15 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
         has_init = any(r.get("init") == "pretrained" for r in rows)
         has_gpu = any(r["gpu_memory_mb"] is not None for r in rows)
         has_ablation = any(r["image_reliance_blank"] is not None for r in rows)
+        has_emap = any(r.get("emap_gap") is not None and r["metric"] == tested for r in rows)
         header = ["baseline"] + (["config"] if has_config else []) + (["family", "init"] if has_init else [])
         header += ["params (trainable / total)", "n seeds", "train s", "eval s"]
         header += ["GPU peak MB"] if has_gpu else []
         header += metrics + [f"{tested} 95% CI"]
         header += [f"image reliance ({tested}: −blank / −shuffled)"] if has_ablation else []
+        emap_sizes = {r["emap_items"] for r in rows if r.get("emap_gap") is not None and r["metric"] == tested}
+        on = f", {next(iter(emap_sizes))} items" if len(emap_sizes) == 1 and None not in emap_sizes else ""
+        header += [f"EMAP gap ({tested}{on})"] if has_emap else []
         header += [f"Δ {tested} vs {reference}", P_SEEDS_ITEMS, P_ITEMS]
         lines: dict[tuple[str, str], dict[str, Any]] = {}
         for r in rows:
@@ -108,6 +112,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                 reason = escape.one_line(r["failure"] or "no reason recorded")
                 cells += [f"failed: {reason}"] + ["—"] * (len(metrics) - 1 + 1)
                 cells += ["—"] if has_ablation else []
+                cells += ["—"] if has_emap else []
                 cells += ["—", "—", "—"]
             else:
                 cells += [_value(line["metrics"][m]) if m in line["metrics"] else "" for m in metrics]
@@ -116,6 +121,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                     cells += [f"{_num(t['image_reliance_blank'], signed=True)} / "
                               f"{_num(t['image_reliance_shuffled'], signed=True)}"
                               if t and t["image_reliance_blank"] is not None else "—"]
+                cells += [_emap_gap(t)] if has_emap else []
                 delta = t["delta_vs_reference"] if t else None
                 cells += [_num(delta, signed=True) + (significance_mark(t["p_value"]) if t else ""),
                           _p(t["p_value"]) if t else "—", _p(t["p_value_items"]) if t else "—"]
@@ -123,6 +129,16 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
         out.append({"task": task, "dataset": dataset, "header": header, "body": body, "metrics": metrics,
                     "tested": tested, "reference": reference, "rows": rows, "has_config": has_config})
     return out
+
+
+def _emap_gap(row: Optional[dict[str, Any]]) -> str:
+    """``+gap [low, high]`` (95% t-interval over seeds), or the gap alone from one seed, or —."""
+    if not row or row.get("emap_gap") is None:
+        return "—"
+    text = _num(row["emap_gap"], signed=True)
+    if row.get("emap_gap_ci_low") is not None:
+        text += f" [{_num(row['emap_gap_ci_low'], signed=True)}, {_num(row['emap_gap_ci_high'], signed=True)}]"
+    return text
 
 
 def _p(p: Optional[float]) -> str:
@@ -146,7 +162,10 @@ def legend(table: Table) -> list[str]:
         f"n<3: fewer than {MIN_SEEDS} seeds; the spread is not estimated well and a Δ is not a finding.",
         "image reliance: the trained model's score with real images minus its score with blank images / with "
         "images shuffled across test examples.",
-        "train s: optimizer steps only (no validation); eval s: validation, test and ablation passes.",
+        "EMAP gap: the model's score minus the score of its additive projection (EMAP, Hessel & Lee 2020) on the "
+        "same seeded test items, mean over seeds [95% t-interval]; near 0: the model's use of the image needs no "
+        "interaction with the text (docs/results.md).",
+        "train s: optimizer steps only (no validation); eval s: validation, test, ablation and EMAP passes.",
     ]
     untested = sorted({f"{r['metric']}: {r['test'][len('not tested: '):]}" for r in table.rows
                        if r["test"] and r["test"].startswith("not tested")})

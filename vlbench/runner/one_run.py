@@ -77,6 +77,16 @@ def _distributed_info(config: RunConfig) -> dict[str, Any]:
             "global_batch_size": cfg.batch_size * cfg.grad_accum_steps * world}
 
 
+def _emap(config: RunConfig, seed: int, task: Any, model: Any, modalities: tuple[str, ...], device: torch.device,
+          progress: Any, label: str) -> dict[str, Any]:
+    """The record's ``emap`` block: the trained model and its additive projection on the same test items."""
+    from vlbench.tasks.emap import emap_block
+
+    return distributed.on_main(lambda: emap_block(
+        task, distributed.unwrap(model), "test", config.training.emap_items, seed, config.task.primary_metric,
+        config.training.eval_batch_size, modalities, device, progress, f"{label} EMAP"))
+
+
 def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: TokenizerCache, accelerator: Any,
             progress: Any, digest: str, cache_dir: Optional[Path] = None,
             checkpoint_dir: Optional[Path] = None, warn: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
@@ -96,7 +106,7 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
                          tokenizer_source=tokenizers.source_for(config), data_fingerprint=dataset.fingerprint,
                          cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
     built, modalities = assembled.model, assembled.modalities
-    weights = features = ablation = None
+    weights = features = ablation = emap = None
     eval_seconds = 0.0
     if isinstance(built, FittedModel):
         if callable(getattr(built, "attach", None)):
@@ -122,6 +132,8 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
                     dataset, config.task.primary_metric, test.metrics[config.task.primary_metric],
                     lambda: task.evaluate(model, "test", config.training.eval_batch_size, modalities,
                                           accelerator.device), image_ids=task.image_ids("test"), seed=seed)
+            if config.training.emap_items and "image" in modalities:
+                emap = _emap(config, seed, task, model, modalities, accelerator.device, progress, label)
             eval_seconds = result.eval_seconds + time.perf_counter() - test_start
         validation_best = result.best_validation
         fit_info = {"history": result.history, "best_epoch": result.best_epoch, "best_validation": validation_best,
@@ -159,6 +171,7 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
         "test": {"metrics": test.metrics, "details": test.details},
         "per_example": {"test": test.per_example},
         "ablation": ablation,
+        "emap": emap,
         "_predictions": test.predictions,
         "_weights": weights,
     }

@@ -10,7 +10,7 @@ from vlbench import distributed
 from vlbench.data.loading import load_dataset
 from vlbench.data.subsets import apply_train_subset
 from vlbench.failures import describe_failure, is_out_of_memory, release_memory
-from vlbench.io import atomic_write_json
+from vlbench.io import atomic_write_json, read_json
 from vlbench.locks import LockBusy, RunLock, describe_holder
 from vlbench.plan import (
     PlannedRun,
@@ -58,17 +58,45 @@ def _report_failure(run: PlannedRun, device: Any, exc: BaseException) -> str:
         run.path, lambda: failed_record(run.config, run.seed, run.digest, describe_device(device), exc), what)
 
 
+def _missing_measure(path: Path, config: Any) -> Optional[str]:
+    """What a finished record lacks that the run's config asks to measure (an EMAP of that many items), or None.
+
+    Such measures are left out of the config hash (they change no score), so a finished record of the same
+    config may predate the request; the run is then done again (checkpoints are not kept after a run).
+    """
+    wanted = config.training.emap_items
+    if not wanted:
+        return None
+    try:
+        record = read_json(path)
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or "image" not in (record.get("modalities") or []):
+        return None
+    block = record.get("emap") or {}
+    test_items = ((record.get("data") or {}).get("sizes") or {}).get("test")
+    expected = min(wanted, test_items) if isinstance(test_items, int) else wanted
+    if "skipped" in block or block.get("items") == expected:
+        return None
+    return f"its record has no EMAP on {expected} test items"
+
+
 def _already_done(run: PlannedRun, request: RunRequest, echo: Callable[[str], None], outcome: RunOutcome,
                   quiet: bool = False) -> bool:
     """True (and noted as skipped) when a finished record with this config exists and --force is off."""
     path, digest, name, seed = run.path, run.digest, run.config.baseline.name, run.seed
     previous, status = previous_record(path)
     if previous == digest and status == "ok" and not request.force:
-        echo(f"skip {name} seed {seed}: {path} exists with the same config (use --force)")
-        outcome.skipped.append(path)
-        return True
+        lacking = _missing_measure(path, run.config)
+        if lacking is None:
+            echo(f"skip {name} seed {seed}: {path} exists with the same config (use --force)")
+            outcome.skipped.append(path)
+            return True
+        if not quiet:
+            echo(f"{name} seed {seed}: {lacking}; running again")
+        return False
     kept = archived_record_path(path, digest)
-    if not request.force and previous_record(kept) == (digest, "ok"):
+    if not request.force and previous_record(kept) == (digest, "ok") and _missing_measure(kept, run.config) is None:
         echo(f"skip {name} seed {seed}: {kept} holds this config's finished run (use --force)")
         outcome.skipped.append(kept)
         return True

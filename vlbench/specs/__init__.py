@@ -19,6 +19,7 @@ from vlbench.specs.identity import COSMETIC_FIELDS, IDENTITY_VERSION, config_has
 from vlbench.specs.overrides import apply_overrides, parse_override
 from vlbench.specs.resolve import WORD_LEVEL, default_tokenizer, resolve_run_config
 from vlbench.specs.schema import (
+    DEFAULT_EMAP_ITEMS,
     MAX_LR,
     MAX_SEED,
     MAX_SEEDS,
@@ -64,6 +65,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_SEEDS",
     "MAX_LR",
+    "DEFAULT_EMAP_ITEMS",
     "MAX_SPEC_BYTES",
     "MAX_YAML_ALIASES",
     "MAX_YAML_NODES",

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_SEEDS",
     "MAX_LR",
+    "DEFAULT_EMAP_ITEMS",
 ]
 
 
@@ -46,6 +47,8 @@ MAX_SEEDS = 1000
 # of metric functions could only ever hold that one, so the field is gone (older records still carry it)
 REMOVED_METRICS = ("field 'metrics' was removed: a task type reports all of its metrics (docs/training.md); "
                    "delete the line, and pick the one that selects checkpoints with primary_metric")
+# EMAP's default item count: 250,000 forward passes of the model per run (see vlbench.tasks.emap)
+DEFAULT_EMAP_ITEMS = 500
 MAX_LR = 10.0  # no AdamW learning rate above this trains anything; larger values are typos (1e300, inf)
 
 
@@ -54,7 +57,9 @@ class TrainingConfig(_Strict):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
     # settings that cannot change a run's numbers: left out of the config hash (see ``config_hash``)
-    unhashed: ClassVar[frozenset[str]] = frozenset({"seeds", "num_workers", "checkpoint_every_steps", "data_on_device"})
+    # (emap_items adds a measurement to the record; it does not change the trained model or its test scores)
+    unhashed: ClassVar[frozenset[str]] = frozenset({"seeds", "num_workers", "checkpoint_every_steps", "data_on_device",
+                                                    "emap_items"})
 
     epochs: int = Field(10, ge=0, le=1_000_000, description="0 only together with max_steps: train exactly max_steps")
     max_steps: Optional[int] = Field(None, ge=1, le=10**12, description="cap on optimizer steps (overrides epochs)")
@@ -99,6 +104,11 @@ class TrainingConfig(_Strict):
     deterministic: bool = Field(False, description="torch deterministic algorithms (errors on ops that have none)")
     checkpoint_every_steps: int = Field(
         500, ge=0, le=10**12, description="checkpoint every N optimizer steps besides each epoch end; 0: epoch ends only"
+    )
+    emap_items: Optional[int] = Field(
+        None, ge=2, le=100_000,
+        description="after testing, score the additive projection of the model's outputs (EMAP, Hessel & Lee 2020) on "
+        "this many seeded test items: N² forward passes, batched eval_batch_size pairs at a time; null: off",
     )
 
     @field_validator("seeds")

@@ -75,6 +75,8 @@ class TaskType:
     # "<...>" marks a part the data decides (accuracy/<answer type>). Empty: not declared, not checked.
     metric_names: ClassVar[tuple[str, ...]] = ()
     predictions_suffix: ClassVar[str] = ".json"
+    # whether its models give per-item output scores that EMAP can project (see vlbench.tasks.emap)
+    emap_outputs: ClassVar[bool] = False
     # the model's image transform (set per baseline by the runner); None: square resize to options.image_size
     image_transform: Optional[Any] = None
 
@@ -217,6 +219,24 @@ class TaskType:
 
     def fit_and_evaluate(self, fitted: Any, splits: list[str]) -> dict[str, EvalResult]:
         """Fit a non-neural model on train and score the given splits."""
+        raise NotImplementedError
+
+    # --- EMAP (vlbench.tasks.emap): a task type whose model gives per-item output scores can take part --------
+    def emap_problem(self, model: torch.nn.Module) -> Optional[str]:
+        """Why EMAP cannot project this trained model's outputs (None when it can)."""
+        return f"task type {self.spec.type!r} gives no per-item output scores to project"
+
+    def pair_batch(self, split: str, text_items: list[int], image_items: list[int],
+                   modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """A batch whose row b pairs the text of item ``text_items[b]`` with the image of ``image_items[b]``."""
+        raise NotImplementedError
+
+    def pair_outputs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's output scores (B, C) on a :meth:`pair_batch` (what the task's prediction is an argmax of)."""
+        raise NotImplementedError
+
+    def emap_metrics(self, split: str, items: list[int], outputs: torch.Tensor) -> dict[str, float]:
+        """The task's metrics of one output row (N, C) per item of ``split`` at positions ``items``."""
         raise NotImplementedError
 
     def write_predictions(self, predictions: Any, path: Path) -> Path:

@@ -29,6 +29,11 @@ def _task_options(config: RunConfig) -> Any:
     if problem:  # checkpoints are selected and early stopping decided on it: an unknown name must not train
         raise SpecError(f"task {config.task.name!r}: field 'primary_metric': {config.task.primary_metric!r} cannot "
                         f"select checkpoints of task type {config.task.type!r}: {problem}.")
+    if config.training.emap_items and not task_cls.emap_outputs:
+        with_it = ", ".join(sorted(n for n in TASK_TYPES.names() if TASK_TYPES.get(n).emap_outputs))
+        raise SpecError(f"task {config.task.name!r}: field 'training.emap_items' (--emap): task type "
+                        f"{config.task.type!r} gives no per-item output scores to project; EMAP applies to task "
+                        f"types {with_it or 'none'}.")
     return options
 
 

@@ -83,6 +83,7 @@ class VQATask(TaskType):
     table = "vqa"
     Options = VQAOptions
     metric_names = ("accuracy", "accuracy/<answer type>")
+    emap_outputs = True
 
     def __init__(self, spec, dataset) -> None:
         super().__init__(spec, dataset)
@@ -261,18 +262,53 @@ class VQATask(TaskType):
             self._annotations[split] = annotations_list(self._rows[split])
         return self._annotations[split]
 
-    def score(self, split: str, answers: list[str]) -> EvalResult:
-        """Official VQA accuracy of one answer per question of a split."""
+    def _official(self, split: str, answers: list[str], items: Optional[list[int]] = None) -> tuple[dict, dict, list]:
+        """(metrics, the official result, predictions) of one answer per question at ``items`` (default: all)."""
         from vlbench.metrics.vqa import vqa_evaluate
 
         qids = list(self._rows[split]["question_id"])
+        annotations = self.annotations(split)
+        if items is not None:
+            qids, annotations = [qids[i] for i in items], [annotations[i] for i in items]
         predictions = [{"question_id": int(q), "answer": a} for q, a in zip(qids, answers)]
-        result = vqa_evaluate(predictions, self.annotations(split))
+        result = vqa_evaluate(predictions, annotations)
         metrics = {"accuracy": result["overall"]}
         metrics.update({f"accuracy/{k}": v for k, v in sorted(result["perAnswerType"].items())})
+        return metrics, result, predictions
+
+    def score(self, split: str, answers: list[str]) -> EvalResult:
+        """Official VQA accuracy of one answer per question of a split."""
+        metrics, result, predictions = self._official(split, answers)
         per_example = {str(q): float(v) for q, v in result["per_question"].items()}
         details = {"perAnswerType": result["perAnswerType"], "perQuestionType": result["perQuestionType"]}
         return EvalResult(metrics, self.primary_value(metrics), per_example, predictions, details)
+
+    # --- EMAP (vlbench.tasks.emap) -------------------------------------------------------------------
+    def emap_problem(self, model: nn.Module) -> Optional[str]:
+        """None for a classifier head; a model that writes its answers has no answer logits to project."""
+        from vlbench.distributed import unwrap
+        from vlbench.tasks.generated import GeneratingModel
+
+        if isinstance(unwrap(model), GeneratingModel):
+            return "the model writes its answers: there are no answer logits to project"
+        return None
+
+    def pair_batch(self, split, text_items, image_items, modalities):
+        """Row b: the question of item ``text_items[b]`` with the image of item ``image_items[b]``."""
+        enc = self._encoded[split]
+        texts = torch.as_tensor(text_items, dtype=torch.long)
+        batch = {"index": texts, **trim_tokens(enc, texts)}
+        images = enc["image_ids"].index_select(0, torch.as_tensor(image_items, dtype=torch.long))
+        batch.update(image_inputs(self, images.tolist()))
+        return batch
+
+    def pair_outputs(self, model, batch):
+        """Answer logits (B, answers): the prediction is their argmax."""
+        return model(batch)
+
+    def emap_metrics(self, split, items, outputs):
+        """Official VQA accuracy of the argmax answers of ``outputs`` on the questions at ``items``."""
+        return self._official(split, [self.answers[i] for i in outputs.argmax(-1).tolist()], items)[0]
 
     @torch.no_grad()
     def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
