@@ -118,14 +118,19 @@ def test_length_penalty_prefers_longer_final_beams() -> None:
 
 
 def test_generate_dispatches_and_vocab_round_trips() -> None:
-    vocab = TargetVocab.build(["Ein kleiner roter Kreis ist über einem großen Quadrat.", "Es gibt ein Dreieck."])
-    for text in ("Ein kleiner roter Kreis ist über einem großen Quadrat.", "Es gibt ein Dreieck."):
+    # hyphens, apostrophes, abbreviations, decimal commas and quotes: the spacing of each must come back
+    texts = ["Ein kleiner roter Kreis ist über einem großen Quadrat.", "Es gibt ein Dreieck.",
+             "Ein Mann im T-Shirt liest z.B. eine E-Mail.", "Das Schild sagt: „3,5 Meter“ (ca.)!",
+             "L'homme d'aujourd'hui porte un t-shirt ; « oui » ?", "A man's dog isn't on the U.S. off-road trail."]
+    vocab = TargetVocab.build(texts)
+    for text in texts:
         assert vocab.decode(vocab.encode(text, 40)[1:]) == text
     assert vocab.decode([vocab.stoi["Es"], EOS, vocab.stoi["gibt"]]) == "Es"
     assert vocab.encode("unbekannt Wort", 40) == [BOS, vocab.UNK, vocab.UNK, EOS]
     assert len(vocab.encode("Ein kleiner roter Kreis ist über", 5)) == 5
-    lower = TargetVocab.build(["A Red circle."], lowercase=True)
+    lower = TargetVocab.build(["A Red circle.", "A man's T-shirt."], lowercase=True)
     assert lower.decode(lower.encode("A RED circle.", 10)[1:]) == "a red circle."
+    assert lower.decode(lower.encode("A Man's t-Shirt.", 10)[1:]) == "a man's t-shirt."
     model, batch = _toy_model(0, vocab_size=len(vocab)), _batch(2, 0)
     g = generate(model, batch, beam_size=1, max_length=5, length_penalty=0.0, vocab=vocab)
     b = generate(model, batch, beam_size=2, max_length=5, length_penalty=0.0, vocab=vocab)

@@ -18,7 +18,7 @@ from vlbench.registry import MODELS
 from vlbench.results.records import record_path
 from vlbench.specs import BaselineSpec, RunConfig, TaskSpec, available_specs, config_hash, load_baseline_spec, resolve_run_config
 from vlbench.peft.config import complete_peft
-from vlbench.tasks.preflight import complete_config
+from vlbench.tasks.preflight import code_identity, complete_config
 from vlbench.training.device import resolve_precision
 
 __all__ = ["RunRequest", "PlannedRun", "select_baselines", "split_dataset_arg", "resolve_runs", "drop_unavailable",
@@ -141,6 +141,9 @@ def run_digest(config: RunConfig, dataset: Any, device: Any) -> str:
     if distributed.world_size() > 1:  # more processes, a larger global batch: other numbers
         extra["world_size"] = distributed.world_size()
     extra["content"] = content_identities(config)  # pretrained files by what they hold, not where they lie
+    task_code = code_identity(config)
+    if task_code:  # e.g. how generated text is detokenized: a record made before a change is another run
+        extra["task_code"] = task_code
     return config_hash(config, extra)
 
 

@@ -77,6 +77,10 @@ class TaskType:
     predictions_suffix: ClassVar[str] = ".json"
     # whether its models give per-item output scores that EMAP can project (see vlbench.tasks.emap)
     emap_outputs: ClassVar[bool] = False
+    # what the task type's code does that changes its numbers with no config field to say so (e.g. how generated
+    # text is detokenized): it enters every run's config hash (vlbench.plan), so records made before a change to it
+    # never mix with later ones; change a value whenever that code changes its numbers
+    code_identity: ClassVar[dict[str, str]] = {}
     # the model's image transform (set per baseline by the runner); None: square resize to options.image_size
     image_transform: Optional[Any] = None
 

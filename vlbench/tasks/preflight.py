@@ -16,7 +16,7 @@ from vlbench.models.base import validate_model_config
 from vlbench.registry import TASK_TYPES
 from vlbench.specs import RunConfig, format_validation_error
 
-__all__ = ["complete_config"]
+__all__ = ["complete_config", "code_identity"]
 
 
 def _task_options(config: RunConfig) -> Any:
@@ -48,3 +48,8 @@ def complete_config(config: RunConfig, source: str, peft: Optional[dict[str, Any
     task = config.task.model_copy(update={"options": options.model_dump(mode="json")})
     baseline = config.baseline.model_copy(update={"config": settings.model_dump(mode="json"), "peft": peft})
     return config.model_copy(update={"task": task, "baseline": baseline})
+
+
+def code_identity(config: RunConfig) -> dict[str, str]:
+    """What the run's task type code does that changes numbers without a config field (its ``code_identity``)."""
+    return dict(TASK_TYPES.get(config.task.type).code_identity)

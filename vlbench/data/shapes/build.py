@@ -44,6 +44,7 @@ __all__ = [
     "default_cache_dir",
     "cache_folder",
     "generate_shapes",
+    "generate_table",
     "build_shapes",
 ]
 
@@ -132,6 +133,22 @@ class GeneratedShapes:
     tables: dict[str, DatasetDict]
 
 
+def _split_scenes(options: ShapesOptions, split_index: int) -> SplitScenes:
+    """The scenes of split ``SPLITS[split_index]`` and their image ids, as every build draws them."""
+    n = options.split_sizes()[SPLITS[split_index]]
+    scenes = sample_scenes(np.random.default_rng([options.seed, split_index, 0]), n)
+    return SplitScenes(SPLITS[split_index], scenes, [split_index * IMAGE_ID_STRIDE + i for i in range(n)])
+
+
+def _make_table(kind: str, options: ShapesOptions, split: SplitScenes, split_index: int) -> Dataset:
+    return TABLE_MAKERS[kind].make(split, options, table_rng(options.seed, split_index, kind))
+
+
+def generate_table(options: ShapesOptions, kind: str) -> DatasetDict:
+    """One table kind (``vqa``, ``captions``, ``vmt``) of every split as a build makes it, without rendering images."""
+    return DatasetDict({split: _make_table(kind, options, _split_scenes(options, i), i) for i, split in enumerate(SPLITS)})
+
+
 def generate_shapes(options: ShapesOptions, quiet: bool = True) -> GeneratedShapes:
     """Generate every split in memory (no disk access)."""
     from rich.progress import Progress  # imported here: only builds show progress
@@ -144,9 +161,9 @@ def generate_shapes(options: ShapesOptions, quiet: bool = True) -> GeneratedShap
         task = progress.add_task("generating shapes", total=sum(sizes.values()) * (1 + len(TABLE_MAKERS)))
         for split_index, split in enumerate(SPLITS):
             n = sizes[split]
-            scenes = sample_scenes(np.random.default_rng([options.seed, split_index, 0]), n)
+            split_scenes = _split_scenes(options, split_index)
+            scenes, image_ids = split_scenes.scenes, split_scenes.image_ids
             pixels = render_scenes(scenes, np.random.default_rng([options.seed, split_index, 1]))
-            image_ids = [split_index * IMAGE_ID_STRIDE + i for i in range(n)]
             image_parts.append(
                 Dataset.from_dict(
                     {"image_id": image_ids, "split": [split] * n, "pixels": pixels, "scene": [s.to_json() for s in scenes]},
@@ -154,10 +171,9 @@ def generate_shapes(options: ShapesOptions, quiet: bool = True) -> GeneratedShap
                 )
             )
             progress.advance(task, n)
-            split_scenes = SplitScenes(split, scenes, image_ids)
-            for kind, maker in TABLE_MAKERS.items():
+            for kind in TABLE_MAKERS:
                 progress.update(task, description=f"shapes {split}: {kind}")
-                table_parts[kind][split] = maker.make(split_scenes, options, table_rng(options.seed, split_index, kind))
+                table_parts[kind][split] = _make_table(kind, options, split_scenes, split_index)
                 progress.advance(task, n)
     return GeneratedShapes(
         images=concatenate_datasets(image_parts),

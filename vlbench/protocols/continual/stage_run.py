@@ -38,6 +38,7 @@ class SequenceContext:
         """Config hash of one stage record (or of the summary): the run's config plus the sequence and strategy."""
         from vlbench.models.pretrained import content_identities
         from vlbench.specs import config_hash
+        from vlbench.tasks.preflight import code_identity
         from vlbench.training.device import resolve_precision
 
         extra = {"data": self.dataset.fingerprint,  # the precision the device runs, not "auto"
@@ -45,6 +46,9 @@ class SequenceContext:
                  "content": content_identities(config),
                  "continual": {"sequence": self.sequence.model_dump(mode="json"), "strategy": strategy,
                                "settings": settings.as_dict(strategy), "stage": stage}}
+        task_code = code_identity(config)
+        if task_code:  # as vlbench.plan.run_digest does
+            extra["task_code"] = task_code
         return config_hash(config, extra)
 
 

@@ -17,7 +17,7 @@ from vlbench.data.pipeline import encode_texts, image_inputs, split_roles, trim_
 from vlbench.models.decoder import DecoderSpec, EncoderDecoder, build_text_decoder
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
 from vlbench.tasks.generation.search import generate
-from vlbench.tasks.generation.vocabulary import TargetVocab
+from vlbench.tasks.generation.vocabulary import TARGET_TOKENIZATION, TargetVocab
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -96,6 +96,7 @@ class Seq2SeqTask(TaskType):
 
     Options: ClassVar[type[TaskOptions]] = Seq2SeqOptions
     lowercase_targets: ClassVar[bool] = False
+    code_identity: ClassVar[dict[str, str]] = {"target_tokenization": TARGET_TOKENIZATION}
 
     def __init__(self, spec, dataset) -> None:
         super().__init__(spec, dataset)
@@ -218,4 +219,5 @@ class Seq2SeqTask(TaskType):
         result = on_main(lambda: self.score(split, hypotheses))  # one scorer (one METEOR JVM) per run
         result.details.setdefault("decoding", {"beam_size": beam, "length_penalty": self.options.length_penalty,
                                                "max_length": self.options.max_target_length - 1})
+        result.details.setdefault("target_vocabulary", self.vocab.describe())
         return result
