@@ -294,28 +294,86 @@ def _tree(folder):
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
 
 
+LONG = "a" * 300  # longer than any file name a Linux file system allows (255 bytes)
+
+# (task, baseline, extra arguments, what the one error line says)
 PLANNED_CASES = [
-    (["--set", "task.primary_metric=bogus"], "'primary_metric': 'bogus' cannot select checkpoints of task type 'vqa': "
-                                             "its validation reports accuracy, accuracy/<answer type>"),
-    (["--set", "task.primary_metric=accuracy/bogus"], "names no answer type of both the validation and the test split"),
+    ("vqa", "prior", ["--set", "task.primary_metric=bogus"],
+     "'primary_metric': 'bogus' cannot select checkpoints of task type 'vqa': its validation reports accuracy, "
+     "accuracy/<answer type>"),
+    ("vqa", "prior", ["--set", "task.primary_metric=accuracy/bogus"],
+     "names no answer type of both the validation and the test split"),
+    ("vqa", "prior", ["--set", "task.options.image_size=0"], "field 'image_size': image_size 0 is outside 8..4096"),
+    ("vqa", "vilt", ["--set", "task.options.image_size=-64"], "image_size -64 is outside 8..4096"),
+    ("vqa", "vilt", ["--set", "task.options.max_text_length=0"], "field 'max_text_length': max_text_length 0 is outside"),
+    ("vqa", "vilt", ["--set", "baseline.config.num_heads=3"], "field 'num_heads': hidden_size 128 is not a multiple of num_heads 3"),
+    ("vqa", "vilt", ["--set", "baseline.config.patch_embedding=linear", "--set", "baseline.config.patch_size=1000"],
+     "patch_size 1000 is larger than the task's image_size 64"),
+    ("vqa", "vilt", ["--set", "baseline.config.patch_size=1000"], "patch_embedding 'conv' needs a power-of-two patch_size"),
+    ("vqa", "image-only", ["--set", "baseline.config.backbone=patch", "--set", "baseline.config.patch_size=48"],
+     "image_size 64 is not a multiple of patch_size 48"),
+    ("retrieval", "retrieval-dual", ["--set", "baseline.config.patch_size=1000"], "patch_size 1000 is larger"),
+    ("captioning", "captioner-vilt", ["--set", "task.options.decoder.num_heads=3"],
+     "the decoder takes the encoder's hidden_size 128, which its num_heads 3 do not divide"),
+    ("vqa", "prior", ["--dataset", ""], "--dataset '': name a dataset"),
+    ("vqa", "prior", ["--seeds", "\u00b2"], "--seeds '\u00b2': expected integers"),
+    ("vqa", "prior", ["--set", "task.options={image_size: .nan}"], "task.options.image_size is not a finite number"),
+    ("vqa", "prior", ["--set", "task.data={train_images: .inf}"], "task.data.train_images is not a finite number"),
+    ("vqa", "vilt", ["--set", "baseline.config={dropout: [1, -.inf]}"], "baseline.config.dropout[1] is not a finite"),
+    ("vqa", "prior", ["--results-dir", "/tmp/" + LONG], "'--results-dir': the name 'aaaaaaaa"),
+    ("vqa", "prior", ["--cache-dir", "/tmp/" + LONG], "'--cache-dir': the name 'aaaaaaaa"),
+    ("vqa", "prior", ["--task", f"/tmp/{LONG}.yaml"], "a name or path is longer than the file system allows"),
+    ("vqa", "prior", ["--baseline", f"/tmp/{LONG}.yaml"], "a name or path is longer than the file system allows"),
+    ("vqa", "prior", ["--plugin", f"/tmp/{LONG}.py"], "a name or path is longer than the file system allows"),
+    ("vqa", "prior", ["--set", "task.data={}", "--dataset", f"vqav2:/tmp/{LONG}"],  # (no shapes sizes for vqav2)
+     "a name or path is longer than the file system allows"),
+    ("vqa", "text-minilm", ["--set", f"baseline.pretrained=/tmp/{LONG}"], "longer than the file system allows"),
 ]
 
 
-@pytest.mark.parametrize("extra, message", PLANNED_CASES, ids=[" ".join(c[0]) for c in PLANNED_CASES])
-def test_refused_when_planned(finished, capsys, extra, message):
+@pytest.mark.parametrize("task, baseline, extra, message", PLANNED_CASES,
+                         ids=[" ".join([c[1], *c[2]])[:80] for c in PLANNED_CASES])
+def test_refused_when_planned(finished, capsys, task, baseline, extra, message):
     results, _ = finished
     before = _tree(results)
-    assert main(["run", "--task", "vqa", "--baseline", "prior", "--results-dir", str(results), "--quiet",
+    assert main(["run", "--task", task, "--baseline", baseline, "--results-dir", str(results), "--quiet",
                  "--force", *TINY_DATA, *extra]) == 2
     assert message in _one_error(capsys)
     assert _tree(results) == before
 
 
-def test_a_task_spec_with_the_removed_metrics_list_is_one_line(finished, tmp_path, capsys):
+def test_an_empty_results_dir_is_not_the_current_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--task", "vqa", "--baseline", "prior", "--results-dir", "", "--quiet", *TINY_DATA]) == 2
+    assert "'--results-dir': an empty path" in _one_error(capsys)
+    assert not list(tmp_path.iterdir())
+
+
+def test_verifying_a_cache_folder_that_is_not_there(tmp_path, capsys):
+    assert main(["data", "verify", "--cache-dir", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in _one_error(capsys)
+
+
+def test_close_fractions_get_folders_of_their_own(tmp_path):
+    assert main(["run", "--task", "vqa", "--baseline", "prior", "--results-dir", str(tmp_path), "--quiet",
+                 "--train-fraction", "0.5,0.5000001", *TINY_DATA]) == 0
+    folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert folders == ["fraction-0.5", "fraction-0.5000001"]
+    fractions = [json.loads((tmp_path / f / "vqa" / "shapes" / "prior" / "seed-0.json").read_text())
+                 ["config"]["task"]["train_subset"]["fraction"] for f in folders]
+    assert fractions == [0.5, 0.5000001]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("type: vqa\nmetrics: [vqa_accuracy]\nprimary_metric: accuracy\n", "field 'metrics' was removed"),
+    ("type: vqa\nprimary_metric: accuracy\noptions: {image_size: 64, extra: {x: .nan}}\n",
+     "field 'task.options.extra.x' is not a finite number"),
+], ids=["removed-metrics-list", "nan-in-spec"])
+def test_task_specs_refused_when_planned(finished, tmp_path, capsys, body, message):
     results, _ = finished
     before = _tree(results)
-    spec = tmp_path / "old-style.yaml"
-    spec.write_text("type: vqa\nmetrics: [vqa_accuracy]\nprimary_metric: accuracy\n")
+    spec = tmp_path / "vqa.yaml"  # named like a task the prior baseline supports
+    spec.write_text(body)
     assert main(["run", "--task", str(spec), "--baseline", "prior", "--results-dir", str(results), "--quiet"]) == 2
-    assert "field 'metrics' was removed" in _one_error(capsys)
+    assert message in _one_error(capsys)
     assert _tree(results) == before

@@ -13,7 +13,7 @@ from vlbench.errors import DataError, VLBenchError
 
 __all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_write_json", "read_json", "read_regular_bytes",
            "UnreadableFileError", "MAX_INPUT_BYTES", "temp_files_of", "references_path", "JSON_REFERENCES",
-           "TEXT_REFERENCES"]
+           "TEXT_REFERENCES", "path_problem"]
 
 # the largest input file read whole: official VQA v2 train annotations are ~330 MB, Karpathy's COCO file ~140 MB
 MAX_INPUT_BYTES = 2 << 30
@@ -21,6 +21,30 @@ _TEMP_SUFFIX = ".tmp"
 # suffixes of the references file a task writes beside its predictions, so that `vlbench score` can reproduce them
 JSON_REFERENCES = ".references.json"  # captioning (COCO captions) and retrieval (each text's image)
 TEXT_REFERENCES = ".ref.txt"  # translation: one reference per line, as sacreBLEU reads them
+
+
+def _name_max(path: Path) -> int:
+    """The longest file name (bytes) the file system of ``path``'s nearest existing folder allows."""
+    for folder in (path, *path.parents):
+        try:
+            return int(os.pathconf(folder, "PC_NAME_MAX"))
+        except (OSError, ValueError):  # missing yet, or not a folder: ask its parent
+            continue
+    return 255
+
+
+def path_problem(text: str) -> str | None:
+    """Why ``text`` cannot name a file or folder here (empty, a part longer than the file system allows), else None."""
+    if not text.strip():
+        return "an empty path; give a file or folder name"
+    path = Path(text).expanduser()
+    longest = max(path.parts, key=lambda part: len(os.fsencode(part)))
+    limit = _name_max(path.absolute())
+    if len(os.fsencode(longest)) > limit:
+        return f"the name {longest[:40]!r}... is {len(os.fsencode(longest))} bytes, longer than the {limit} this file system allows"
+    if len(os.fsencode(str(path.absolute()))) >= 4096:
+        return "the path is longer than the 4096 bytes the operating system allows"
+    return None
 
 
 def _umask() -> int:

@@ -6,12 +6,13 @@ modules and runs the app, so the imports point one way (main -> commands -> app)
 
 from __future__ import annotations
 
-from typing import Optional
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 
-__all__ = ["app", "data_app", "load_plugins", "err_console", "wide_console", "debug_enabled"]
+__all__ = ["app", "data_app", "load_plugins", "err_console", "wide_console", "debug_enabled", "path_arg"]
 
 app = typer.Typer(
     name="vlbench",
@@ -52,3 +53,18 @@ def _root(
 def debug_enabled() -> bool:
     """Whether ``--debug`` was given (commands print tracebacks of the errors they handle themselves)."""
     return bool(OPTIONS.get("debug"))
+
+
+def path_arg(value: Any) -> Path:
+    """The ``parser`` of every path option: an empty path, or one the file system cannot hold, is refused up front.
+
+    (Typer turns ``--results-dir ""`` into ``Path(".")``, the current folder, unless the text is checked first.)
+    """
+    if isinstance(value, Path):  # a default
+        return value
+    from vlbench.io import path_problem
+
+    problem = path_problem(str(value))
+    if problem:
+        raise typer.BadParameter(problem)
+    return Path(value)

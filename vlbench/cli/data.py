@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vlbench.cli.app import data_app, load_plugins
+from vlbench.cli.app import data_app, load_plugins, path_arg
 from vlbench.errors import SpecError
 
 if TYPE_CHECKING:  # the CLI module must import without torch, so that `vlbench list` stays fast
@@ -69,7 +69,8 @@ def load_dataset(
 @data_app.command("build")
 def build(
     name: str = typer.Argument(..., help=_NAME_HELP),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder (default: $VLBENCH_CACHE or ~/.cache/vlbench)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", parser=path_arg,
+        help="Cache folder (default: $VLBENCH_CACHE or ~/.cache/vlbench)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
     force: bool = typer.Option(False, "--force", help="Rebuild even when an identical cached build exists."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra datasets."),
@@ -98,10 +99,11 @@ def build(
 @data_app.command("show")
 def show(
     name: str = typer.Argument(..., help=_NAME_HELP),
-    out: Path = typer.Option(..., "--out", "-o", help="PNG file to write."),
+    out: Path = typer.Option(..., "--out", "-o", parser=path_arg, help="PNG file to write."),
     split: str = typer.Option("test", "--split", help="Split to draw from."),
     n: int = typer.Option(16, "--n", help="Number of images."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder (default: $VLBENCH_CACHE or ~/.cache/vlbench)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", parser=path_arg,
+        help="Cache folder (default: $VLBENCH_CACHE or ~/.cache/vlbench)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra datasets."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -122,7 +124,8 @@ def show(
 @data_app.command("stats")
 def stats(
     name: str = typer.Argument(..., help=_NAME_HELP),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder (default: $VLBENCH_CACHE or ~/.cache/vlbench)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", parser=path_arg,
+        help="Cache folder (default: $VLBENCH_CACHE or ~/.cache/vlbench)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=_SET_HELP),
     train_split: str = typer.Option("train", "--train-split", help="Split the prior is learned on."),
     test_split: str = typer.Option("test", "--test-split", help="Split everything is scored on."),
@@ -163,7 +166,8 @@ def stats(
 
 @data_app.command("verify")
 def verify(
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder (default: $VLBENCH_CACHE or ~/.cache/vlbench)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", parser=path_arg,
+        help="Cache folder (default: $VLBENCH_CACHE or ~/.cache/vlbench)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only failures."),
 ) -> None:
     """Check every cached dataset (and decoded-image cache) against the file hashes written when it was built."""
@@ -172,6 +176,9 @@ def verify(
     from vlbench.errors import DataError
 
     root = Path(cache_dir) if cache_dir else default_cache_dir()
+    if cache_dir is not None and not root.is_dir():  # a typo must not pass as "0 folders, all fine"
+        raise DataError(f"--cache-dir {str(root)!r} is not a folder; name the cache to check (default: $VLBENCH_CACHE "
+                        "or ~/.cache/vlbench).")
     folders = sorted(p.parent for p in root.glob(f"*/*/{MANIFEST}") if not p.parent.name.startswith("."))
     bad = []
     for folder in folders:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import traceback
 from typing import Optional
@@ -81,17 +83,31 @@ def main(argv: Optional[list[str]] = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         code = 130
-    except Exception as exc:  # noqa: BLE001  an unexpected bug still deserves a readable line
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            return _unexpected(exc, debug)
+        # a name or path given by the user (a spec, a plugin, pretrained weights, a dataset folder) that the file
+        # system cannot hold: bad input, whatever the code that first touched it
         if debug:
             traceback.print_exc()
-        err_console.print(
-            f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", markup=False
-        )
-        return 1
+        name = str(exc.filename or "")
+        err_console.print(f"error: a name or path is longer than the file system allows: {name[:60]!r}"
+                          f"{'...' if len(name) > 60 else ''} ({len(os.fsencode(name))} bytes); shorten it.", markup=False)
+        return 2
+    except Exception as exc:  # noqa: BLE001  an unexpected bug still deserves a readable line
+        return _unexpected(exc, debug)
     code = code if isinstance(code, int) and not isinstance(code, bool) else 0
     if code == 130:  # typer turns Ctrl-C inside a command into Exit(130); say what survived
         err_console.print(INTERRUPTED, markup=False)
     return code
+
+
+def _unexpected(exc: BaseException, debug: bool) -> int:
+    """One readable line for an unexpected bug (the traceback with --debug); exit code 1."""
+    if debug:
+        traceback.print_exception(exc)
+    err_console.print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", markup=False)
+    return 1
 
 
 def cli() -> None:

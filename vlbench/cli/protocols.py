@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from vlbench.cli.app import app, load_plugins, wide_console
+from vlbench.cli.app import app, load_plugins, path_arg, wide_console
 from vlbench.protocols.efficiency import print_efficiency
 
 __all__ = ["efficiency", "continual"]
@@ -15,13 +15,15 @@ __all__ = ["efficiency", "continual"]
 
 @app.command("efficiency")
 def efficiency(
-    results_dir: Path = typer.Argument(..., help="Folder of run records made with `vlbench run --train-fraction`."),
+    results_dir: Path = typer.Argument(..., parser=path_arg,
+        help="Folder of run records made with `vlbench run --train-fraction`."),
     task: str = typer.Option(..., "--task", "-t", help="Task name as written in the records."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Test metric to plot (default: the task's primary)."),
     reference: Optional[str] = typer.Option(
         None, "--reference", help="Text-only baseline whose full-data score the others must match (default: the task spec's)."
     ),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="PNG to write (default: DIR/efficiency-TASK.png)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", parser=path_arg,
+        help="PNG to write (default: DIR/efficiency-TASK.png)."),
     k_shot: bool = typer.Option(False, "--k-shot", help="Read the k-shot records (vlbench run --k-shot) instead of fractions."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
 ) -> None:
@@ -46,7 +48,8 @@ def continual(
         None, "--strategy", help="naive, joint, ewc, replay, heads or isolated; repeatable (default: all six)."
     ),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (default: the spec's)."),
-    results_dir: Path = typer.Option(Path("runs-continual"), "--results-dir", help="Where records, summaries and plots go."),
+    results_dir: Path = typer.Option(Path("runs-continual"), "--results-dir", parser=path_arg,
+        help="Where records, summaries and plots go."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=0, help="Epochs per stage."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimizer steps per stage."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
@@ -59,7 +62,7 @@ def continual(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value; repeatable."),
     force: bool = typer.Option(False, "--force", help="Run again even when a summary with the same config exists."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", parser=path_arg, help="Dataset cache."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-stage lines."),
 ) -> None:
@@ -91,7 +94,8 @@ def continual(
 
 @app.command("visual-prefix")
 def visual_prefix(
-    out: Path = typer.Option(..., "--out", help="Folder to save the checkpoint and processor in (save_pretrained)."),
+    out: Path = typer.Option(..., "--out", parser=path_arg,
+        help="Folder to save the checkpoint and processor in (save_pretrained)."),
     task: str = typer.Option("vqa", "--task", "-t", help="Task whose prompt templates the texts are written with."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="NAME[:PATH] with vqa and captions tables (default: the task's)."),
     seed: int = typer.Option(0, "--seed", min=0),
@@ -101,7 +105,7 @@ def visual_prefix(
     train_images: Optional[int] = typer.Option(None, "--train-images", min=1, help="Use only the first N training images."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch CPU threads (default: torch's)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a task spec field: key.path=value; repeatable."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", parser=path_arg, help="Dataset cache."),
 ) -> None:
     """Build an offline image-text-to-text checkpoint (Frozen-style) for the prompted baseline's zero/few-shot runs."""
     import torch

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from vlbench.cli.app import app, debug_enabled, err_console, load_plugins, wide_console
+from vlbench.cli.app import app, debug_enabled, err_console, load_plugins, path_arg, wide_console
 from vlbench.errors import VLBenchError
 from vlbench.specs import DEFAULT_EMAP_ITEMS
 
@@ -27,7 +27,9 @@ def parse_seeds(text: Optional[str]) -> Optional[list[int]]:
     for part in text.split(","):
         part = part.strip()
         lo_text, dash, hi_text = part.partition("-")
-        if not all(t.strip().isdigit() and len(t.strip()) <= 20 for t in ((lo_text, hi_text) if dash else (part,))):
+        # ASCII digits only: '²' passes str.isdigit() but not int()
+        if not all(t.strip().isascii() and t.strip().isdigit() and len(t.strip()) <= 20
+                   for t in ((lo_text, hi_text) if dash else (part,))):
             raise VLBenchError(f"{usage} (seeds are whole numbers 0..{MAX_SEED}).")
         lo = int(lo_text)
         hi = int(hi_text) if dash else lo
@@ -57,7 +59,8 @@ def run(
     all_baselines: bool = typer.Option(False, "--all-baselines", help="Run every baseline that supports the task."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="NAME[:PATH]; default: the task spec's dataset."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: the spec's)."),
-    results_dir: Path = typer.Option(Path("runs"), "--results-dir", help="Where run records are written."),
+    results_dir: Path = typer.Option(Path("runs"), "--results-dir", parser=path_arg,
+        help="Where run records are written."),
     epochs: Optional[int] = typer.Option(
         None, "--epochs", min=0,
         help="Training epochs. Early stopping (training.patience) counts validation passes, not epochs: one after every "
@@ -110,7 +113,8 @@ def run(
         help="An unreadable or truncated image is an error instead of being skipped (datasets read from files).",
     ),
     wait: bool = typer.Option(False, "--wait", help="Wait for runs that another vlbench process is running (default: leave them to it)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Dataset cache (default $VLBENCH_CACHE or ~/.cache/vlbench)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", parser=path_arg,
+        help="Dataset cache (default $VLBENCH_CACHE or ~/.cache/vlbench)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra types; repeatable."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or per-run lines."),
     executor: str = typer.Option(
@@ -141,6 +145,9 @@ def run(
         spec_overrides.append("task.data.strict_images=true")
     executor_options = make_options(executor, executor_settings, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     seed_list = parse_seeds(seeds)
+    if dataset is not None and not dataset.strip():  # "" would silently mean the spec's own dataset
+        raise VLBenchError("--dataset '': name a dataset, e.g. --dataset vqav2:/data/vqav2, or leave the flag out "
+                           "to use the task's own.")
     _check_lr(lr)
     sizes, rule = None, "fraction"
     if train_fraction is not None and k_shot is not None:

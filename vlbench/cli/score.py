@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import typer
 
-from vlbench.cli.app import app, err_console
+from vlbench.cli.app import app, err_console, path_arg
 from vlbench.errors import UnknownNameError, VLBenchError
 from vlbench.registry import did_you_mean
 
@@ -153,17 +153,21 @@ def _print_rich(task: str, result: dict[str, Any]) -> None:
 @app.command("score")
 def score(
     task: str = typer.Option(..., "--task", "-t", help="vqa | captioning | retrieval | vmt"),
-    predictions: Path = typer.Option(..., "--predictions", "-p", help="Predictions file in the task's official format."),
+    predictions: Path = typer.Option(..., "--predictions", "-p", parser=path_arg,
+        help="Predictions file in the task's official format."),
     references: list[Path] = typer.Option(..., "--references", "-r",
-                                          help="References file; repeat for several vmt reference files."),
+                                          parser=path_arg,
+                                              help="References file; repeat for several vmt reference files."),
     output_format: str = typer.Option("rich", "--format", "-f", help="rich (a table) or json (one object on stdout)."),
     allow_partial: bool = typer.Option(False, "--allow-partial",
                                        help="Score only ids present in both files (warns) instead of failing."),
     spice_dir: Optional[Path] = typer.Option(None, "--spice-dir",
-                                             help="Folder with Stanford CoreNLP 3.6.0 jars; enables SPICE for captioning."),
+                                             parser=path_arg,
+                                                 help="Folder with Stanford CoreNLP 3.6.0 jars; enables SPICE for captioning."),
     meteor: bool = typer.Option(False, "--meteor", help="vmt: also report METEOR 1.5 (English)."),
     per_example: bool = typer.Option(False, "--per-example", help="Include per-example scores in the JSON output."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the JSON result to this file (atomically)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", parser=path_arg,
+        help="Also write the JSON result to this file (atomically)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Score external predictions with the official metrics (same code as `vlbench run`)."""

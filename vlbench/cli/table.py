@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from vlbench.cli.app import app, err_console, wide_console
+from vlbench.cli.app import app, err_console, path_arg, wide_console
 
 __all__ = ["table", "leaderboard", "validate"]
 
@@ -51,11 +51,12 @@ def _write(text: str, out: Optional[Path]) -> None:
 
 @app.command("table")
 def table(
-    results_dirs: list[Path] = typer.Argument(..., help="Folders of run records (as written by `vlbench run`)."),
+    results_dirs: list[Path] = typer.Argument(..., parser=path_arg,
+        help="Folders of run records (as written by `vlbench run`)."),
     format: str = typer.Option("rich", "--format", "-f", help="rich, md, csv, latex, json or html."),
     task: Optional[str] = typer.Option(None, "--task", help="Only this task."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Only this metric (and test it instead of the primary)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write to this file instead of stdout."),
+    out: Optional[Path] = typer.Option(None, "--out", parser=path_arg, help="Write to this file instead of stdout."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out invalid records with a warning."),
 ) -> None:
     """Aggregate records per config over seeds: mean ± std, 95% CI, n, Δ vs the reference with two p-values."""
@@ -90,8 +91,8 @@ def table(
 
 @app.command("leaderboard")
 def leaderboard(
-    results_dirs: list[Path] = typer.Argument(..., help="Folders of run records."),
-    out: Path = typer.Option(..., "--out", help="Folder to write the static site to (index.html)."),
+    results_dirs: list[Path] = typer.Argument(..., parser=path_arg, help="Folders of run records."),
+    out: Path = typer.Option(..., "--out", parser=path_arg, help="Folder to write the static site to (index.html)."),
     task: Optional[str] = typer.Option(None, "--task", help="Only this task."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out invalid records with a warning."),
 ) -> None:
@@ -115,7 +116,7 @@ def leaderboard(
 
 @app.command("validate")
 def validate(
-    results_dirs: list[Path] = typer.Argument(..., help="Folders (or record files) to check."),
+    results_dirs: list[Path] = typer.Argument(..., parser=path_arg, help="Folders (or record files) to check."),
 ) -> None:
     """Check run records against the record schema: one line per bad record; exit 2 when any is bad."""
     from vlbench.errors import VLBenchError

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vlbench.errors import SpecError
-from vlbench.models.base import EncoderConfig
+from vlbench.models.base import EncoderConfig, patch_problem
 from vlbench.models.content import WEIGHTS_FILE
 from vlbench.models.parts.settings import ImagePartSettings
 
@@ -54,6 +54,10 @@ class VisualSettings(EncoderConfig):
     patch_size: int = Field(16, ge=1, description="patch backbone: patch side in pixels")
     dropout: float = Field(0.1, ge=0, lt=1)
     attention_dropout: float = Field(0.1, ge=0, lt=1)
+
+    def task_problem(self, image_size: int, pretrained: bool) -> Optional[str]:
+        """The patch backbone cuts the task's images into ``patch_size`` patches (the ResNets take any size)."""
+        return patch_problem(image_size, self.patch_size) if self.backbone == "patch" else None
 
 
 class _QKV(nn.Module):
@@ -200,8 +204,9 @@ class VisualStream(nn.Module):
             feature_dim = settings.channels[-1]
             grid = settings.grid_size
         else:
-            if image_size % settings.patch_size:
-                raise SpecError(f"image size {image_size} is not a multiple of patch_size {settings.patch_size}.")
+            problem = settings.task_problem(image_size, pretrained=False)
+            if problem:
+                raise SpecError(f"{problem}.")
             self.backbone = nn.Conv2d(3, hidden, kernel_size=settings.patch_size, stride=settings.patch_size)
             feature_dim = hidden
             grid = image_size // settings.patch_size

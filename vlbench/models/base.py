@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from torch import nn
 
 from vlbench.errors import SpecError, VLBenchError
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EncoderConfig",
+    "heads_problem",
+    "patch_problem",
     "EncoderOutput",
     "BuildContext",
     "Encoder",
@@ -38,10 +40,38 @@ __all__ = [
 ]
 
 
+def heads_problem(hidden_size: Any, num_heads: Any, where: str = "") -> Optional[str]:
+    """Why attention with ``num_heads`` heads cannot split a width of ``hidden_size`` (None: it can)."""
+    if isinstance(hidden_size, int) and isinstance(num_heads, int) and num_heads > 0 and hidden_size % num_heads:
+        return f"{where}hidden_size {hidden_size} is not a multiple of {where}num_heads {num_heads}"
+    return None
+
+
+def patch_problem(image_size: int, patch_size: int) -> Optional[str]:
+    """Why square patches of ``patch_size`` pixels cannot tile an ``image_size`` image (None: they can)."""
+    if patch_size > image_size:
+        return f"patch_size {patch_size} is larger than the task's image_size {image_size}"
+    if image_size % patch_size:
+        return f"the task's image_size {image_size} is not a multiple of patch_size {patch_size}"
+    return None
+
+
 class EncoderConfig(BaseModel):
     """Base for model-type settings (the ``config:`` block of a baseline spec)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    @field_validator("num_heads", check_fields=False)
+    @classmethod
+    def _heads_divide_width(cls, value: Any, info: ValidationInfo) -> Any:
+        problem = heads_problem(info.data.get("hidden_size"), value)  # hidden_size is declared before num_heads
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    def task_problem(self, image_size: int, pretrained: bool) -> Optional[str]:
+        """Why these settings cannot run on the task's images (checked when the run is planned); None: they can."""
+        return None
 
 
 @dataclass

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from torch import nn
 from torch.nn import functional as F
+
+from vlbench.models.base import heads_problem
 
 __all__ = ["DecoderSpec", "DecoderState", "EncoderDecoder", "build_text_decoder"]
 
@@ -37,6 +39,21 @@ class DecoderSpec(BaseModel):
     dropout: float = Field(0.1, ge=0, lt=1)
     attention_dropout: float = Field(0.1, ge=0, lt=1)
     tie_embeddings: bool = True
+
+    @field_validator("num_heads")
+    @classmethod
+    def _heads_divide_width(cls, value: int, info: ValidationInfo) -> int:
+        problem = heads_problem(info.data.get("hidden_size"), value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    def encoder_problem(self, encoder_width: Any) -> Optional[str]:
+        """Why the decoder cannot follow an encoder of ``encoder_width`` when its own hidden_size is unset."""
+        if self.hidden_size is None and heads_problem(encoder_width, self.num_heads):
+            return (f"the decoder takes the encoder's hidden_size {encoder_width}, which its num_heads {self.num_heads} "
+                    "do not divide; set task.options.decoder.num_heads or task.options.decoder.hidden_size")
+        return None
 
 
 def build_text_decoder(spec: DecoderSpec, hidden_size: int, vocab_size: int, max_length: int, pad_id: int) -> nn.Module:

@@ -21,7 +21,7 @@ from pydantic import Field
 from torch import nn
 
 from vlbench.errors import SpecError
-from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, bert_from_config
+from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, bert_from_config, patch_problem
 
 __all__ = ["DualEncoderConfig", "DualEncoder", "BlindDualEncoder", "image_id_codes", "bert_tower", "vit_tower",
            "check_not_pretrained"]
@@ -40,6 +40,10 @@ class DualEncoderConfig(EncoderConfig):
     dropout: float = Field(0.1, ge=0, lt=1)
     attention_dropout: float = Field(0.1, ge=0, lt=1)
 
+    def task_problem(self, image_size: int, pretrained: bool) -> Optional[str]:
+        """The ViT image tower cuts the task's images into ``patch_size`` patches."""
+        return patch_problem(image_size, self.patch_size)
+
 
 def bert_tower(config: DualEncoderConfig, context: BuildContext) -> nn.Module:
     """The text tower (a BERT built from config, no pooler) shared by the two-tower model types."""
@@ -54,8 +58,9 @@ def vit_tower(config: DualEncoderConfig, context: BuildContext) -> nn.Module:
     """The image tower (a ViT built from config, no pooler) shared by the two-tower model types."""
     from transformers import ViTConfig, ViTModel
 
-    if context.image_size % config.patch_size:
-        raise SpecError(f"dual-encoder: image size {context.image_size} is not a multiple of patch_size {config.patch_size}.")
+    problem = config.task_problem(context.image_size, pretrained=False)
+    if problem:
+        raise SpecError(f"dual-encoder: {problem}.")
     return ViTModel(
         ViTConfig(
             hidden_size=config.hidden_size,

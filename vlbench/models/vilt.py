@@ -13,6 +13,7 @@ from vlbench.data.images import ImageTransform, ProcessorTransform
 from vlbench.errors import SpecError, VLBenchError
 from vlbench.models._blocks import masked_mean
 from vlbench.models.base import (
+    patch_problem,
     BuildContext,
     Encoder,
     EncoderConfig,
@@ -71,6 +72,15 @@ class ViltConfigSpec(EncoderConfig):
     dropout: float = Field(0.1, ge=0, lt=1)
     attention_dropout: float = Field(0.1, ge=0, lt=1)
 
+    def task_problem(self, image_size: int, pretrained: bool) -> Optional[str]:
+        """A ViLT built from config cuts the task's images into ``patch_size`` patches (a pretrained one: its own)."""
+        if pretrained and self.patch_embedding == "conv":
+            return ("patch_embedding 'conv' would replace the pretrained patch projection with an untrained stem; "
+                    "with `pretrained:` set baseline.config.patch_embedding=linear (and pooling=cls, as ViLT was trained)")
+        if self.patch_embedding == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            return f"patch_embedding 'conv' needs a power-of-two patch_size, got {self.patch_size}"
+        return None if pretrained else patch_problem(image_size, self.patch_size)
+
 
 def _load_processor(pretrained: str) -> Any:
     """The checkpoint's ViltImageProcessor (its ``preprocessor_config.json``), with one clear line when absent."""
@@ -104,11 +114,9 @@ class ViltEncoder(Encoder):
         """A ViltModel from a hub id / local directory (e.g. dandelin/vilt-b32-mlm) or from config."""
         from transformers import ViltConfig, ViltModel
 
-        if pretrained and config.patch_embedding == "conv":
-            raise SpecError(
-                "vilt: patch_embedding 'conv' would replace the pretrained patch projection with an untrained stem; "
-                "with `pretrained:` set baseline.config.patch_embedding=linear (and pooling=cls, as ViLT was trained)."
-            )
+        problem = config.task_problem(context.image_size, pretrained=bool(pretrained))  # also checked when planned
+        if problem:
+            raise SpecError(f"vilt: {problem}.")
         processor = None
         if pretrained:
             vilt = load_pretrained(
@@ -121,10 +129,6 @@ class ViltEncoder(Encoder):
             check_vocabulary(vilt.config.vocab_size, context, "vilt", pretrained)
             processor = _load_processor(pretrained)
         else:
-            if context.image_size % config.patch_size:
-                raise SpecError(
-                    f"vilt: image size {context.image_size} is not a multiple of patch_size {config.patch_size}."
-                )
             vilt = ViltModel(
                 ViltConfig(
                     vocab_size=len(context.tokenizer),

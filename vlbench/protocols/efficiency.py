@@ -45,7 +45,8 @@ def parse_shots(text: str) -> list[int]:
 
 def fraction_dir(results_dir: Path, fraction: float, rule: str = "fraction") -> Path:
     """Where one fraction's (or k-shot's) records go: records of different sizes never share a path."""
-    name = f"fraction-{fraction:g}" if rule == "fraction" else f"k-shot-{int(fraction)}"
+    short = f"{fraction:g}"  # 0.1 -> 0.1, 1.0 -> 1; a value :g would round (0.1000001) keeps all its digits
+    name = f"fraction-{short if float(short) == fraction else repr(fraction)}" if rule == "fraction" else f"k-shot-{int(fraction)}"
     return Path(results_dir) / name
 
 

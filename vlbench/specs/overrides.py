@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+import math
+from typing import Any, Optional
 
 from vlbench.errors import SpecError
 from vlbench.registry import did_you_mean
 from vlbench.specs.yaml_loader import load_yaml
 
-__all__ = ["parse_override", "apply_overrides"]
+__all__ = ["parse_override", "apply_overrides", "non_finite_path"]
+
+
+def non_finite_path(value: Any, prefix: str = "") -> Optional[str]:
+    """The dotted path of the first NaN or infinity inside ``value`` (mappings and lists included), else None."""
+    stack = [(prefix, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where or "(the value)"
+        if isinstance(item, dict):
+            stack.extend((f"{where}.{k}" if where else str(k), v) for k, v in item.items())
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(item))
+    return None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -29,6 +44,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         if "broken YAML" not in str(exc):
             raise  # an alias bomb or deep nesting is refused, not read as a string
         value = raw
+    bad = non_finite_path(value, key)
+    if bad:  # no setting takes NaN or infinity; json and the config hash would fail on them later
+        raise SpecError(f"--set {key}=...: {bad} is not a finite number; settings take finite numbers.")
     return path, value
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from vlbench.errors import SpecError
-from vlbench.specs.overrides import apply_overrides
+from vlbench.specs.overrides import apply_overrides, non_finite_path
 from vlbench.specs.schema import BaselineSpec, RunConfig, TaskSpec, format_validation_error
 
 __all__ = ["resolve_run_config", "default_tokenizer", "WORD_LEVEL"]
@@ -57,9 +57,13 @@ def resolve_run_config(
         "task": task_raw,
         "baseline": baseline.model_dump(),
         "training": training,
-        "dataset": dataset or task.dataset,
+        "dataset": task.dataset if dataset is None else dataset,  # "" is refused by the name check, not replaced
     }
     raw = apply_overrides(raw, overrides or [])
+    bad = non_finite_path({k: raw[k] for k in ("task", "baseline")})  # spec files may hold .nan / .inf too
+    if bad:
+        raise SpecError(f"resolved config of {task.name}/{baseline.name}: field {bad!r} is not a finite number; "
+                        "settings take finite numbers.")
     if dataset is None and raw["dataset"] == task.dataset:
         raw["dataset"] = raw["task"].get("dataset", task.dataset)
     raw["training"].update({k: v for k, v in (training_overrides or {}).items() if v is not None})

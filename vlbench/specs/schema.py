@@ -256,4 +256,5 @@ def format_validation_error(source: str, error: ValidationError) -> str:
     first = error.errors()[0]
     loc = ".".join(str(p) for p in first.get("loc", ())) or "(top level)"
     more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"{source}: field {loc!r}: {first.get('msg', 'invalid')}{more}"
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")  # pydantic's prefix for our own checks
+    return f"{source}: field {loc!r}: {message}{more}"

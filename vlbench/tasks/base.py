@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Optional
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vlbench.data.base import VLDataset
 from vlbench.data.pipeline import require_columns, split_roles
@@ -27,13 +27,34 @@ if TYPE_CHECKING:
 __all__ = ["TaskOptions", "EvalResult", "metric_matches", "BatchCollator", "TaskType"]
 
 
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 4096
+MIN_TEXT_LENGTH, MAX_TEXT_LENGTH = 2, 65536
+
+
 class TaskOptions(BaseModel):
     """Base for the ``options:`` block of a task spec."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    image_size: int = 64
-    max_text_length: int = 32
+    image_size: int = Field(64, description=f"side of the square images models read, {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} pixels")
+    max_text_length: int = Field(32, description=f"tokens per text, {MIN_TEXT_LENGTH}..{MAX_TEXT_LENGTH} (special tokens "
+                                 "included)")
+
+    # validators, not Field bounds: task types redeclare these fields with their own defaults, and keep the checks
+    @field_validator("image_size")
+    @classmethod
+    def _image_size_range(cls, value: int) -> int:
+        if not MIN_IMAGE_SIZE <= value <= MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size {value} is outside {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} pixels")
+        return value
+
+    @field_validator("max_text_length")
+    @classmethod
+    def _text_length_range(cls, value: int) -> int:
+        if not MIN_TEXT_LENGTH <= value <= MAX_TEXT_LENGTH:
+            raise ValueError(f"max_text_length {value} is outside {MIN_TEXT_LENGTH}..{MAX_TEXT_LENGTH} tokens (a text "
+                             "needs room for its [CLS] and [SEP] tokens)")
+        return value
 
 
 @dataclass

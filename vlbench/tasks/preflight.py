@@ -40,11 +40,21 @@ def _task_options(config: RunConfig) -> Any:
 def complete_config(config: RunConfig, source: str, peft: Optional[dict[str, Any]] = None) -> RunConfig:
     """``config`` with its task options and model settings validated and every default filled in.
 
+    Also checked: the primary metric against what the task type reports, and the settings against each other
+    (patches tile the task's images, a generation decoder's heads divide the width it takes from the encoder).
+
     ``peft`` is the run's PEFT block as ``vlbench.peft.config.complete_peft`` completed it (the caller
     passes it in: the peft package sits beside this one in the layer map, and must not be imported here).
     """
     options = _task_options(config)
     settings = validate_model_config(config.baseline.model, config.baseline.config, source)
+    pretrained = bool(config.baseline.pretrained)
+    problem = settings.task_problem(options.image_size, pretrained)
+    decoder = getattr(options, "decoder", None)  # generation tasks: the decoder follows a from-config encoder's width
+    if problem is None and decoder is not None and not pretrained:
+        problem = decoder.encoder_problem(getattr(settings, "hidden_size", None))
+    if problem:
+        raise SpecError(f"{source} on task {config.task.name!r}: {problem}.")
     task = config.task.model_copy(update={"options": options.model_dump(mode="json")})
     baseline = config.baseline.model_copy(update={"config": settings.model_dump(mode="json"), "peft": peft})
     return config.model_copy(update={"task": task, "baseline": baseline})
