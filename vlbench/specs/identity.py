@@ -36,12 +36,12 @@ def _reads_prompt(model_type: str) -> bool:
 
 
 def _put(payload: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``payload[a][b]...`` at a dotted path that exists in the config (others are ignored)."""
+    """Replace the path or id at a dotted path of the config (a string) by its content identity; else leave it."""
     *parents, last = dotted.split(".")
     node: Any = payload
     for part in parents:
         node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict) and last in node:
+    if isinstance(node, dict) and isinstance(node.get(last), str):
         node[last] = value
 
 
@@ -63,8 +63,11 @@ def config_hash(config: RunConfig, extra: dict[str, Any] | None = None) -> str:
     """
     payload = config.model_dump(mode="json")
     extra = dict(extra or {})
-    for dotted, identity in sorted((extra.pop("content", None) or {}).items()):
+    content = extra.pop("content", None) or {}
+    for dotted, identity in sorted(content.items()):
         _put(payload, dotted, identity)
+    if content:  # every identity counts, also one whose settings are more than a path (an image part's block)
+        payload["content"] = content
     for section, names in COSMETIC_FIELDS.items():
         payload[section] = {k: v for k, v in payload[section].items() if k not in names}
     payload["training"] = {k: v for k, v in payload["training"].items() if k not in TrainingConfig.unhashed}
