@@ -11,6 +11,8 @@ import gzip
 import json
 from pathlib import Path
 
+from tests.official_layouts import write_vqav2_files
+
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
 NAMES = list(COLORS)
 
@@ -58,12 +60,7 @@ def make_vqav2(root: Path, train_ids=range(1, 13), val_ids=range(101, 107), trun
                     "multiple_choice_answer": answer,
                     "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": j + 1} for j, a in enumerate(humans)],
                 })
-        info = {"description": "fixture", "version": "2.0"}
-        (root / f"v2_OpenEnded_mscoco_{subset}_questions.json").write_text(json.dumps(
-            {"info": info, "task_type": "Open-Ended", "data_type": "mscoco", "license": {}, "data_subtype": subset,
-             "questions": questions}))
-        (root / f"v2_mscoco_{subset}_annotations.json").write_text(json.dumps(
-            {"info": info, "license": {}, "data_subtype": subset, "annotations": annotations}))
+        write_vqav2_files(root, subset, questions, annotations)
     if truncated is not None:
         truncate(root / "train2014" / f"COCO_train2014_{truncated:012d}.jpg")
     return root

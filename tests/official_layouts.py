@@ -34,25 +34,53 @@ def write_vqav2(root: Path, per_split: int = 16) -> Path:
     """``v2_OpenEnded_mscoco_*_questions.json``, ``v2_mscoco_*_annotations.json``, ``train2014/``, ``val2014/``."""
     qid = 1
     for split, seed in (("train2014", 0), ("val2014", 1)):
-        questions, annotations = [], []
+        rows = []
         for k, (color, shape) in enumerate(_items(per_split, seed)):
             image_id = (1 if split == "train2014" else 500000) + k
-            _image(root / split / f"COCO_{split}_{image_id:012d}.jpg", color, (64 + 16 * (k % 3), 48))
             for question, answer, qtype, atype in (("what color is the shape?", color, "what color is the", "other"),
                                                    ("is there a circle?", "yes" if shape == "circle" else "no",
                                                     "is there a", "yes/no")):
-                questions.append({"image_id": image_id, "question": question, "question_id": qid})
-                answers = [{"answer": answer, "answer_confidence": "yes", "answer_id": i + 1} for i in range(10)]
-                annotations.append({"question_id": qid, "image_id": image_id, "question_type": qtype,
-                                    "answer_type": atype, "multiple_choice_answer": answer, "answers": answers})
-                qid += 1
-        info = {"description": "fixture", "version": "2.0"}
-        (root / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps(
-            {"info": info, "task_type": "Open-Ended", "data_type": "mscoco", "license": {}, "data_subtype": split,
-             "questions": questions}))
-        (root / f"v2_mscoco_{split}_annotations.json").write_text(json.dumps(
-            {"info": info, "license": {}, "data_subtype": split, "annotations": annotations}))
+                rows.append({"image_id": image_id, "question": question, "question_type": qtype, "answer_type": atype,
+                             "answers": [answer] * 10, "color": color, "size": (64 + 16 * (k % 3), 48)})
+        qid = write_vqav2_split(root, split, rows, first_question_id=qid)
     return root
+
+
+def write_vqav2_split(root: Path, subset: str, rows: list[dict], first_question_id: int = 1) -> int:
+    """One official subset (``train2014``/``val2014``): its questions and annotations files and a JPEG per image.
+
+    Each row: ``image_id``, ``question``, ``question_type``, ``answer_type``, ``answers`` (ten strings), and
+    optionally ``multiple_choice_answer`` (default: the most frequent answer), ``color`` and ``size`` of its
+    image. Question ids count from ``first_question_id``; returns the next free one.
+    """
+    from collections import Counter
+
+    questions, annotations = [], []
+    qid = first_question_id
+    for row in rows:
+        image_id = row["image_id"]
+        image = root / subset / f"COCO_{subset}_{image_id:012d}.jpg"
+        if not image.exists():
+            _image(image, row.get("color", COLORS[image_id % len(COLORS)]), row.get("size", (64, 48)))
+        questions.append({"image_id": image_id, "question": row["question"], "question_id": qid})
+        answers = [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1} for i, a in enumerate(row["answers"])]
+        plurality = Counter(row["answers"]).most_common(1)[0][0]
+        annotations.append({"question_id": qid, "image_id": image_id, "question_type": row["question_type"],
+                            "answer_type": row["answer_type"],
+                            "multiple_choice_answer": row.get("multiple_choice_answer", plurality), "answers": answers})
+        qid += 1
+    write_vqav2_files(root, subset, questions, annotations)
+    return qid
+
+
+def write_vqav2_files(root: Path, subset: str, questions: list[dict], annotations: list[dict]) -> None:
+    """The official questions and annotations files of one subset, with their header fields."""
+    info = {"description": "fixture", "version": "2.0"}
+    (root / f"v2_OpenEnded_mscoco_{subset}_questions.json").write_text(json.dumps(
+        {"info": info, "task_type": "Open-Ended", "data_type": "mscoco", "license": {}, "data_subtype": subset,
+         "questions": questions}))
+    (root / f"v2_mscoco_{subset}_annotations.json").write_text(json.dumps(
+        {"info": info, "license": {}, "data_subtype": subset, "annotations": annotations}))
 
 
 def _karpathy(images: list[dict], dataset: str) -> dict:

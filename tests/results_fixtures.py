@@ -23,8 +23,9 @@ def make_record(baseline: str = "vilt", seed: int = 0, scores: Optional[dict[str
                 status: str = "ok", versions: Optional[dict[str, str]] = None, trainable: int = 1000,
                 ablation: Optional[tuple[float, float]] = None, reference: str = "text-bert",
                 history: Optional[list[float]] = None, gpu_bytes: Optional[int] = None,
-                emap: Optional[tuple[float, float]] = None) -> dict[str, Any]:
-    """A record whose accuracy is 100 x the mean of ``scores`` (item id -> 0..1)."""
+                emap: Optional[tuple[float, float]] = None, modalities: Optional[list[str]] = None,
+                question_only: Optional[tuple[float, float]] = None) -> dict[str, Any]:
+    """A record whose accuracy is 100 x the mean of ``scores`` (item id -> 0..1); ``question_only``: (prior, ceiling)."""
     config = copy.deepcopy(BASE_CONFIG)
     config["baseline"]["name"] = baseline
     config["task"]["name"] = task
@@ -43,10 +44,12 @@ def make_record(baseline: str = "vilt", seed: int = 0, scores: Optional[dict[str
     scores = scores if scores is not None else {"1": 1.0, "2": 0.0}
     accuracy = 100 * sum(scores.values()) / len(scores)
     record.update({
-        "data": {"fingerprint": "fp1", "sizes": {"test": len(scores)}},
+        "data": {"fingerprint": "fp1", "sizes": {"test": len(scores)},
+                 "question_only": ({"metric": "accuracy", "prior": question_only[0], "question_oracle": question_only[1]}
+                                   if question_only else None)},
         "parameters": {"trainable": trainable, "total": 2 * trainable},
         "tokenizer": {"source": "word-level", "used": True},
-        "modalities": ["text", "image"],
+        "modalities": modalities if modalities is not None else ["text", "image"],
         "timing": {"wall_seconds": 10.0, "train_seconds": 6.0, "eval_seconds": 3.0, "train_examples_per_second": 5.0},
         "memory": {"peak_bytes": gpu_bytes, "kind": "cuda_max_allocated" if gpu_bytes else "not_measured"},
         "training": {"history": [{"epoch": i + 1, "validation": v} for i, v in enumerate(history or [50.0, 60.0])],

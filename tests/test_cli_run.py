@@ -147,3 +147,15 @@ def test_list_json_shapes(capsys):
         assert main(["list", kind, "--format", "json"]) == 0
         listed = json.loads(capsys.readouterr().out)
         assert listed and all({"name", "description"} <= set(i) for i in listed)
+
+
+def test_records_carry_the_question_only_bounds_of_their_data(finished_run):
+    def record(baseline):
+        return json.loads((finished_run / "vqa" / "shapes" / baseline / "seed-0.json").read_text())
+
+    bounds = record("vilt")["data"]["question_only"]
+    assert bounds == record("text-bert")["data"]["question_only"] and bounds["metric"] == "accuracy"
+    # the data's prior is what the prior baseline scores; no text-only model can pass the per-string oracle
+    assert bounds["prior"] == record("prior")["test"]["metrics"]["accuracy"]
+    assert bounds["prior"] <= bounds["question_majority"] <= bounds["question_oracle"] <= bounds["plurality_ceiling"]
+    assert record("text-bert")["test"]["metrics"]["accuracy"] <= bounds["question_oracle"]

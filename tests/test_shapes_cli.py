@@ -49,17 +49,17 @@ def test_show_writes_a_readable_png(tmp_path: Path) -> None:
 def test_stats_json(tmp_path: Path, capsys) -> None:
     assert main(["data", "stats", "shapes", "--format", "json", "--cache-dir", str(tmp_path), *SMALL]) == 0
     bounds = json.loads(capsys.readouterr().out)
-    for key in ("prior", "question_majority", "question_oracle", "ceiling"):
+    for key in ("prior", "question_majority", "question_oracle", "plurality_ceiling"):
         assert set(bounds[key]["perAnswerType"]) == {"yes/no", "number", "other"}
     # the best per-string answer fitted on test itself is an upper bound for a text-only model
     assert bounds["prior"]["overall"] <= bounds["question_oracle"]["overall"] < 75
-    assert bounds["ceiling"]["overall"] > 97
+    assert bounds["plurality_ceiling"]["overall"] > 97
 
 
 def test_stats_table(tmp_path: Path, capsys) -> None:
     assert main(["data", "stats", "shapes", "--cache-dir", str(tmp_path), "-q", *SMALL]) == 0
     out = capsys.readouterr().out
-    assert "prior" in out and "oracle" in out and "yes/no" in out
+    assert "prior" in out and "text-only" in out and "yes/no" in out
 
 
 @pytest.mark.parametrize(

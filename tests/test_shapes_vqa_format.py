@@ -7,7 +7,7 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from vlbench.data.base import ArrayImageStore, VLDataset
-from vlbench.data.shapes.stats import question_only_bounds
+from vlbench.data.vqa_stats import question_only_bounds
 from vlbench.data.vqa_format import VQA_FEATURES, annotations_list, from_official, to_official
 from vlbench.errors import DataError
 
@@ -91,5 +91,5 @@ def test_question_only_bounds_hand_computed() -> None:
     # per test string: red circle -> no, blue square -> yes, circles -> 3: all right
     assert bounds["question_majority"]["overall"] == pytest.approx(100.0)
     assert bounds["question_oracle"]["overall"] == pytest.approx(100.0)
-    assert bounds["ceiling"]["overall"] == pytest.approx(100.0)
+    assert bounds["plurality_ceiling"]["overall"] == pytest.approx(100.0)
     assert bounds["n_question_strings"] == 3

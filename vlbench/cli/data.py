@@ -133,17 +133,20 @@ def stats(
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Python file registering extra datasets."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Print the question-only bounds (official VQA accuracy): prior, per-question oracle, ceiling."""
-    from vlbench.data.shapes.stats import question_only_bounds
+    """Print the question-only bounds of any VQA dataset (official VQA accuracy): prior, per-string oracle, ceiling."""
+    from vlbench.data.vqa_stats import BOUNDS, question_only_bounds
 
     if fmt not in ("rich", "json"):
         raise SpecError(f"--format {fmt!r}: use rich or json.")
     dataset = load_dataset(name, set_, cache_dir, quiet=quiet or fmt == "json", plugins=plugin)
+    if "vqa" not in dataset.tables:
+        raise SpecError(f"dataset {dataset.name!r} has no vqa table (it has: {', '.join(sorted(dataset.tables))}); "
+                        "question-only bounds are computed for VQA datasets.")
     bounds = question_only_bounds(dataset, train_split=train_split, test_split=test_split)
     if fmt == "json":
         typer.echo(json.dumps(bounds, indent=2))
         return
-    answer_types = sorted(bounds["ceiling"]["perAnswerType"])
+    answer_types = sorted(bounds["plurality_ceiling"]["perAnswerType"])
     table = Table(
         title=f"question-only bounds on {dataset.name}/{test_split} ({bounds['n_test_questions']} questions, "
         f"{bounds['n_question_strings']} distinct strings; official VQA accuracy, %)"
@@ -152,14 +155,9 @@ def stats(
     table.add_column("overall", justify="right")
     for answer_type in answer_types:
         table.add_column(answer_type, justify="right")
-    labels = {
-        "prior": f"prior (top answer per question type on {train_split})",
-        "question_majority": f"question majority (top answer per question string on {test_split})",
-        "question_oracle": f"question oracle (best-scoring answer per question string on {test_split})",
-        "ceiling": "ceiling (each question's multiple_choice_answer)",
-    }
-    for key, label in labels.items():
+    for key, label in BOUNDS.items():
         row = bounds[key]
+        label = label.format(train=train_split, test=test_split)
         table.add_row(label, f"{row['overall']:.2f}", *[f"{row['perAnswerType'].get(t, 0):.2f}" for t in answer_types])
     _console.print(table)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from typing import Any
 
+from vlbench.data.vqa_stats import majority, prior_answers
 from vlbench.models.base import FittedModel
 
 __all__ = ["AnswerPrior"]
@@ -20,15 +20,11 @@ class AnswerPrior(FittedModel):
         self.overall = ""
 
     def fit(self, rows: list[dict[str, Any]]) -> None:
-        """Count the majority answers of the training questions by question type."""
-        per_type: dict[str, Counter] = defaultdict(Counter)
-        total: Counter = Counter()
-        for row in rows:
-            per_type[row["question_type"]][row["multiple_choice_answer"]] += 1
-            total[row["multiple_choice_answer"]] += 1
-        # sorting by (-count, answer) makes ties deterministic across runs and platforms
-        self.by_type = {t: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for t, c in per_type.items()}
-        self.overall = min(total.items(), key=lambda kv: (-kv[1], kv[0]))[0] if total else ""
+        """Count the majority answers of the training questions by question type (as `vlbench data stats` does)."""
+        types = [row["question_type"] for row in rows]
+        answers = [row["multiple_choice_answer"] for row in rows]
+        self.by_type = prior_answers(types, answers)
+        self.overall = majority(answers) if answers else ""
 
     def predict(self, rows: list[dict[str, Any]]) -> list[str]:
         """The prior answer of each row's question type (the overall one for unseen types)."""

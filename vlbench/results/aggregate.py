@@ -21,7 +21,7 @@ from vlbench.results.seeditem import seed_item_test
 from vlbench.results.stats import paired_test, summarize
 from vlbench.specs import COSMETIC_FIELDS, TrainingConfig
 
-__all__ = ["Table", "aggregate", "comparable_config", "initialisation", "MIN_SEEDS", "EMAP_FIELDS"]
+__all__ = ["Table", "aggregate", "comparable_config", "initialisation", "MIN_SEEDS", "EMAP_FIELDS", "LEAKAGE_FIELDS"]
 
 MIN_SEEDS = 3  # below this a row is marked: its spread is not estimated well enough for a finding
 
@@ -181,6 +181,24 @@ def _emap_fields(records: list[dict[str, Any]], metric: Optional[str]) -> dict[s
             "emap_gap_ci_high": gap.ci_high, "emap_seeds": gap.n}
 
 
+LEAKAGE_FIELDS = ("text_only", "question_only_prior", "question_only_ceiling", "leakage", "above_text_ceiling")
+
+
+def _leakage_fields(records: list[dict[str, Any]], metric: str, mean: Optional[float]) -> dict[str, Any]:
+    """For a model that reads only the question: its score minus the data's prior, and whether it beats the
+    data's text-only ceiling (the best answer per exact question string, chosen on test), which it cannot
+    honestly do (MMStar's "leakage"). The bounds come from the records' ``data.question_only``."""
+    text_only = bool(records) and all(r.get("modalities") == ["text"] for r in records)
+    bounds = [((r.get("data") or {}).get("question_only") or {}) for r in records]
+    bounds = [b for b in bounds if b.get("metric") == metric]
+    prior = _mean(b.get("prior") for b in bounds) if bounds else None
+    ceiling = _mean(b.get("question_oracle") for b in bounds) if bounds else None
+    leakage = mean - prior if text_only and mean is not None and prior is not None else None
+    above = (mean > ceiling + 1e-9) if text_only and mean is not None and ceiling is not None else None
+    return {"text_only": text_only, "question_only_prior": prior, "question_only_ceiling": ceiling,
+            "leakage": leakage, "above_text_ceiling": above}
+
+
 def _memory_mb(records: list[dict[str, Any]]) -> Optional[float]:
     # only the CUDA allocator's peak is the run's memory; process RSS on CPU includes every library loaded
     peaks = [(r.get("memory") or {}).get("peak_bytes") for r in records
@@ -267,7 +285,7 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
                          "ci_low": None, "ci_high": None, "delta_vs_reference": None, "p_value": None,
                          "p_value_items": None, "delta_ci_low": None, "delta_ci_high": None, "test": "failed run",
                          "image_reliance_blank": None, "image_reliance_shuffled": None,
-                         **dict.fromkeys(EMAP_FIELDS)})
+                         **dict.fromkeys(EMAP_FIELDS), **dict.fromkeys(LEAKAGE_FIELDS)})
             continue
         for name in metrics:
             summary = summarize([r["test"]["metrics"].get(name) for r in group.ok])
@@ -281,6 +299,7 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
             row["image_reliance_shuffled"] = _mean(a["real"] - a["shuffled"] for a in ablations
                                                    if a.get("real") is not None and a.get("shuffled") is not None)
             row.update(_emap_fields(group.ok, name))
+            row.update(_leakage_fields(group.ok, name, summary.mean))
             if ref_group is not None:
                 ref_summary = summarize([r["test"]["metrics"].get(name) for r in ref_group.ok])
                 if summary.mean is not None and ref_summary.mean is not None:

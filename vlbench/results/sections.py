@@ -16,6 +16,7 @@ __all__ = ["P_SEEDS_ITEMS", "P_ITEMS", "TEXT_COLUMNS", "significance_mark", "wid
 
 P_SEEDS_ITEMS = "p (seeds+items)"  # the test that marks Δ: seed and item variance both counted
 P_ITEMS = "p (items only)"  # the paired per-item test over seed-averaged values: ignores seed variance
+LEAKAGE = "leakage (text-only − prior)"
 TEXT_COLUMNS = ("baseline", "config", "family", "init")  # columns of words (left-aligned, not sorted as numbers)
 
 
@@ -87,9 +88,11 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
         header += ["GPU peak MB"] if has_gpu else []
         header += metrics + [f"{tested} 95% CI"]
         header += [f"image reliance ({tested}: −blank / −shuffled)"] if has_ablation else []
+        has_leakage = any(r.get("leakage") is not None and r["metric"] == tested for r in rows)
         emap_sizes = {r["emap_items"] for r in rows if r.get("emap_gap") is not None and r["metric"] == tested}
         on = f", {next(iter(emap_sizes))} items" if len(emap_sizes) == 1 and None not in emap_sizes else ""
         header += [f"EMAP gap ({tested}{on})"] if has_emap else []
+        header += [LEAKAGE] if has_leakage else []
         header += [f"Δ {tested} vs {reference}", P_SEEDS_ITEMS, P_ITEMS]
         lines: dict[tuple[str, str], dict[str, Any]] = {}
         for r in rows:
@@ -113,6 +116,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                 cells += [f"failed: {reason}"] + ["—"] * (len(metrics) - 1 + 1)
                 cells += ["—"] if has_ablation else []
                 cells += ["—"] if has_emap else []
+                cells += ["—"] if has_leakage else []
                 cells += ["—", "—", "—"]
             else:
                 cells += [_value(line["metrics"][m]) if m in line["metrics"] else "" for m in metrics]
@@ -122,6 +126,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                               f"{_num(t['image_reliance_shuffled'], signed=True)}"
                               if t and t["image_reliance_blank"] is not None else "—"]
                 cells += [_emap_gap(t)] if has_emap else []
+                cells += [_leakage(t)] if has_leakage else []
                 delta = t["delta_vs_reference"] if t else None
                 cells += [_num(delta, signed=True) + (significance_mark(t["p_value"]) if t else ""),
                           _p(t["p_value"]) if t else "—", _p(t["p_value_items"]) if t else "—"]
@@ -138,6 +143,16 @@ def _emap_gap(row: Optional[dict[str, Any]]) -> str:
     text = _num(row["emap_gap"], signed=True)
     if row.get("emap_gap_ci_low") is not None:
         text += f" [{_num(row['emap_gap_ci_low'], signed=True)}, {_num(row['emap_gap_ci_high'], signed=True)}]"
+    return text
+
+
+def _leakage(row: Optional[dict[str, Any]]) -> str:
+    """A text-only row's score minus the data's prior, flagged when it is above the text-only ceiling."""
+    if not row or row.get("leakage") is None:
+        return "—"
+    text = _num(row["leakage"], signed=True)
+    if row.get("above_text_ceiling"):
+        text += f" (above the text-only ceiling {_num(row['question_only_ceiling'])})"
     return text
 
 
@@ -162,11 +177,18 @@ def legend(table: Table) -> list[str]:
         f"n<3: fewer than {MIN_SEEDS} seeds; the spread is not estimated well and a Δ is not a finding.",
         "image reliance: the trained model's score with real images minus its score with blank images / with "
         "images shuffled across test examples.",
-        "EMAP gap: the model's score minus the score of its additive projection (EMAP, Hessel & Lee 2020) on the "
-        "same seeded test items, mean over seeds [95% t-interval]; near 0: the model's use of the image needs no "
-        "interaction with the text (docs/results.md).",
         "train s: optimizer steps only (no validation); eval s: validation, test, ablation and EMAP passes.",
     ]
+    if any(r.get("emap_gap") is not None for r in table.rows):
+        lines.insert(-1, "EMAP gap: the model's score minus the score of its additive projection (EMAP, Hessel & Lee "
+                     "2020) on the same seeded test items, mean over seeds [95% t-interval]; near 0: the model's use of "
+                     "the image needs no interaction with the text (docs/results.md).")
+    if any(r.get("leakage") is not None for r in table.rows):
+        lines.insert(-1, f"{LEAKAGE}: MMStar's leakage, a model that reads only the question minus the data's prior "
+                     "(top training answer per question type, `vlbench data stats`); flagged when the score is above "
+                     "the best answer per exact question string chosen on test, which no model reading only the "
+                     "question can reach: something leaked (test answers, the image through the text). MMStar's "
+                     "multimodal gain is the Δ column of a joint model whose reference is its own text-only twin.")
     untested = sorted({f"{r['metric']}: {r['test'][len('not tested: '):]}" for r in table.rows
                        if r["test"] and r["test"].startswith("not tested")})
     lines += [f"not tested — {u}" for u in untested]

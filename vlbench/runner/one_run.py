@@ -150,7 +150,8 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
     return {
         **record_header(config, seed, digest, "ok"),
         "data": {"name": dataset.name, "source": config.dataset, "fingerprint": dataset.fingerprint, "info": dataset.info,
-                 "sizes": {role: task.num_examples(role) for role in ("train", "validation", "test")}},
+                 "sizes": {role: task.num_examples(role) for role in ("train", "validation", "test")},
+                 "question_only": distributed.on_main(task.question_only)},
         "versions": package_versions(),
         "git_commit": git_commit(),
         "device": describe_device(accelerator.device),

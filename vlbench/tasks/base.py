@@ -246,6 +246,10 @@ class TaskType:
         """Fit a non-neural model on train and score the given splits."""
         raise NotImplementedError
 
+    def question_only(self) -> Optional[dict[str, Any]]:
+        """What the question alone scores on the test split (the data's bounds for text-only models), or None."""
+        return None
+
     # --- EMAP (vlbench.tasks.emap): a task type whose model gives per-item output scores can take part --------
     def emap_problem(self, model: torch.nn.Module) -> Optional[str]:
         """Why EMAP cannot project this trained model's outputs (None when it can)."""

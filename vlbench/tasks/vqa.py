@@ -283,6 +283,15 @@ class VQATask(TaskType):
         details = {"perAnswerType": result["perAnswerType"], "perQuestionType": result["perQuestionType"]}
         return EvalResult(metrics, self.primary_value(metrics), per_example, predictions, details)
 
+    def question_only(self) -> dict[str, Any]:
+        """The test split's question-only bounds (official accuracy, %; see vlbench.data.vqa_stats), computed once."""
+        if not hasattr(self, "_question_only"):
+            from vlbench.data.vqa_stats import BOUNDS, question_only_bounds
+
+            bounds = question_only_bounds(self.dataset, self.split_names["train"], self.split_names["test"])
+            self._question_only = {"metric": "accuracy", **{key: bounds[key]["overall"] for key in BOUNDS}}
+        return self._question_only
+
     # --- EMAP (vlbench.tasks.emap) -------------------------------------------------------------------
     def emap_problem(self, model: nn.Module) -> Optional[str]:
         """None for a classifier head; a model that writes its answers has no answer logits to project."""
