@@ -88,8 +88,10 @@ def test_prompted_smollm_trains_a_visual_prefix_then_prompts(gguf, cache_dir, tm
     record = _run(tmp_path, "prompted-smollm", "--set", "baseline.config.shots=1",
                   "--set", "baseline.config.visual_prefix.images=2", "--set", "baseline.config.visual_prefix.batch_size=4")
     assert record["training"]["steps"] == 0  # no task training
-    builds = list((cache_dir / "prefix").glob("smollm2-projector-*.json"))
-    assert builds and json.loads(builds[0].read_text())["losses"]
+    prefix = record["training"]["visual_prefix"]
+    assert prefix["captions"] == 10 and prefix["images"] == 2 and prefix["seed"] == 0 and len(prefix["losses"]) == 1
+    assert record["parameters"]["trainable"] == 1280 * 576 + 576 + 576 * 576 + 576  # the projector, on captions
+    assert (cache_dir / "prefix" / f"smollm2-projector-{prefix['key']}.safetensors").is_file()
 
 
 def _tiny_images(n: int) -> list[np.ndarray]:

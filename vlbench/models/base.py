@@ -157,6 +157,14 @@ class FittedModel:
         """Predict one output per row."""
         raise NotImplementedError
 
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trained, total) parameters behind the predictions, for the run record (a counting model has none)."""
+        return 0, 0
+
+    def fit_details(self) -> dict[str, Any]:
+        """What fitting did, for the record's ``training`` block (e.g. a visual prefix trained on captions)."""
+        return {}
+
 
 def validate_model_config(model_type: str, config: dict[str, Any], source: str) -> EncoderConfig:
     """Validate a baseline's ``config:`` block against its model type's settings class."""

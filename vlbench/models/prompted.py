@@ -170,6 +170,16 @@ class PromptedVLM(FittedModel):
             row = {**row, "answer": row["multiple_choice_answer"]}
         return row
 
+    def parameter_counts(self) -> tuple[int, int]:
+        """(the visual prefix's projector, trained on captions; 0 for a ready checkpoint), all parameters."""
+        module = self.vlm if self.vlm is not None else self.model
+        total = sum(p.numel() for p in module.parameters())
+        return (sum(p.numel() for p in self.vlm.projector.parameters()) if self.vlm is not None else 0), total
+
+    def fit_details(self) -> dict[str, Any]:
+        """The visual prefix's build (cache key, captions, seed, caption losses), when one was trained."""
+        return {"visual_prefix": self.prefix} if self.prefix is not None else {}
+
     def build_prompt(self, row: dict[str, Any], query_index: int) -> tuple[list[dict[str, Any]], list[int]]:
         """Chat-format content (image and text parts) of one query and the image ids it shows, in order."""
         where = f"task {self.task_name!r} prompt"

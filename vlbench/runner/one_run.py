@@ -114,8 +114,8 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
         results = distributed.on_main(lambda: task.fit_and_evaluate(built, ["validation", "test"]))
         validation, test = results["validation"], results["test"]
         fit_info: dict[str, Any] = {"history": [], "best_epoch": 0, "best_validation": validation.primary, "steps": 0,
-                                    "stopped_early": False, "precision": None}
-        trainable, total, train_seconds, examples = 0, 0, 0.0, 0
+                                    "stopped_early": False, "precision": None, **built.fit_details()}
+        (trainable, total), train_seconds, examples = built.parameter_counts(), 0.0, 0
     else:
         model = built
         trainable, total = _count_parameters(model)
