@@ -84,6 +84,30 @@ def test_llava_smollm_writes_captions(gguf, tmp_path):
     assert len(captions) == record["data"]["sizes"]["test"] and all("\n" not in c["caption"] for c in captions)
 
 
+def test_llava_smollm_scratch_twin_runs_with_random_parts(gguf, tmp_path):
+    from safetensors.torch import load_file
+
+    record = _run(tmp_path, "llava-smollm-scratch", "--max-steps", "2")
+    assert record["parameters"]["trainable"] == 30 * 8 * (2 * (576 + 576) + 2 * (576 + 192)) + 1280 * 576 + 576 + 576 * 576 + 576
+    trained = load_file(str(next(tmp_path.glob("vqa/shapes/llava-smollm-scratch/seed-0.weights.safetensors"))))
+    assert any("lora_A" in name for name in trained) and any("projector" in name for name in trained)
+    part = record["features"]["parts"][0]["part"]
+    assert part["weights"].startswith("random-init:")  # the image part's weights were drawn, not loaded
+
+
+def test_scratch_twin_has_smollm2s_shapes_and_none_of_its_weights(gguf):
+    from vlbench.models.base import BuildContext
+    from vlbench.models.smollm import load_gguf_model
+    from vlbench.models.smollm_generator import SmolLlavaConfig, SmolLMLlava
+
+    torch.manual_seed(0)
+    twin = SmolLMLlava.from_spec(SmolLlavaConfig(scratch=True), str(gguf), BuildContext(task_type="vqa")).vlm.lm
+    real = dict(load_gguf_model(gguf).named_parameters())
+    mine = dict(twin.named_parameters())
+    assert {n: p.shape for n, p in mine.items()} == {n: p.shape for n, p in real.items()}
+    assert not any(torch.equal(p, real[n]) for n, p in mine.items() if p.dim() > 1)  # every matrix drawn anew
+
+
 def test_prompted_smollm_trains_a_visual_prefix_then_prompts(gguf, cache_dir, tmp_path):
     record = _run(tmp_path, "prompted-smollm", "--set", "baseline.config.shots=1",
                   "--set", "baseline.config.visual_prefix.images=2", "--set", "baseline.config.visual_prefix.batch_size=4")
@@ -158,7 +182,7 @@ def test_all_baselines_on_the_embedded_data_leaves_them_out():
 
     said: list[str] = []
     chosen = {s.name for s in select_baselines(load_task_spec("vqa"), [], True, "shapes", echo=said.append)}
-    generative = {"text-smollm", "llava-smollm", "prompted-smollm"}
+    generative = {"text-smollm", "llava-smollm", "llava-smollm-scratch", "prompted-smollm"}
     assert not chosen & generative and all(name in said[0] for name in generative)
     on_vqav2 = {s.name for s in select_baselines(load_task_spec("vqa"), [], True, "vqav2")}
-    assert {"text-smollm", "llava-smollm"} <= on_vqav2
+    assert {"text-smollm", "llava-smollm", "llava-smollm-scratch"} <= on_vqav2

