@@ -105,6 +105,11 @@ def run(
     emap_items: Optional[int] = typer.Option(
         None, "--emap-items", min=2, max=100_000, help=f"Test items EMAP uses (implies --emap; default {DEFAULT_EMAP_ITEMS})."
     ),
+    check_eval_invariance: bool = typer.Option(
+        False, "--check-eval-invariance",
+        help="After testing, score the test split again one example per batch and record whether every metric and "
+        "item score is the same as at the evaluation batch size (one more test pass, unbatched).",
+    ),
     device: str = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value; repeatable."),
     force: bool = typer.Option(False, "--force", help="Run again even when a record with the same config exists."),
@@ -175,7 +180,8 @@ def run(
                             "precision": precision, "grad_accum_steps": grad_accum_steps, "compile": compile_,
                             "deterministic": deterministic, "tf32": tf32, "num_workers": num_workers, "data_on_device": data_on_device,
                             "checkpoint_every_steps": checkpoint_every_steps,
-                            "emap_items": emap_items or (DEFAULT_EMAP_ITEMS if emap else None)},
+                            "emap_items": emap_items or (DEFAULT_EMAP_ITEMS if emap else None),
+                            "check_eval_invariance": check_eval_invariance or None},
         device=device,
         force=force,
         cache_dir=cache_dir,

@@ -250,6 +250,11 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
         by_task[(g.task, g.dataset, g.baseline)].append(g)
     versions = Counter(_version_key(r) for r in records)
     notes: list[str] = []
+    batch_dependent = sorted({f"{r['baseline']} seed {r['seed']}" for r in records
+                              if (r.get("eval_invariance") or {}).get("invariant") is False})
+    if batch_dependent:  # recorded by --check-eval-invariance: these scores change with the evaluation batch
+        notes.append(f"warning: the test scores of {', '.join(batch_dependent)} changed when scored one example per "
+                     "batch (record field eval_invariance).")
     rows: list[dict[str, Any]] = []
     for group in groups:
         rec0 = group.first

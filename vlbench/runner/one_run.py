@@ -87,6 +87,17 @@ def _emap(config: RunConfig, seed: int, task: Any, model: Any, modalities: tuple
         config.training.eval_batch_size, modalities, device, progress, f"{label} EMAP"))
 
 
+def _invariance(config: RunConfig, test: Any, task: Any, model: Any, modalities: tuple[str, ...],
+                device: torch.device) -> dict[str, Any]:
+    """The record's ``eval_invariance`` block: the test pass at batch 1 (at the default batch if the run's is 1)."""
+    from vlbench.results.invariance import invariance_block
+    from vlbench.specs import TrainingConfig
+
+    size = config.training.eval_batch_size
+    other = 1 if size != 1 else TrainingConfig.model_fields["eval_batch_size"].default
+    return invariance_block(test, size, lambda b: task.evaluate(model, "test", b, modalities, device), other)
+
+
 def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: TokenizerCache, accelerator: Any,
             progress: Any, digest: str, cache_dir: Optional[Path] = None,
             checkpoint_dir: Optional[Path] = None, warn: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
@@ -106,7 +117,7 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
                          tokenizer_source=tokenizers.source_for(config), data_fingerprint=dataset.fingerprint,
                          cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
     built, modalities = assembled.model, assembled.modalities
-    weights = features = ablation = emap = None
+    weights = features = ablation = emap = invariance = None
     eval_seconds = 0.0
     if isinstance(built, FittedModel):
         if callable(getattr(built, "attach", None)):
@@ -132,6 +143,8 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
                     dataset, config.task.primary_metric, test.metrics[config.task.primary_metric],
                     lambda: task.evaluate(model, "test", config.training.eval_batch_size, modalities,
                                           accelerator.device), image_ids=task.image_ids("test"), seed=seed)
+            if config.training.check_eval_invariance:  # the same test pass one example per batch
+                invariance = _invariance(config, test, task, model, modalities, accelerator.device)
             if config.training.emap_items and "image" in modalities:
                 emap = _emap(config, seed, task, model, modalities, accelerator.device, progress, label)
             eval_seconds = result.eval_seconds + time.perf_counter() - test_start
@@ -173,6 +186,7 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
         "per_example": {"test": test.per_example},
         "ablation": ablation,
         "emap": emap,
+        "eval_invariance": invariance,
         "_predictions": test.predictions,
         "_weights": weights,
     }

@@ -59,19 +59,24 @@ def _report_failure(run: PlannedRun, device: Any, exc: BaseException) -> str:
 
 
 def _missing_measure(path: Path, config: Any) -> Optional[str]:
-    """What a finished record lacks that the run's config asks to measure (an EMAP of that many items), or None.
+    """What a finished record lacks that the run's config asks to measure (EMAP, the invariance check), or None.
 
     Such measures are left out of the config hash (they change no score), so a finished record of the same
     config may predate the request; the run is then done again (checkpoints are not kept after a run).
     """
     wanted = config.training.emap_items
-    if not wanted:
+    if not wanted and not config.training.check_eval_invariance:
         return None
     try:
         record = read_json(path)
     except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(record, dict) or "image" not in (record.get("modalities") or []):
+    if not isinstance(record, dict):
+        return None
+    trained = (record.get("training") or {}).get("steps") or (record.get("parameters") or {}).get("total")
+    if config.training.check_eval_invariance and trained and not record.get("eval_invariance"):
+        return "its record has no evaluation-invariance check"
+    if not wanted or "image" not in (record.get("modalities") or []):
         return None
     block = record.get("emap") or {}
     test_items = ((record.get("data") or {}).get("sizes") or {}).get("test")

@@ -59,7 +59,7 @@ class TrainingConfig(_Strict):
     # settings that cannot change a run's numbers: left out of the config hash (see ``config_hash``)
     # (emap_items adds a measurement to the record; it does not change the trained model or its test scores)
     unhashed: ClassVar[frozenset[str]] = frozenset({"seeds", "num_workers", "checkpoint_every_steps", "data_on_device",
-                                                    "emap_items"})
+                                                    "emap_items", "check_eval_invariance"})
 
     epochs: int = Field(10, ge=0, le=1_000_000, description="0 only together with max_steps: train exactly max_steps")
     max_steps: Optional[int] = Field(None, ge=1, le=10**12, description="cap on optimizer steps (overrides epochs)")
@@ -109,6 +109,10 @@ class TrainingConfig(_Strict):
         None, ge=2, le=100_000,
         description="after testing, score the additive projection of the model's outputs (EMAP, Hessel & Lee 2020) on "
         "this many seeded test items: N² forward passes, batched eval_batch_size pairs at a time; null: off",
+    )
+    check_eval_invariance: bool = Field(
+        False, description="after testing, score the test split again one example per batch and record whether every "
+        "metric and item score is the same (docs/results.md)",
     )
 
     @field_validator("seeds")
