@@ -89,6 +89,54 @@ def table(
     _write(console.export_text(), out)
 
 
+def _thumbnail_writer(records: list[dict], out: Path, notes: list[str]):
+    """``thumbnail(record, image_id)`` for the page: the image from the run's own dataset, as a PNG beside the page.
+
+    Each dataset with flip examples is loaded once, from the local cache or built offline; one that cannot be
+    loaded, or whose content no longer matches the record's fingerprint, is named in a note and shows no images.
+    """
+    import json
+
+    from vlbench.data.loading import load_dataset
+    from vlbench.errors import VLBenchError
+    from vlbench.results.flips import write_thumbnail
+
+    def key(record: dict) -> str:
+        config = record.get("config") or {}
+        return json.dumps([config.get("dataset"), (config.get("task") or {}).get("data") or {}], sort_keys=True)
+
+    datasets: dict[str, object] = {}
+    for record in records:
+        block = (record.get("ablation") or {}).get("flips")
+        if record.get("status") != "ok" or not isinstance(block, dict) or not block.get("examples"):
+            continue
+        if key(record) in datasets:
+            continue
+        config = record.get("config") or {}
+        try:
+            dataset = load_dataset(config["dataset"], (config.get("task") or {}).get("data") or {}, None, quiet=True)
+        except (VLBenchError, OSError, KeyError, ValueError) as exc:
+            notes.append(f"flip example images of {record.get('dataset')} not shown: its dataset could not be loaded "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}).")
+            dataset = None
+        if dataset is not None and dataset.fingerprint != (record.get("data") or {}).get("fingerprint"):
+            notes.append(f"flip example images of {record.get('dataset')} not shown: the dataset on disk is not the "
+                         "one the runs read (fingerprints differ).")
+            dataset = None
+        datasets[key(record)] = dataset
+
+    def thumbnail(record: dict, image_id: int):
+        dataset = datasets.get(key(record))
+        if dataset is None:
+            return None
+        name = f"flip-{dataset.fingerprint[:12]}-{int(image_id)}.png"
+        if not (out / name).exists():
+            write_thumbnail(dataset.images.get([int(image_id)])[0], out / name)
+        return name
+
+    return thumbnail
+
+
 @app.command("leaderboard")
 def leaderboard(
     results_dirs: list[Path] = typer.Argument(..., parser=path_arg, help="Folders of run records."),
@@ -104,9 +152,9 @@ def leaderboard(
     records, found = _read(results_dirs, task, skip_invalid)
     notes = [f"{len(found.duplicates)} duplicate run records (same config hash and seed) counted once."] \
         if found.duplicates else []
-    page = build_page(records, notes=notes)
     if out.exists() and not out.is_dir():
         raise VLBenchError(f"--out {str(out)!r} is a file; give a folder for the site.")
+    page = build_page(records, notes=notes, thumbnail=_thumbnail_writer(records, out, notes))
     try:
         path = atomic_write_text(out / "index.html", page)
     except OSError as exc:

@@ -96,12 +96,13 @@ def ablated_images(dataset: Any, mode: str, seed: int = 0,
 
 
 def ablation_block(dataset: Any, metric: str, real: float, evaluate: Callable[[], Any], image_ids: Sequence[int],
-                   seed: int = 0) -> dict[str, Any]:
+                   seed: int = 0, flips: Optional[Callable[[Any], Optional[dict[str, Any]]]] = None) -> dict[str, Any]:
     """The record's ``ablation`` block: ``evaluate()`` (an EvalResult) rerun with blank and shuffled images.
 
     ``image_ids`` are the evaluated split's images: the shuffled pass deranges within them only. A pass in
     which the task never asked the store for pixels (it cached them elsewhere) would score the real images
-    again; its value is recorded as null with a note rather than as a false "no reliance".
+    again; its value is recorded as null with a note rather than as a false "no reliance". ``flips``, given the
+    blank pass's EvalResult, makes the block's ``flips`` (:mod:`vlbench.results.flips`): the items the image flips.
     """
     block: dict[str, Any] = {"metric": metric, "real": real, "seed": seed, "blank_value": BLANK_VALUE,
                              "shuffled_within": "test"}
@@ -110,8 +111,10 @@ def ablation_block(dataset: Any, metric: str, real: float, evaluate: Callable[[]
             block[mode], block["note"] = None, "fewer than 2 test images: nothing to shuffle"
             continue
         with ablated_images(dataset, mode, seed, image_ids) as store:
-            value = float(evaluate().metrics[metric])
-        block[mode] = value if store.calls else None
+            result = evaluate()
+        block[mode] = float(result.metrics[metric]) if store.calls else None
+        if mode == "blank" and flips is not None and store.calls:
+            block["flips"] = flips(result)
         if not store.calls:
             block["note"] = "the task did not read images through dataset.images; ablation not applied"
     return block

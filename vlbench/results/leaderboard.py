@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from vlbench.results.aggregate import Table, aggregate
 from vlbench.results.escape import html_text, one_line
+from vlbench.results.flips import examples_html
 from vlbench.results.sections import TEXT_COLUMNS, legend, wide_sections
 
 __all__ = ["build_page", "html_tables", "bar_chart", "scatter_chart", "curve_chart"]
@@ -50,6 +51,7 @@ tr.failed td{color:#b00020}tr.few td{background:#fffbea}
 .legend{font-size:.8rem;color:#555;margin:.2rem 0 1rem 0}.legend li{margin:.1rem 0}
 .plots{display:flex;flex-wrap:wrap;gap:1rem}.plots figure{margin:0}
 figcaption{font-size:.8rem;color:#555;text-align:center}
+table.flips img{max-width:96px;max-height:96px;image-rendering:pixelated}details{margin:.3rem 0}
 svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#333}
 """
 
@@ -102,7 +104,7 @@ def _page_order(section: dict[str, Any]) -> list[int]:
             return 1
         if h.startswith(("Δ ", "p (")):
             return 2
-        return 3 if h.startswith(("image reliance", "EMAP gap")) else 4
+        return 3 if h.startswith(("image reliance", "flips", "EMAP gap")) else 4
 
     return sorted(range(len(header)), key=lambda i: (rank(header[i]), i))
 
@@ -131,7 +133,7 @@ def _legend_html(lines: list[str]) -> str:
 def _page(title: str, body: str) -> str:
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'; '
-            f'script-src \'unsafe-inline\'; img-src data:">'
+            f'script-src \'unsafe-inline\'; img-src data: \'self\'">'
             f"<title>{html_text(title)}</title><style>{_CSS}</style></head><body>{body}"
             f"<script>{_JS}</script></body></html>\n")
 
@@ -302,8 +304,12 @@ def _label(row: dict[str, Any]) -> str:
     return row["baseline"] + (f" [{row['config']}]" if row["config"] else "")
 
 
-def build_page(records: Iterable[dict[str, Any]], notes: Optional[list[str]] = None, *, rounds: int = 10000) -> str:
-    """The whole leaderboard page for a set of records (pure function of the records)."""
+def build_page(records: Iterable[dict[str, Any]], notes: Optional[list[str]] = None, *, rounds: int = 10000,
+               thumbnail: Optional[Callable[[dict[str, Any], int], Optional[str]]] = None) -> str:
+    """The whole leaderboard page for a set of records (a pure function of them, but for ``thumbnail``).
+
+    ``thumbnail(record, image_id)`` writes a flip example's image beside the page and returns its file name.
+    """
     records = list(records)
     table = aggregate(records, rounds=rounds)
     table.notes.extend(notes or [])
@@ -333,6 +339,9 @@ def build_page(records: Iterable[dict[str, Any]], notes: Optional[list[str]] = N
                    (curve, "validation (primary metric) per epoch, mean over seeds")]
         parts.append('<div class="plots">' + "".join(
             f"<figure>{svg}<figcaption>{html_text(caption)}</figcaption></figure>" for svg, caption in figures if svg
-        ) + "</div></section>")
+        ) + "</div>")
+        section_records = [r for r in records if r.get("status", "ok") == "ok" and r["task"] == s["task"]
+                           and r["dataset"] == s["dataset"]]
+        parts.append(examples_html(section_records, thumbnail) + "</section>")
     parts.append("<h2>Notes</h2>" + _legend_html(legend(table)))
     return _page("vlbench leaderboard", "".join(parts))

@@ -17,6 +17,7 @@ __all__ = ["P_SEEDS_ITEMS", "P_ITEMS", "TEXT_COLUMNS", "significance_mark", "wid
 P_SEEDS_ITEMS = "p (seeds+items)"  # the test that marks Δ: seed and item variance both counted
 P_ITEMS = "p (items only)"  # the paired per-item test over seed-averaged values: ignores seed variance
 LEAKAGE = "leakage (text-only − prior)"
+FLIPS = "flips (helped/hurt)"  # test items the image turned right / wrong (vlbench.results.flips)
 TEXT_COLUMNS = ("baseline", "config", "family", "init")  # columns of words (left-aligned, not sorted as numbers)
 
 
@@ -82,12 +83,14 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
         has_init = any(r.get("init") == "pretrained" for r in rows)
         has_gpu = any(r["gpu_memory_mb"] is not None for r in rows)
         has_ablation = any(r["image_reliance_blank"] is not None for r in rows)
+        has_flips = any(r.get("flips_helped") is not None and r["metric"] == tested for r in rows)
         has_emap = any(r.get("emap_gap") is not None and r["metric"] == tested for r in rows)
         header = ["baseline"] + (["config"] if has_config else []) + (["family", "init"] if has_init else [])
         header += ["params (trainable / total)", "n seeds", "train s", "eval s"]
         header += ["GPU peak MB"] if has_gpu else []
         header += metrics + [f"{tested} 95% CI"]
         header += [f"image reliance ({tested}: −blank / −shuffled)"] if has_ablation else []
+        header += [FLIPS] if has_flips else []
         has_leakage = any(r.get("leakage") is not None and r["metric"] == tested for r in rows)
         emap_sizes = {r["emap_items"] for r in rows if r.get("emap_gap") is not None and r["metric"] == tested}
         on = f", {next(iter(emap_sizes))} items" if len(emap_sizes) == 1 and None not in emap_sizes else ""
@@ -115,6 +118,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                 reason = escape.one_line(r["failure"] or "no reason recorded")
                 cells += [f"failed: {reason}"] + ["—"] * (len(metrics) - 1 + 1)
                 cells += ["—"] if has_ablation else []
+                cells += ["—"] if has_flips else []
                 cells += ["—"] if has_emap else []
                 cells += ["—"] if has_leakage else []
                 cells += ["—", "—", "—"]
@@ -125,6 +129,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                     cells += [f"{_num(t['image_reliance_blank'], signed=True)} / "
                               f"{_num(t['image_reliance_shuffled'], signed=True)}"
                               if t and t["image_reliance_blank"] is not None else "—"]
+                cells += [_flips(t)] if has_flips else []
                 cells += [_emap_gap(t)] if has_emap else []
                 cells += [_leakage(t)] if has_leakage else []
                 delta = t["delta_vs_reference"] if t else None
@@ -134,6 +139,13 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
         out.append({"task": task, "dataset": dataset, "header": header, "body": body, "metrics": metrics,
                     "tested": tested, "reference": reference, "rows": rows, "has_config": has_config})
     return out
+
+
+def _flips(row: Optional[dict[str, Any]]) -> str:
+    """``helped / hurt``: mean counts over seeds of test items the image turned right / wrong, or —."""
+    if not row or row.get("flips_helped") is None:
+        return "—"
+    return f"{_num(row['flips_helped'], 1)} / {_num(row['flips_hurt'], 1)}"
 
 
 def _emap_gap(row: Optional[dict[str, Any]]) -> str:
@@ -183,6 +195,10 @@ def legend(table: Table) -> list[str]:
         lines.insert(-1, "EMAP gap: the model's score minus the score of its additive projection (EMAP, Hessel & Lee "
                      "2020) on the same seeded test items, mean over seeds [95% t-interval]; near 0: the model's use of "
                      "the image needs no interaction with the text (docs/results.md).")
+    if any(r.get("flips_helped") is not None for r in table.rows):
+        lines.insert(-1, f"{FLIPS}: test items right with the real image and wrong with it blanked / wrong with the "
+                     "real image and right blanked (right: at least half the item's full score), mean count over seeds; "
+                     "helped − hurt is the change in items right. Examples per question type: the leaderboard page.")
     if any(r.get("leakage") is not None for r in table.rows):
         lines.insert(-1, f"{LEAKAGE}: MMStar's leakage, a model that reads only the question minus the data's prior "
                      "(top training answer per question type, `vlbench data stats`); flagged when the score is above "

@@ -21,7 +21,7 @@ LONG_FIELDS = ["task", "dataset", "baseline", "config", "config_fields", "config
                "delta_vs_reference", "delta_ci_low", "delta_ci_high", "p_value", "p_value_items",
                "test", "image_reliance_blank",
                "image_reliance_shuffled", "emap_items", "emap_model", "emap", "emap_gap", "emap_gap_ci_low",
-               "emap_gap_ci_high", "emap_seeds", "text_only", "question_only_prior", "question_only_ceiling", "leakage",
+               "emap_gap_ci_high", "emap_seeds", "flips_helped", "flips_hurt", "flips_seeds", "text_only", "question_only_prior", "question_only_ceiling", "leakage",
                "above_text_ceiling", "trainable_params", "total_params", "train_seconds", "eval_seconds",
                "gpu_memory_mb", "versions"]
 

@@ -15,6 +15,7 @@ from vlbench.models.pretrained import WORD_LEVEL, describe_pretrained, load_toke
 from vlbench.registry import MODELS
 from vlbench.results.ablation import ablation_block
 from vlbench.results.escape import rich_text
+from vlbench.results.flips import flips_block
 from vlbench.results.records import git_commit, now_iso, package_versions, record_header
 from vlbench.specs import RunConfig
 from vlbench.training.device import describe_device
@@ -142,7 +143,8 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
                 ablation = ablation_block(
                     dataset, config.task.primary_metric, test.metrics[config.task.primary_metric],
                     lambda: task.evaluate(model, "test", config.training.eval_batch_size, modalities,
-                                          accelerator.device), image_ids=task.image_ids("test"), seed=seed)
+                                          accelerator.device), image_ids=task.image_ids("test"), seed=seed,
+                    flips=lambda blank: flips_block(task.flip_view("test", test), task.flip_view("test", blank)))
             if config.training.check_eval_invariance:  # the same test pass one example per batch
                 invariance = _invariance(config, test, task, model, modalities, accelerator.device)
             if config.training.emap_items and "image" in modalities:

@@ -246,6 +246,10 @@ class TaskType:
         """Fit a non-neural model on train and score the given splits."""
         raise NotImplementedError
 
+    def flip_view(self, split: str, result: EvalResult) -> Optional[dict[str, Any]]:
+        """One pass's items for :mod:`vlbench.results.flips` (score, group, question, answer, image id), or None."""
+        return None
+
     def question_only(self) -> Optional[dict[str, Any]]:
         """What the question alone scores on the test split (the data's bounds for text-only models), or None."""
         return None

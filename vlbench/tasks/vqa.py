@@ -283,6 +283,18 @@ class VQATask(TaskType):
         details = {"perAnswerType": result["perAnswerType"], "perQuestionType": result["perQuestionType"]}
         return EvalResult(metrics, self.primary_value(metrics), per_example, predictions, details)
 
+    def flip_view(self, split: str, result: EvalResult) -> dict[str, Any]:
+        """Each question's score in ``result`` with its question type, question, answer given and image id."""
+        rows = self._rows[split]
+        answers = {str(p["question_id"]): p["answer"] for p in result.predictions or []}
+        items = {}
+        for qid, qtype, question, image_id in zip(rows["question_id"], rows["question_type"], rows["question"],
+                                                   rows["image_id"]):
+            key = str(qid)
+            items[key] = {"score": result.per_example[key], "group": qtype, "question": question,
+                          "answer": answers.get(key), "image_id": int(image_id)}
+        return {"group_by": "question type", "full_mark": 1.0, "items": items}
+
     def question_only(self) -> dict[str, Any]:
         """The test split's question-only bounds (official accuracy, %; see vlbench.data.vqa_stats), computed once."""
         if not hasattr(self, "_question_only"):
