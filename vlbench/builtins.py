@@ -24,7 +24,7 @@ MODELS.add("image-only", "vlbench.models.image_only:ImageOnlyEncoder", descripti
 # model types: fusion (baseline zoo, issue 4)
 MODELS.add("vilt", "vlbench.models.vilt:ViltEncoder", description="single-stream ViLT over text tokens and image patches (transformers ViltModel)")
 MODELS.add("film", "vlbench.models.film:FilmEncoder", description="early fusion: question-conditioned CNN (FiLM, Perez et al. 2018), from scratch")
-MODELS.add("coattention", "vlbench.models.coattention:CoAttentionEncoder", description="two-stream co-attention model (ViLBERT/LXMERT style): BERT text stream, ResNet-grid visual stream")
+MODELS.add("coattention", "vlbench.models.coattention:CoAttentionEncoder", description="two-stream co-attention model (ViLBERT/LXMERT style): BERT text stream, ResNet- or EfficientNet-grid visual stream")
 MODELS.add("relation-network", "vlbench.models.relation_network:RelationNetworkEncoder",
            description="relation network over grid cells + coordinates (Santoro et al. 2017), from scratch")
 

@@ -23,7 +23,15 @@ from pydantic import Field
 from torch import nn
 
 from vlbench.errors import SpecError
-from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, check_text_positions, check_vocabulary, load_pretrained
+from vlbench.models.base import (
+    BuildContext,
+    Encoder,
+    EncoderConfig,
+    EncoderOutput,
+    check_text_positions,
+    check_vocabulary,
+    load_pretrained,
+)
 from vlbench.models.parts.image_transform import CroppedPixels
 from vlbench.models.parts.settings import ImagePartSettings, build_image_part
 
