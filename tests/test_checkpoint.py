@@ -194,7 +194,8 @@ def test_only_the_latest_the_one_before_and_their_best_are_kept(tmp_path, accele
     assert states[-1]["best"] not in steps
     for name in entries[1:]:  # every folder vouches for its files with a manifest
         manifest = json.loads((folder / name / "manifest.json").read_text())
-        assert sorted(manifest["files"]) == sorted(p.name for p in (folder / name).iterdir() if p.name != "manifest.json")
+        files = sorted(p.name for p in (folder / name).iterdir() if p.name != "manifest.json")
+        assert sorted(manifest["files"]) == files
 
 
 def test_checkpoint_folder_sits_next_to_the_record_and_is_removed(tmp_path):

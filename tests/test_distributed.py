@@ -1,10 +1,11 @@
-"""Data parallelism on CPU with the gloo backend: gathered evaluation blocks and cross-process InfoNCE negatives."""
+"""Data parallelism on CPU with gloo: the training loop's step, gathered evaluation blocks, InfoNCE negatives."""
 
 from __future__ import annotations
 
 import torch
 import torch.multiprocessing as mp
 
+from tests.training_fixtures import RegressionTask, Regressor, config
 from vlbench import distributed
 from vlbench.tasks.retrieval import contrastive_loss
 
@@ -157,3 +158,78 @@ def test_single_process_is_a_no_op():
     x = torch.randn(3, requires_grad=True)
     assert distributed.gather_with_grad(x) is x and distributed.gather_list([1, 2]) == [1, 2]
     assert distributed.on_main(lambda: 42) == 42
+
+
+class _Recorded(RegressionTask):
+    """The regression task, noting which examples each training forward pass saw."""
+
+    def __init__(self) -> None:
+        super().__init__(n_train=8)
+        self.seen: list[list[int]] = []
+
+    def loss(self, outputs, batch):
+        if outputs.requires_grad:
+            self.seen.append(batch["index"].tolist())
+        return super().loss(outputs, batch)
+
+
+def _one_step_worker(rank: int, port: int, out: str) -> None:
+    """One optimizer step of vlbench's own training loop on one of two processes: its gradients and examples."""
+    import os
+
+    from accelerate.state import AcceleratorState
+
+    from vlbench.training.device import get_accelerator
+    from vlbench.training.trainer import fit
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    AcceleratorState._reset_state(reset_partial_state=True)  # forked from pytest: start from no accelerate state
+    get_accelerator.cache_clear()
+    accelerator = get_accelerator("auto")  # what `torchrun ... vlbench run` gets on a machine without a GPU
+    model, task, grads = Regressor(0), _Recorded(), {}
+    names = {id(p): name for name, p in model.named_parameters()}
+
+    def before_step(optimizer, args, kwargs):  # the gradients the optimizer is about to apply
+        for group in optimizer.param_groups:
+            grads.update({names[id(p)]: p.grad.clone() for p in group["params"] if p.grad is not None})
+
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    handle = register_optimizer_step_pre_hook(before_step)
+    try:
+        cfg = config(epochs=1, batch_size=4, grad_clip=None)  # the reference below does not clip either
+        result = fit(model, task, cfg, accelerator=accelerator, seed=0, modalities=())
+    finally:
+        handle.remove()
+        torch.distributed.destroy_process_group()
+    torch.save({"grads": grads, "seen": task.seen, "steps": result.steps,
+                "processes": accelerator.num_processes}, f"{out}-{rank}.pt")
+
+
+def test_the_training_loop_on_two_processes_takes_the_gradient_of_one_process_on_the_global_batch(tmp_path):
+    from tests.process_helpers import free_port
+
+    out = str(tmp_path / "rank")
+    mp.start_processes(_one_step_worker, args=(free_port(), out), nprocs=WORLD, join=True, start_method="fork")
+    got = [torch.load(f"{out}-{rank}.pt", weights_only=False) for rank in range(WORLD)]
+    assert [g["processes"] for g in got] == [WORLD, WORLD] and [g["steps"] for g in got] == [1, 1]
+    shards = [g["seen"] for g in got]
+    assert all(len(s) == 1 and len(s[0]) == 4 for s in shards)  # one micro-batch of 4 on each process
+    global_batch = shards[0][0] + shards[1][0]
+    assert sorted(global_batch) == list(range(8))  # together: the global batch of 8, each example once
+    # reference: one process, the whole global batch, the same initial weights
+    task, model = RegressionTask(n_train=8), Regressor(0)
+    batch = task.collate("train", global_batch, ())
+    task.loss(model(batch), batch).backward()
+    expected = {name: p.grad for name, p in model.named_parameters()}
+    for g in got:  # every process applies the same, averaged gradient
+        assert set(g["grads"]) == set(expected)
+        for name, grad in expected.items():
+            assert torch.allclose(g["grads"][name], grad, atol=1e-6), name
+    # one process's own half gives another gradient: the comparison above can fail
+    half = task.collate("train", shards[0][0], ())
+    model.zero_grad()
+    task.loss(model(half), half).backward()
+    assert not torch.allclose(model.net[0].weight.grad, expected["net.0.weight"], atol=1e-4)

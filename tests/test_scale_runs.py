@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY_DATA
+from tests.process_helpers import free_port
 from vlbench.cli.main import main
 
 SMALL = ["--set", "baseline.config.hidden_size=32", "--set", "baseline.config.num_layers=1",
@@ -94,12 +94,6 @@ def test_executor_settings_are_checked(tmp_path, capsys):
     assert not list(tmp_path.rglob("seed-?.json"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("data", ["--data-on-device", "--no-data-on-device"])
 def test_two_processes_match_one_on_the_same_global_batch(tmp_path, reference, cache_dir, data):
@@ -111,7 +105,7 @@ def test_two_processes_match_one_on_the_same_global_batch(tmp_path, reference, c
     env = {**os.environ, "VLBENCH_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), "-m", "vlbench", "run", *COMMON, "--seeds", "0",
+               "--master_port", str(free_port()), "-m", "vlbench", "run", *COMMON, "--seeds", "0",
                "--batch-size", "4", "--results-dir", str(tmp_path), data]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -6,12 +6,19 @@ in rank order (so the result is in the split's own order, exactly as one process
 and scores on the main process only (one METEOR JVM), which then hands the result to every process
 so that all of them take the same early-stopping and checkpoint decisions. With one process every
 function here is a no-op and the single-process code path is unchanged.
+
+Failures. Every file is written by the main process alone; what it writes, or fails to write, reaches
+the others through :func:`on_main`. Where the processes are in step (a run's start, a checkpoint, a
+score), a failure on any of them is raised on all of them (:func:`on_main`, :func:`agree`, the
+all-reduced loss check) and marked agreed, so the run fails on every process at the same point and the
+sweep goes on. A failure inside a stretch of collective operations (a training step, an evaluation
+pass) cannot be heard by processes already waiting in the next collective: that process reports it
+and exits (:func:`fail_fast`), which ends the others instead of leaving them waiting.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Iterator, NoReturn, Optional, TypeVar
 
 import torch
 
@@ -20,9 +27,14 @@ __all__ = [
     "rank",
     "is_main",
     "barrier",
-    "main_process_first",
     "broadcast",
     "on_main",
+    "agree",
+    "AgreedFailure",
+    "mark_agreed",
+    "is_agreed",
+    "claim_error_report",
+    "fail_fast",
     "shard_range",
     "eval_batches",
     "gather_list",
@@ -63,18 +75,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-@contextlib.contextmanager
-def main_process_first() -> Iterator[None]:
-    """The main process runs the block first (e.g. builds a cache); the others run it after, reading that cache."""
-    if not is_main():
-        barrier()
-    try:
-        yield
-    finally:
-        if is_main():
-            barrier()
-
-
 def broadcast(value: T) -> T:
     """The main process's ``value`` on every process (picklable objects)."""
     dist = _dist()
@@ -85,20 +85,120 @@ def broadcast(value: T) -> T:
     return holder[0]
 
 
+class AgreedFailure(Exception):
+    """Another process's failure, raised here too so that every process leaves the run at the same point."""
+
+    def __init__(self, source_rank: int, kind: str, reason: str) -> None:
+        super().__init__(f"process {source_rank} failed: {kind}: {reason}")
+        self.source_rank, self.kind, self.reason = source_rank, kind, reason
+
+
+def mark_agreed(exc: BaseException) -> BaseException:
+    """Note that every process raises ``exc`` (or its :class:`AgreedFailure`) at this same point; returns it."""
+    try:
+        exc.vlbench_agreed = True  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type with __slots__: it is then treated as this process's alone
+        pass
+    return exc
+
+
+def is_agreed(exc: BaseException) -> bool:
+    """Whether every process raised ``exc`` together (always true with one process)."""
+    return world_size() == 1 or bool(getattr(exc, "vlbench_agreed", False))
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return type(exc).__name__, (lines[0].strip() if lines else type(exc).__name__)[:500]
+
+
 def on_main(fn: Callable[[], T]) -> T:
-    """Run ``fn`` on the main process only and return its result everywhere (an error there is raised everywhere)."""
+    """Run ``fn`` on the main process only and return its result everywhere (an error there is raised everywhere).
+
+    The main process raises its own exception, the others an :class:`AgreedFailure` describing it; both
+    are marked agreed (:func:`is_agreed`). The result must pickle; a result that does not is an error too.
+    """
     if world_size() == 1:
         return fn()
+    import pickle
+
     outcome: Any = None
+    error: Optional[BaseException] = None
     if is_main():
         try:
-            outcome = ("ok", fn())
+            value = fn()
+            pickle.dumps(value)  # fails here, before the broadcast, rather than inside it on one process only
+            outcome = ("ok", value)
         except Exception as exc:  # noqa: BLE001  the others must not wait forever for a result
-            outcome = ("error", exc)
+            error = exc
+            outcome = ("error", _describe(exc))
     kind, value = broadcast(outcome)
     if kind == "error":
-        raise value
+        raise mark_agreed(error if error is not None else AgreedFailure(0, *value))
     return value
+
+
+def agree(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on every process; if it raised on any, raise on all (this process's own error, or the first one's).
+
+    ``fn`` must not enter a collective operation itself: a process that failed before it would leave
+    the others waiting there. One small all-gather per call.
+    """
+    error: Optional[BaseException] = None
+    value: Any = None
+    try:
+        value = fn()
+    except Exception as exc:  # noqa: BLE001  every process must hear of it before any goes on
+        if world_size() == 1:
+            raise
+        error = exc
+    if world_size() == 1:
+        return value
+    dist = _dist()
+    assert dist is not None
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, None if error is None else _describe(error))
+    failed = [(r, part) for r, part in enumerate(parts) if part is not None]
+    if failed:
+        source, (kind, reason) = failed[0]
+        raise mark_agreed(error if error is not None else AgreedFailure(source, kind, reason))
+    return value
+
+
+def claim_error_report() -> bool:
+    """Whether this process prints a failure line: each of its own when alone; under a launcher, only the first.
+
+    Within a process group the first process to claim (a counter in the group's store) prints and the
+    others stay silent, so a failure that several processes meet is one line; before the group is
+    joined, only rank 0 (``RANK``) prints, as every process then reads the same input.
+    """
+    dist = _dist()
+    if dist is not None and dist.get_world_size() > 1:
+        try:
+            return dist.distributed_c10d._get_default_store().add("vlbench/error-lines", 1) == 1
+        except Exception:  # noqa: BLE001  no store (another backend, or its host is gone): the main one reports
+            return is_main()
+    import os
+
+    return os.environ.get("RANK", "0") == "0" or int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1
+
+
+def fail_fast(message: str, code: int = 1) -> NoReturn:
+    """End this process now, after a failure that the other processes cannot hear of (they wait in a collective).
+
+    Prints ``error: message`` unless another process already reported, and exits with ``code``; the
+    launcher (torchrun, accelerate launch, ``torch.multiprocessing``) then ends the other processes,
+    and a process whose collective breaks because this one left ends the same way, silently. No
+    process waits forever.
+    """
+    import os
+    import sys
+
+    if claim_error_report():
+        print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def shard_range(n: int) -> range:

@@ -51,6 +51,21 @@ def _escape_unprintable_output() -> None:
             pass
 
 
+def _error_line(line: str, exc: BaseException) -> None:
+    """Print a command's error line: once per command, also when a launcher runs it as several processes.
+
+    An error every process raised together is said by the main one; any other by the first process to
+    fail (the others stay silent, see ``vlbench.distributed.claim_error_report``).
+    """
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):  # started by torchrun / accelerate launch
+        from vlbench import distributed
+
+        together = distributed.world_size() > 1 and distributed.is_agreed(exc)
+        if not (distributed.is_main() if together else distributed.claim_error_report()):
+            return
+    err_console.print(line, markup=False)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the CLI and return its exit code; user errors become one line on stderr and code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -66,20 +81,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         if isinstance(exc.__cause__, EOFError):  # vlbench never prompts: an EOFError is a file ending early, not Ctrl-C
             if debug:
                 traceback.print_exception(exc.__cause__)
-            err_console.print(f"error: unexpected EOFError: {exc.__cause__} (rerun with --debug for the traceback)",
-                              markup=False)
+            _error_line(f"error: unexpected EOFError: {exc.__cause__} (rerun with --debug for the traceback)", exc)
             return 1
         code = 130
     except _CLICK_ERROR as exc:
         # one line, like every other user error, instead of click's three-line usage block
         ctx = getattr(exc, "ctx", None)
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        err_console.print(f"error: {exc.format_message()}{where}", markup=False)
+        _error_line(f"error: {exc.format_message()}{where}", exc)
         return int(getattr(exc, "exit_code", 2) or 2)
     except VLBenchError as exc:
         if debug:
             traceback.print_exc()
-        err_console.print(f"error: {exc}", markup=False)
+        _error_line(f"error: {exc}", exc)
         return exc.exit_code
     except KeyboardInterrupt:
         code = 130
@@ -91,8 +105,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if debug:
             traceback.print_exc()
         name = str(exc.filename or "")
-        err_console.print(f"error: a name or path is longer than the file system allows: {name[:60]!r}"
-                          f"{'...' if len(name) > 60 else ''} ({len(os.fsencode(name))} bytes); shorten it.", markup=False)
+        _error_line(f"error: a name or path is longer than the file system allows: {name[:60]!r}"
+                    f"{'...' if len(name) > 60 else ''} ({len(os.fsencode(name))} bytes); shorten it.", exc)
         return 2
     except Exception as exc:  # noqa: BLE001  an unexpected bug still deserves a readable line
         return _unexpected(exc, debug)
@@ -106,7 +120,7 @@ def _unexpected(exc: BaseException, debug: bool) -> int:
     """One readable line for an unexpected bug (the traceback with --debug); exit code 1."""
     if debug:
         traceback.print_exception(exc)
-    err_console.print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", markup=False)
+    _error_line(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", exc)
     return 1
 
 

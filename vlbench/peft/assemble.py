@@ -112,7 +112,7 @@ def _warm_parts(parts: list[nn.Module], task: Any, batch_size: int, device: Any,
     import torch
 
     from vlbench.data.images import pixel_batch
-    from vlbench.distributed import is_main
+    from vlbench.distributed import agree, on_main
 
     store = task.dataset.images
     ids = [int(i) for i in store.ids()]
@@ -123,13 +123,17 @@ def _warm_parts(parts: list[nn.Module], task: Any, batch_size: int, device: Any,
     for part in parts:
         before, loaded = part.computed, part.cache.loaded_from_disk
         part.to(device)
-        with torch.no_grad():
-            for chunk in chunks:
-                pixels = pixel_batch(store, chunk, task.image_transform, task.options.image_size)["pixel_values"]
-                part(pixels.to(device))
-                if bar is not None:
-                    progress.update(bar, advance=1)
-        path = part.save_cache() if is_main() else None  # one writer of the shared feature cache
+
+        def compute(part: nn.Module = part) -> None:
+            with torch.no_grad():
+                for chunk in chunks:
+                    pixels = pixel_batch(store, chunk, task.image_transform, task.options.image_size)["pixel_values"]
+                    part(pixels.to(device))
+                    if bar is not None:
+                        progress.update(bar, advance=1)
+
+        agree(compute)  # a process that cannot compute the features fails the run on all of them
+        path = on_main(part.save_cache)  # one writer of the shared feature cache; its failure reaches every process
         out.append({"part": part.describe(), "images": len(ids), "computed": part.computed - before,
                     "reused_from_disk": loaded, "file": str(path) if path is not None else None})
     if bar is not None:
@@ -149,10 +153,11 @@ def warm_features(assembled: Assembled, task: Any, batch_size: int, device: Any,
     from vlbench.training.frozen import warm_cache
 
     loaded = encoder.cache.loaded_from_disk
-    computed = warm_cache(encoder, task, ["train", "validation", "test"], batch_size, device, progress, label)
-    from vlbench.distributed import is_main
+    from vlbench.distributed import agree, on_main
 
-    path = encoder.cache.save() if is_main() else None  # one writer of the shared feature cache
+    computed = agree(lambda: warm_cache(encoder, task, ["train", "validation", "test"], batch_size, device, progress,
+                                        label))
+    path = on_main(encoder.cache.save)  # one writer of the shared feature cache; its failure reaches every process
     info = {"cached": len(encoder.cache), "computed": computed, "reused_from_disk": loaded,
             "file": str(path) if path is not None else None, "seconds": time.perf_counter() - start}
     if part_info:

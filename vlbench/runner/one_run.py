@@ -109,14 +109,18 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
     start = time.perf_counter()
     seed_everything(seed)
     model_cls = MODELS.get(config.baseline.model)
-    # always: the task's batches need the encoded targets even without text
-    tokenizer = tokenizers.get(config.baseline.tokenizer)
     reads_text = "text" in model_cls.modalities or issubclass(model_cls, FittedModel)
-    pretrained = resolve_pretrained(config.baseline.pretrained)
-    # assemble also gives the task the encoder's image transform (its own processor for pretrained models)
-    assembled = assemble(config, seed, task, tokenizer if reads_text else None, pretrained=pretrained,
-                         tokenizer_source=tokenizers.source_for(config), data_fingerprint=dataset.fingerprint,
-                         cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
+
+    def build() -> tuple[Any, Any]:
+        # always: the task's batches need the encoded targets even without text
+        tokenizer = tokenizers.get(config.baseline.tokenizer)
+        pretrained = resolve_pretrained(config.baseline.pretrained)
+        # assemble also gives the task the encoder's image transform (its own processor for pretrained models)
+        return tokenizer, assemble(config, seed, task, tokenizer if reads_text else None, pretrained=pretrained,
+                                   tokenizer_source=tokenizers.source_for(config), data_fingerprint=dataset.fingerprint,
+                                   cache_dir=Path(cache_dir) if cache_dir else default_cache_dir())
+
+    tokenizer, assembled = distributed.agree(build)  # a process that cannot build the model fails them all
     built, modalities = assembled.model, assembled.modalities
     weights = features = ablation = emap = invariance = None
     eval_seconds = 0.0

@@ -124,25 +124,16 @@ def _attempt(run: PlannedRun, task: Any, dataset: Any, tokenizers: TokenizerCach
             record = run_one(config, seed, task, dataset, tokenizers, accelerator, progress, digest,
                              cache_dir=request.cache_dir, checkpoint_dir=checkpoint_dir_for(path), warn=warn)
         record["memory"] = {"peak_bytes": memory.peak, "kind": memory.kind}
-        if not distributed.is_main():  # only the main process writes predictions, weights and records
-            outcome.written.append(path)
-            return
-        record.setdefault("status", "ok")
-        pred_path = predictions_path(path, task.predictions_suffix)
-        task.write_predictions(record.pop("_predictions"), pred_path)
-        record["predictions_file"] = pred_path.name
-        weights = record.pop("_weights", None)
-        if weights is not None:  # PEFT runs keep only their trained weights
-            from vlbench.peft.checkpoint import save_trained_weights, weights_path
-
-            meta = {"baseline": config.baseline.name, "seed": seed, "config_hash": digest}
-            record["weights_file"] = save_trained_weights(weights, weights_path(path), meta).name
-        atomic_write_json(path, record)
-        remove_checkpoints(path)  # the record holds everything now
+        distributed.on_main(lambda: _write_outputs(run, task, record))  # one writer; its failure fails all
     except Exception as exc:  # noqa: BLE001  one run's failure, whatever it is, must not end the sweep
+        failure = describe_failure(exc)
+        if not distributed.is_agreed(exc):  # this process alone: the others wait in a collective it will not join
+            distributed.fail_fast(f"{config.baseline.name} seed {seed} failed on process {distributed.rank()} of "
+                                  f"{distributed.world_size()}: {failure['type']}: {failure['reason']}; every "
+                                  "process of the run stops (a rerun resumes from its last checkpoint)")
         if is_out_of_memory(exc):
             release_memory()
-        outcome.failed.append((config.baseline.name, seed, describe_failure(exc)["reason"]))
+        outcome.failed.append((config.baseline.name, seed, failure["reason"]))
         if distributed.is_main():
             report(_report_failure(run, accelerator.device, exc), exc)
         return
@@ -153,6 +144,39 @@ def _attempt(run: PlannedRun, task: Any, dataset: Any, tokenizers: TokenizerCach
         f"{config.baseline.name} seed {seed}: test {config.task.primary_metric} = {shown} "
         f"({record['timing']['wall_seconds']:.0f} s) -> {path}"
     )
+
+
+def _write_outputs(run: PlannedRun, task: Any, record: dict[str, Any]) -> None:
+    """Write a finished run's predictions, PEFT weights and record, then drop its checkpoints (main process)."""
+    path, config = run.path, run.config
+    record.setdefault("status", "ok")
+    pred_path = predictions_path(path, task.predictions_suffix)
+    task.write_predictions(record.pop("_predictions"), pred_path)
+    record["predictions_file"] = pred_path.name
+    weights = record.pop("_weights", None)
+    if weights is not None:  # PEFT runs keep only their trained weights
+        from vlbench.peft.checkpoint import save_trained_weights, weights_path
+
+        meta = {"baseline": config.baseline.name, "seed": run.seed, "config_hash": run.digest}
+        record["weights_file"] = save_trained_weights(weights, weights_path(path), meta).name
+    atomic_write_json(path, record)
+    remove_checkpoints(path)  # the record holds everything now
+
+
+def _take_lock(lock: RunLock) -> Optional[tuple[str, str]]:
+    """Acquire ``lock``; who holds it (description, lock path) when another live process does, else None."""
+    try:
+        lock.acquire()
+    except LockBusy as busy:
+        return describe_holder(busy.holder), str(busy.path)
+    return None
+
+
+def _start_over(run: PlannedRun, request: RunRequest, echo: Callable[[str], None]) -> None:
+    """Before a run (re)starts: --force drops an earlier attempt's checkpoint; another config's record is kept."""
+    if request.force:
+        remove_checkpoints(run.path)
+    set_aside_record(run.path, run.digest, echo)
 
 
 def _silent(message: str) -> None:
@@ -185,9 +209,12 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
     main_process = distributed.is_main()
     if not main_process:  # one process reports, the others only compute
         echo = notify = _silent
-    with distributed.main_process_first():  # the main process builds the cache, the others then read it
-        dataset = load_dataset(task_config.dataset, task_config.task.data, request.cache_dir,
-                               request.quiet or not main_process)
+    def load(quiet: bool) -> Any:
+        return load_dataset(task_config.dataset, task_config.task.data, request.cache_dir, quiet)
+
+    built: list[Any] = []
+    distributed.on_main(lambda: built.append(load(request.quiet)))  # the main process builds the cache ...
+    dataset = distributed.agree(lambda: built[0] if built else load(True))  # ... then the others read it
     if task_config.task.train_subset is not None:
         dataset = apply_train_subset(dataset, task_config.task, subset_seed(request, configs))
     task = TASK_TYPES.get(task_config.task.type)(task_config.task, dataset)
@@ -199,17 +226,12 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
     )
     with progress:
         for run in planned_runs(request, configs, dataset, accelerator.device):
-            # with several processes the main one decides, and the others follow it into the same runs
-            if distributed.broadcast(_already_done(run, request, echo, outcome)):
+            # with several processes the main one decides and writes, and the others follow it into the same
+            # runs; what it decides, or the error it meets, reaches all of them (on_main)
+            if distributed.on_main(lambda: _already_done(run, request, echo, outcome)):
                 continue
             lock = RunLock(run.path, wait=request.wait, note=notify) if main_process else None
-            holder = None
-            if lock is not None:
-                try:
-                    lock.acquire()
-                except LockBusy as busy:
-                    holder = (describe_holder(busy.holder), str(busy.path))
-            holder = distributed.broadcast(holder)
+            holder = distributed.on_main(lambda: _take_lock(lock))
             if holder is not None:
                 notify(f"skip {run.config.baseline.name} seed {run.seed}: {holder[0]} is running it "
                        f"(lock {holder[1]}); rerun later, or pass --wait to wait for it")
@@ -217,12 +239,9 @@ def run_task(request: RunRequest, *, echo: Callable[[str], None] = print,
                 continue
             try:
                 # while this process waited, the holder may have finished the same run
-                if distributed.broadcast(_already_done(run, request, echo, outcome, quiet=True)):
+                if distributed.on_main(lambda: _already_done(run, request, echo, outcome, quiet=True)):
                     continue
-                if main_process:
-                    if request.force:  # --force trains from scratch: a checkpoint of an earlier attempt goes
-                        remove_checkpoints(run.path)
-                    set_aside_record(run.path, run.digest, echo)
+                distributed.on_main(lambda: _start_over(run, request, echo))
                 _attempt(run, task, dataset, tokenizers, accelerator, progress, request, outcome, echo, report, notify)
             finally:
                 if lock is not None:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from vlbench import distributed
 from vlbench.data.integrity import MANIFEST, manifest_entry, manifest_of, manifest_problem
 from vlbench.io import atomic_write_text, read_regular_bytes
 from vlbench.training.state import LoopState
@@ -103,8 +104,10 @@ def resume_problem(checkpoint: Checkpoint, module: torch.nn.Module, optimizer: A
         LoopState.from_saved(checkpoint.state.get("loop"))
     except ValueError as exc:
         return f"a state this version cannot use ({exc})"
-    if not isinstance(checkpoint.state.get("rng"), dict):
-        return "no random states"
+    by_process = checkpoint.state.get("rng_by_process")
+    if not isinstance(by_process, list) or len(by_process) != distributed.world_size() or \
+            not all(isinstance(rng, dict) for rng in by_process):
+        return f"no random states for {distributed.world_size()} process(es)"
     expected = {k: tuple(v.shape) for k, v in trainable_state(module).items()}
     for what, tensors in (("weights", checkpoint.model), ("best weights", checkpoint.best)):
         if tensors is not None and expected != {k: tuple(v.shape) for k, v in tensors.items()}:
@@ -198,6 +201,25 @@ class CheckpointStore:
             return checkpoint
         return None
 
+    def load_shared(self, accept: Optional[Callable[[Checkpoint], Optional[str]]] = None) -> Optional[Checkpoint]:
+        """:meth:`load` on the main process (the one that sets checkpoints aside), then its choice on every process.
+
+        A process that cannot read the chosen checkpoint fails the run on all of them (no process resumes
+        alone). With one process this is :meth:`load`.
+        """
+        if distributed.world_size() == 1:
+            return self.load(accept)
+        held: list[Optional[Checkpoint]] = [None]
+
+        def choose() -> Optional[str]:
+            held[0] = self.load(accept)
+            return held[0].name if held[0] is not None else None
+
+        name = distributed.on_main(choose)
+        if distributed.is_main():
+            return distributed.agree(lambda: held[0])
+        return distributed.agree(lambda: self.read(name, accept) if name is not None else None)
+
     def read(self, name: str, accept: Optional[Callable[[Checkpoint], Optional[str]]] = None) -> Optional[Checkpoint]:
         """Check and load the step checkpoint ``name``; None for another config's; CheckpointRejected when unusable."""
         from safetensors.torch import load_file
@@ -209,7 +231,8 @@ class CheckpointStore:
         except (OSError, ValueError) as exc:
             raise CheckpointRejected(f"unreadable {_STATE} ({type(exc).__name__})") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise CheckpointRejected(f"format {state.get('format') if isinstance(state, dict) else None!r}, not {FORMAT}")
+            found = state.get("format") if isinstance(state, dict) else None
+            raise CheckpointRejected(f"format {found!r}, not {FORMAT}")
         if state.get("run_id") != self.run_id or state.get("seed") != self.seed:
             self.ignored = "the checkpoint was made for another config or seed"
             return None

@@ -46,9 +46,28 @@ def get_accelerator(device: str = "auto"):
         raise VLBenchError("--device cuda: no CUDA device is visible; use --device auto or cpu.")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise VLBenchError("--device mps: MPS is not available on this machine; use --device auto or cpu.")
+    launched = _launched_processes()
+    # under torchrun on a machine without an accelerator, "auto" must be said as cpu: accelerate otherwise
+    # joins the process group yet runs as one process (no gradient sync, every process "main")
+    mps = getattr(torch.backends, "mps", None)
+    no_accelerator = not torch.cuda.is_available() and not (mps is not None and mps.is_available())
+    cpu = device == "cpu" or (device == "auto" and launched > 1 and no_accelerator)
     # non_blocking: batches come from pinned memory on CUDA, so their copy overlaps the previous step
-    return Accelerator(cpu=device == "cpu", mixed_precision="no",
-                       dataloader_config=DataLoaderConfiguration(non_blocking=True))
+    accelerator = Accelerator(cpu=cpu, mixed_precision="no",
+                              dataloader_config=DataLoaderConfiguration(non_blocking=True))
+    if launched > 1 and accelerator.num_processes != launched:
+        raise VLBenchError(f"this process is one of {launched} (WORLD_SIZE) but accelerate runs it as one of "
+                           f"{accelerator.num_processes} on {accelerator.device.type}: it cannot train data-parallel "
+                           "there; pass --device cpu or --device cuda.")
+    return accelerator
+
+
+def _launched_processes() -> int:
+    """How many processes a launcher (torchrun, accelerate launch) started for this run (1 without one)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+    except ValueError:
+        return 1
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -21,6 +21,7 @@ from torch import nn
 
 from vlbench.errors import TrainingError
 from vlbench.specs import TrainingConfig
+from vlbench import distributed
 from vlbench.training.checkpoint import CheckpointStore, resume_problem, trainable_state
 from vlbench.training.contract import Scores, TrainableTask
 from vlbench.training.device import (
@@ -219,11 +220,11 @@ class _Trainer:
         for offset, value in enumerate(values[:-1]):
             if not math.isfinite(value):
                 step = first + offset
-                raise TrainingError(
+                raise distributed.mark_agreed(TrainingError(  # every process sees the same reduced losses
                     f"{self.label}: loss became {value} at epoch {epoch}, step {step}; try a lower learning rate "
                     f"(--lr, now {self.cfg.lr:g}) or check the data.",
                     step=step, last_finite_loss=s.last_finite_loss, hint="a lower learning rate (--lr)",
-                )
+                ))
             s.last_finite_loss = value
         if self.bar is not None:
             mean = values[-1] / max(loss_count, 1)
@@ -269,26 +270,37 @@ class _Trainer:
     def _save(self, mid_epoch: bool) -> None:
         if self.store is None:
             return
-        if self.accelerator.is_main_process:
-            # mid-epoch, resuming replays this epoch's order from its start and skips what was trained
-            data = torch.Generator()
-            data.set_state(self.epoch_start if mid_epoch else self.generator.get_state())
+        loop = asdict(self.state)
+        # mid-epoch, resuming replays this epoch's order from its start and skips what was trained
+        data = torch.Generator()
+        data.set_state(self.epoch_start if mid_epoch else self.generator.get_state())
+        rngs = [rng_state(data)]
+        if distributed.world_size() > 1:
+            # sums over every process: on resume the main one holds them, the others start from 0
+            loss_sum, loss_count, examples = self._global_sums(self.state.loss_sum, self.state.loss_count,
+                                                               self.state.train_examples)
+            loop.update(loss_sum=loss_sum, loss_count=round(loss_count), train_examples=round(examples))
+            rngs = distributed.gather_list(rngs)  # each process resumes its own dropout stream
+
+        def write() -> None:
             training = {
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             }
-            state = {"loop": asdict(self.state), "rng": rng_state(data), "total_steps": self.total_steps}
+            state = {"loop": loop, "rng_by_process": rngs, "total_steps": self.total_steps}
             self.store.save(state, trainable_state(self.module), training, self.state.best, self.best_state,
                             self.state.step)
-        self.accelerator.wait_for_everyone()
+
+        distributed.on_main(write)  # one writer; the others wait for it, and a failed write fails them all
 
     def _resume(self) -> None:
         assert self.store is not None
-        checkpoint = self.store.load(accept=lambda found: resume_problem(found, self.module, self.optimizer))
+        store = self.store
+        checkpoint = store.load_shared(lambda found: resume_problem(found, self.module, self.optimizer))
         if checkpoint is None:
-            if self.store.ignored or self.store.rejected:
-                self._say(f"{self.label}: starting afresh: {self.store.ignored or 'no checkpoint passed its check'}")
+            if store.ignored or store.rejected:
+                self._say(f"{self.label}: starting afresh: {store.ignored or 'no checkpoint passed its check'}")
             return
         self.module.load_state_dict(checkpoint.model, strict=False)
         self.optimizer.load_state_dict(checkpoint.training["optimizer"])
@@ -296,8 +308,10 @@ class _Trainer:
         if self.scaler is not None and checkpoint.training.get("scaler"):
             self.scaler.load_state_dict(checkpoint.training["scaler"])
         self.state = LoopState.from_saved(checkpoint.state["loop"])
+        if not distributed.is_main():  # the checkpoint's sums are every process's: counted once, on the main one
+            self.state.loss_sum, self.state.loss_count, self.state.train_examples = 0.0, 0, 0
         self.best_state = checkpoint.best
-        set_rng_state(checkpoint.state["rng"], self.generator)
+        set_rng_state(checkpoint.state["rng_by_process"][distributed.rank()], self.generator)
         self.epoch_start = self.generator.get_state()
         # a task type may change what a training pass yields with each pass: replay the passes begun before
         for _ in range(self.state.epoch - 1):
