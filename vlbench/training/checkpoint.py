@@ -34,10 +34,9 @@ import torch
 from vlbench import distributed
 from vlbench.data.integrity import MANIFEST, manifest_entry, manifest_of, manifest_problem
 from vlbench.io import atomic_write_text, read_regular_bytes
-from vlbench.training.state import LoopState
 
 __all__ = ["FORMAT", "POINTER", "Checkpoint", "CheckpointStore", "CheckpointRejected", "checkpoint_dir_for",
-           "rejected_dir_for", "remove_checkpoints", "resume_problem", "trainable_state"]
+           "rejected_dir_for", "remove_checkpoints", "trainable_state"]
 
 FORMAT = 2  # 2: every folder carries a manifest (format 1 had none and cannot be checked)
 POINTER = "LATEST"
@@ -93,33 +92,6 @@ class CheckpointRejected(Exception):
     def __init__(self, reason: str, best: Optional[str] = None, best_reason: str = "") -> None:
         super().__init__(reason)
         self.best, self.best_reason = best, best_reason
-
-
-def resume_problem(checkpoint: Checkpoint, module: torch.nn.Module, optimizer: Any) -> Optional[str]:
-    """Why a checkpoint that passed its manifest still cannot resume ``module`` and ``optimizer`` (None if it can).
-
-    Checked before anything is loaded into them, so a refused checkpoint leaves both as they were built.
-    """
-    try:
-        LoopState.from_saved(checkpoint.state.get("loop"))
-    except ValueError as exc:
-        return f"a state this version cannot use ({exc})"
-    by_process = checkpoint.state.get("rng_by_process")
-    if not isinstance(by_process, list) or len(by_process) != distributed.world_size() or \
-            not all(isinstance(rng, dict) for rng in by_process):
-        return f"no random states for {distributed.world_size()} process(es)"
-    expected = {k: tuple(v.shape) for k, v in trainable_state(module).items()}
-    for what, tensors in (("weights", checkpoint.model), ("best weights", checkpoint.best)):
-        if tensors is not None and expected != {k: tuple(v.shape) for k, v in tensors.items()}:
-            return f"{what} that do not fit the model (other tensor names or shapes)"
-    groups = [len(g["params"]) for g in optimizer.state_dict()["param_groups"]]
-    try:
-        fits = [len(g["params"]) for g in checkpoint.training["optimizer"]["param_groups"]] == groups
-    except (TypeError, KeyError):
-        fits = False
-    if not fits or not isinstance(checkpoint.training.get("scheduler"), dict):
-        return "an optimizer or scheduler state that does not fit this run"
-    return None
 
 
 def _fsync_dir(path: Path) -> None:

@@ -12,7 +12,6 @@ import contextlib
 import math
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -22,7 +21,7 @@ from torch import nn
 from vlbench.errors import TrainingError
 from vlbench.specs import TrainingConfig
 from vlbench import distributed
-from vlbench.training.checkpoint import CheckpointStore, resume_problem, trainable_state
+from vlbench.training.checkpoint import CheckpointStore, trainable_state
 from vlbench.training.contract import Scores, TrainableTask
 from vlbench.training.device import (
     autocast,
@@ -36,7 +35,8 @@ from vlbench.training.device import (
 from vlbench.training.explain import compile_model, explain_failure
 from vlbench.training.loaders import device_splits, end_loader, step_budget, train_loader, with_last
 from vlbench.training.optim import make_optimizer, make_scheduler
-from vlbench.training.seeding import data_generator, rng_state, set_rng_state
+from vlbench.training.resume import every_process_state, restore, resume_problem
+from vlbench.training.seeding import data_generator
 from vlbench.training.state import FitResult, LoopState
 
 __all__ = ["FitResult", "fit", "train_loader", "CHECK_EVERY"]
@@ -270,17 +270,10 @@ class _Trainer:
     def _save(self, mid_epoch: bool) -> None:
         if self.store is None:
             return
-        loop = asdict(self.state)
         # mid-epoch, resuming replays this epoch's order from its start and skips what was trained
         data = torch.Generator()
         data.set_state(self.epoch_start if mid_epoch else self.generator.get_state())
-        rngs = [rng_state(data)]
-        if distributed.world_size() > 1:
-            # sums over every process: on resume the main one holds them, the others start from 0
-            loss_sum, loss_count, examples = self._global_sums(self.state.loss_sum, self.state.loss_count,
-                                                               self.state.train_examples)
-            loop.update(loss_sum=loss_sum, loss_count=round(loss_count), train_examples=round(examples))
-            rngs = distributed.gather_list(rngs)  # each process resumes its own dropout stream
+        loop, rngs = every_process_state(self.state, data, self.device)
 
         def write() -> None:
             training = {
@@ -302,16 +295,8 @@ class _Trainer:
             if store.ignored or store.rejected:
                 self._say(f"{self.label}: starting afresh: {store.ignored or 'no checkpoint passed its check'}")
             return
-        self.module.load_state_dict(checkpoint.model, strict=False)
-        self.optimizer.load_state_dict(checkpoint.training["optimizer"])
-        self.scheduler.load_state_dict(checkpoint.training["scheduler"])
-        if self.scaler is not None and checkpoint.training.get("scaler"):
-            self.scaler.load_state_dict(checkpoint.training["scaler"])
-        self.state = LoopState.from_saved(checkpoint.state["loop"])
-        if not distributed.is_main():  # the checkpoint's sums are every process's: counted once, on the main one
-            self.state.loss_sum, self.state.loss_count, self.state.train_examples = 0.0, 0, 0
+        self.state = restore(checkpoint, self.module, self.optimizer, self.scheduler, self.scaler, self.generator)
         self.best_state = checkpoint.best
-        set_rng_state(checkpoint.state["rng_by_process"][distributed.rank()], self.generator)
         self.epoch_start = self.generator.get_state()
         # a task type may change what a training pass yields with each pass: replay the passes begun before
         for _ in range(self.state.epoch - 1):
@@ -339,10 +324,6 @@ class _Trainer:
         free_device_memory(self.device)
 
 
-def _print_warning(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
 def fit(
     model: nn.Module,
     task: TrainableTask,
@@ -365,7 +346,7 @@ def fit(
     that failed its check and was set aside.
     """
     trainer = _Trainer(model, task, cfg, accelerator, seed, modalities, progress, label, checkpoint_dir, run_id,
-                       warn or _print_warning)
+                       warn or (lambda line: print(line, file=sys.stderr)))
     try:
         return trainer.run()
     finally:
