@@ -82,6 +82,9 @@ PLUGINS = [
     ("exits", "import sys\nsys.exit(3)\n", "sys.exit(3)"),
     ("raises", "raise ValueError('plugin is broken')\n", "plugin is broken"),
     ("syntax", "def broken(:\n", "SyntaxError"),
+    ("interrupt", "raise KeyboardInterrupt\n", "failed to load: KeyboardInterrupt"),
+    ("generator_exit", "raise GeneratorExit('done')\n", "failed to load: GeneratorExit: done"),
+    ("base_exception", "class Odd(BaseException):\n    pass\n\nraise Odd('odd')\n", "failed to load: Odd: odd"),
     ("replaces", "from vlbench.registry import register_task\n\n@register_task('vqa')\nclass MyVQA:\n    pass\n",
      "task type 'vqa' is already registered"),
 ]

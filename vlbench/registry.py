@@ -220,7 +220,9 @@ def load_entry_point_plugins() -> list[str]:
                 obj()
         except VLBenchError:
             raise
-        except (Exception, SystemExit) as exc:  # a broken third-party plugin must not hide which one it was
+        # BaseException: a plugin raising KeyboardInterrupt, GeneratorExit or its own BaseException subclass
+        # must not pass for the user's Ctrl-C (exit 130) or escape as a traceback; it is the plugin's failure
+        except BaseException as exc:  # noqa: BLE001
             raise _plugin_failure(f"Plugin {ep.name!r} ({ep.value})", exc) from exc
         _loaded_plugins.add(key)
         loaded.append(ep.name)
@@ -246,7 +248,7 @@ def load_plugin_file(path: str | Path) -> str:
     except VLBenchError:
         sys.modules.pop(module_name, None)
         raise
-    except (Exception, SystemExit) as exc:  # SystemExit too: a plugin must not end the command with its own code
+    except BaseException as exc:  # noqa: BLE001  as for entry points: SystemExit, Ctrl-C-like or custom, it is the plugin's
         sys.modules.pop(module_name, None)
         raise _plugin_failure(f"Plugin file {str(path)!r}", exc) from exc
     _loaded_plugins.add(key)
