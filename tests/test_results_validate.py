@@ -95,3 +95,14 @@ def test_table_out_metric_and_task(tmp_path, capsys):
     assert main(["table", str(folder), "--out", str(tmp_path)]) == 2
     assert main(["table", str(folder), "--format", "rich", "--out", str(tmp_path / "t.txt")]) == 0
     assert "vqa on shapes" in (tmp_path / "t.txt").read_text()
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("command", ["validate", "table"])
+def test_a_hand_edited_non_finite_number_is_refused(tmp_path, capsys, constant, command):
+    # vlbench writes records with allow_nan=False: a NaN or Infinity was put there by hand and must not reach a mean
+    path = write_record(tmp_path, make_record("vilt", 0, ITEMS))
+    path.write_text(path.read_text().replace('"1": 1.0', f'"1": {constant}', 1))
+    assert constant in path.read_text()
+    assert main([command, str(tmp_path)]) == 2
+    assert f"{constant} is not a JSON number" in capsys.readouterr().err

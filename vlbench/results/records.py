@@ -213,12 +213,19 @@ def _json_error(exc: ValueError) -> str:
     return f"not valid JSON: {exc}"
 
 
+def _refuse_non_finite(name: str) -> float:
+    # vlbench writes records with allow_nan=False; NaN or Infinity in one was put there by hand and would
+    # otherwise flow into means, intervals and p-values
+    raise ValueError(f"{name} is not a JSON number (records hold finite numbers or null)")
+
+
 def read_record(path: Path) -> tuple[Optional[dict[str, Any]], Optional[str]]:
     """(record, None) for a valid record file, else (None, one line saying what is wrong with it)."""
     from vlbench.results.validate import record_problem
 
     try:
-        record = json.loads(read_regular_bytes(path, what="run record", limit=MAX_RECORD_BYTES).decode("utf-8"))
+        raw = read_regular_bytes(path, what="run record", limit=MAX_RECORD_BYTES).decode("utf-8")
+        record = json.loads(raw, parse_constant=_refuse_non_finite)
     except UnreadableFileError as exc:  # a FIFO or a link to /dev/zero is refused, not read forever
         return None, exc.reason
     except UnicodeDecodeError:
