@@ -39,6 +39,12 @@ def _plugin(tmp_path, name, body):
 
 
 RUN_CASES = [
+    # a boolean for a number: pydantic's lax mode would read true as 1 (one epoch, one layer) without a word
+    (["--set", "training.epochs=true"], "field 'epochs' takes a number, got the boolean true"),
+    (["--set", "task.options.image_size=false"], "field 'image_size' takes a number, got the boolean false"),
+    (["--set", "training.patience=true"], "field 'patience' takes a number, got the boolean true"),
+    (["--set", "data.train_images=true"], "field 'train_images' takes a number, got the boolean true"),
+    (["--set", "training.lr=true"], "field 'lr' takes a number, got the boolean true"),
     (["--set", "training=5"], "group of settings"),
     (["--set", "task=null"], "group of settings"),
     (["--set", "training..epochs=1"], "empty part"),

@@ -89,3 +89,22 @@ def test_dataset_options_take_both_spellings():
     assert parse_data_overrides(["task.data.seed=3", "data.train_images=50"]) == {"seed": 3, "train_images": 50}
     with pytest.raises(SpecError, match="data.KEY=VALUE"):
         parse_data_overrides(["training.epochs=2"])
+
+
+def test_every_settings_block_refuses_a_boolean_for_a_number():
+    # pydantic's lax mode reads true as 1: one layer, one epoch, a 1-pixel image, all without a word
+    import pydantic
+
+    from vlbench.data.shapes.build import ShapesOptions
+    from vlbench.models.vilt import ViltEncoder
+    from vlbench.peft.config import LoraSpec
+    from vlbench.specs import TrainingConfig
+    from vlbench.tasks.vqa import VQAOptions
+
+    cases = [(ViltEncoder.Config, "num_layers"), (TrainingConfig, "epochs"), (VQAOptions, "image_size"),
+             (ShapesOptions, "train_images"), (LoraSpec, "r")]
+    for settings, name in cases:
+        extra = {"method": "lora"} if settings is LoraSpec else {}
+        with pytest.raises(pydantic.ValidationError, match=f"field '{name}' takes a number, got the boolean true"):
+            settings.model_validate({**extra, name: True})
+    assert TrainingConfig.model_validate({"compile": True}).compile is True  # a real boolean field still takes one

@@ -17,6 +17,7 @@ from torch import nn
 
 from vlbench.errors import SpecError, VLBenchError
 from vlbench.registry import MODELS
+from vlbench.specs.schema import SettingsModel
 
 if TYPE_CHECKING:
     from vlbench.data.images import ImageTransform
@@ -56,7 +57,7 @@ def patch_problem(image_size: int, patch_size: int) -> Optional[str]:
     return None
 
 
-class EncoderConfig(BaseModel):
+class EncoderConfig(SettingsModel):
     """Base for model-type settings (the ``config:`` block of a baseline spec)."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())

@@ -23,11 +23,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from vlbench.models.base import heads_problem
+from vlbench.specs.schema import SettingsModel
 
 __all__ = ["DecoderSpec", "DecoderState", "EncoderDecoder", "build_text_decoder"]
 
 
-class DecoderSpec(BaseModel):
+class DecoderSpec(SettingsModel):
     """Size of the task's decoder (task options ``decoder:``); hidden size follows the encoder unless set."""
 
     model_config = ConfigDict(extra="forbid")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from vlbench.errors import SpecError
 from vlbench.registry import did_you_mean
+from vlbench.specs.schema import SettingsModel
 
 __all__ = [
     "LoraSpec",
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 
-class _Method(BaseModel):
+class _Method(SettingsModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     trainable: list[str] = Field(

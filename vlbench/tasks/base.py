@@ -20,6 +20,7 @@ from vlbench.data.resident import index_batch
 from vlbench.errors import SpecError
 from vlbench.specs import TaskSpec, format_validation_error
 from vlbench.progress import track
+from vlbench.specs.schema import SettingsModel
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -31,7 +32,7 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 4096
 MIN_TEXT_LENGTH, MAX_TEXT_LENGTH = 2, 65536
 
 
-class TaskOptions(BaseModel):
+class TaskOptions(SettingsModel):
     """Base for the ``options:`` block of a task spec."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())

@@ -25,6 +25,7 @@ from vlbench.data.base import VLDataset
 from vlbench.data.files.store import DiskImageStore, check_images, skipped_summary
 from vlbench.data.integrity import MANIFEST, build_lock, file_sha256, source_fingerprint, verify_manifest, write_manifest
 from vlbench.errors import DataError, SpecError
+from vlbench.specs.schema import SettingsModel
 
 __all__ = ["FileDataOptions", "parse_data_options", "require_file", "require_dir", "read_json_file", "image_listing",
            "Made", "file_dataset", "CACHE_VERSION"]
@@ -36,7 +37,7 @@ _IMAGE_INDEX = Features({"image_id": Value("int64"), "path": Value("string")})
 O = TypeVar("O", bound="FileDataOptions")
 
 
-class FileDataOptions(BaseModel):
+class FileDataOptions(SettingsModel):
     """Options every on-disk dataset takes (the ``data:`` block of a task spec, or ``--set data.KEY=VALUE``)."""
 
     model_config = ConfigDict(extra="forbid")

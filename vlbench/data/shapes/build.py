@@ -32,6 +32,7 @@ from vlbench.data.shapes.world import IMAGE_SIZE, sample_scenes
 from vlbench.data.integrity import build_lock, content_fingerprint, verify_manifest, write_manifest
 from vlbench.errors import DataError, SpecError
 from vlbench.io import atomic_write_json, read_json
+from vlbench.specs.schema import SettingsModel
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -65,7 +66,7 @@ _INFO_FILE = "info.json"
 _TMP_PREFIX = ".tmp-"
 
 
-class ShapesOptions(BaseModel):
+class ShapesOptions(SettingsModel):
     """Options of the shapes dataset (the ``data:`` block of a task spec, or ``--set data.key=value``)."""
 
     model_config = ConfigDict(extra="forbid")
