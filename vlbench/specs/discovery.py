@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -63,23 +64,21 @@ def _locate(kind: str, name_or_path: str) -> Path:
     return specs[name_or_path]
 
 
-def load_task_spec(name_or_path: str) -> TaskSpec:
-    """Load and validate a task spec by name or YAML path."""
-    path = _locate("tasks", name_or_path)
+def _load_spec(kind: str, schema: type[TaskSpec] | type[BaselineSpec], name_or_path: str) -> Any:
+    path = _locate(kind, name_or_path)
     data = read_spec_file(path)
     data.setdefault("name", path.stem)
     try:
-        return TaskSpec.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
         raise SpecError(format_validation_error(str(path), exc)) from exc
+
+
+def load_task_spec(name_or_path: str) -> TaskSpec:
+    """Load and validate a task spec by name or YAML path."""
+    return _load_spec("tasks", TaskSpec, name_or_path)
 
 
 def load_baseline_spec(name_or_path: str) -> BaselineSpec:
     """Load and validate a baseline spec by name or YAML path."""
-    path = _locate("baselines", name_or_path)
-    data = read_spec_file(path)
-    data.setdefault("name", path.stem)
-    try:
-        return BaselineSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(str(path), exc)) from exc
+    return _load_spec("baselines", BaselineSpec, name_or_path)
