@@ -192,11 +192,9 @@ def test_chromium_loads_the_thumbnails(site, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.common.by import By
 
-    from tests.test_leaderboard import _chrome
+    from tests.test_leaderboard import _browser
 
-    options, service = _chrome()
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    browser = webdriver.Chrome(options=options, service=service)
+    browser = _browser(tmp_path)
     try:
         browser.get(site.as_uri())
         for details in browser.find_elements(By.TAG_NAME, "details"):

@@ -73,9 +73,7 @@ def test_in_headless_chromium(site, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.common.by import By
 
-    options, service = _chrome()
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    browser = webdriver.Chrome(options=options, service=service)
+    browser = _browser(tmp_path)
     try:
         browser.get(site.as_uri())
         assert browser.title == "vlbench leaderboard"
@@ -114,7 +112,7 @@ def test_a_missing_system_package_skips_outside_ci_and_fails_under_it(monkeypatc
     require_system(True, "chromium with chromedriver", CHROMIUM_APT)  # present: neither
 
 
-def _browser(tmp_path, width: int):
+def _browser(tmp_path, width: int = 1400):
     from selenium import webdriver
 
     options, service = _chrome(width)
