@@ -189,8 +189,9 @@ def test_the_page_shows_examples_with_thumbnails_on_disk(site):
 
 def test_chromium_loads_the_thumbnails(site, tmp_path):
     """The page's Content-Security-Policy lets its own images beside it load, and nothing from the network."""
-    from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     from tests.test_leaderboard import _browser
 
@@ -200,8 +201,18 @@ def test_chromium_loads_the_thumbnails(site, tmp_path):
         for details in browser.find_elements(By.TAG_NAME, "details"):
             browser.execute_script("arguments[0].open = true", details)
         images = browser.find_elements(By.CSS_SELECTOR, "table.flips img")
-        widths = [browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) for i in images]
-        assert len(images) == 3 and all(w and w > 0 for w in widths), widths
+
+        def widths(_driver):
+            return [browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", i) for i in images]
+
+        # The thumbnails load lazily once their <details> opens, so each may still be on its way: wait for all of
+        # them, and fail with the widths seen if one never loads (a blocked image ends complete with width 0).
+        try:
+            WebDriverWait(browser, 20).until(lambda d: all(w is not False for w in widths(d)))
+        except TimeoutException:
+            pass
+        seen = widths(browser)
+        assert len(images) == 3 and all(w and w > 0 for w in seen), seen
     finally:
         browser.quit()
 
