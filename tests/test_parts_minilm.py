@@ -54,3 +54,33 @@ def test_minilm_ranks_a_paraphrase_above_an_unrelated_sentence(minilm, one_threa
     torch.manual_seed(0)
     random = _margins(tokenizer, BertModel(model.config).eval())
     assert sum(m > 0.15 for m in random) < len(TRIPLES), random  # measured all negative: word overlap wins
+
+
+
+def _pooled_margins(tokenizer, encoder) -> list[float]:
+    """cos(anchor, paraphrase) - cos(anchor, unrelated) over the encoder's pooled output."""
+    margins = []
+    for triple in TRIPLES:
+        batch = dict(tokenizer(list(triple), padding=True, return_tensors="pt"))
+        with torch.no_grad():
+            sentences = torch.nn.functional.normalize(encoder(batch).pooled, dim=-1)
+        similarity = sentences[0] @ sentences[1:].T
+        margins.append(float(similarity[0] - similarity[1]))
+    return margins
+
+
+def test_the_minilm_baselines_pool_as_the_weights_were_trained(minilm, one_thread):
+    """text-minilm's pooled output is the model's sentence embedding; the checkpoint's own pooler is untrained."""
+    from vlbench.models.base import BuildContext
+    from vlbench.models.text_bert import TextBertConfig, TextBertEncoder
+    from vlbench.specs import load_baseline_spec
+
+    tokenizer, _ = minilm
+    spec = load_baseline_spec("text-minilm")
+    folder, context = str(resolve_pretrained(spec.pretrained)), BuildContext("vqa", tokenizer, max_text_length=32)
+    encoder = TextBertEncoder.from_spec(TextBertConfig(**spec.config), folder, context).eval()
+    assert encoder.pooling == "mean" and encoder.bert.pooler is None
+    assert all(m > 0.15 for m in _pooled_margins(tokenizer, encoder))
+    with_pooler = TextBertEncoder.from_spec(TextBertConfig(**{**spec.config, "pooling": "pooler"}), folder,
+                                            context).eval()
+    assert float(with_pooler.bert.pooler.dense.bias.abs().max()) == 0.0  # as shipped: never trained

@@ -98,7 +98,9 @@ def test_peft_leaves_every_frozen_pretrained_weight_bit_identical(baseline, tiny
         ours = {_checkpoint_name(n, root): n for n in tensors if _checkpoint_name(n, root) in reference}
         if root == "image" and "image" not in assembled.modalities:
             continue
-        assert len(ours) >= len(reference) - 1, f"{root}: {sorted(set(reference) - set(ours))[:5]}"
+        # the MiniLM baselines pool by the mean (`pooling: mean`) and drop the checkpoint's untrained pooler
+        missing = {key for key in set(reference) - set(ours) if not key.startswith("pooler.")}
+        assert len(missing) <= 1, f"{root}: {sorted(missing)[:5]}"
         for key, name in ours.items():
             if name in trainable:
                 continue  # e.g. BitFit's biases: they are meant to move

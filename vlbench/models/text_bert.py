@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from pydantic import Field
 
 from vlbench.errors import SpecError
+from vlbench.models._blocks import masked_mean
 from vlbench.models.base import (
     BuildContext,
     Encoder,
@@ -33,17 +34,24 @@ class TextBertConfig(EncoderConfig):
     attention_dropout: float = Field(0.1, ge=0, lt=1)
     scratch: bool = Field(False, description="with `pretrained:`, its architecture and tokenizer with random "
                           "weights: the from-scratch twin")
+    pooling: Literal["pooler", "mean"] = Field(
+        "pooler", description="pooled output: the BERT's pooler (dense + tanh) over [CLS], or the mean of the "
+        "token states, which is what sentence-transformers checkpoints such as all-MiniLM-L6-v2 were trained with "
+        "(their pooler weights are untrained; `mean` drops the pooler)")
 
 
 class TextBertEncoder(Encoder):
-    """Encodes the text with BertModel; pooled output = BERT's pooler over [CLS]."""
+    """Encodes the text with BertModel; pooled output = BERT's pooler over [CLS], or the mean of its token states."""
 
     Config = TextBertConfig
     modalities = ("text",)
 
-    def __init__(self, bert: torch.nn.Module) -> None:
+    def __init__(self, bert: torch.nn.Module, pooling: str = "pooler") -> None:
         super().__init__()
+        if pooling == "mean":
+            bert.pooler = None  # unused weights would count as trainable
         self.bert = bert
+        self.pooling = pooling
         self.hidden_size = bert.config.hidden_size
 
     @classmethod
@@ -70,7 +78,7 @@ class TextBertEncoder(Encoder):
                 intermediate_size=config.intermediate_size, dropout=config.dropout,
                 attention_dropout=config.attention_dropout, pooling=True,
             )
-        return cls(bert)
+        return cls(bert, config.pooling)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Pool the question through BERT; images in the batch are never read."""
@@ -79,4 +87,6 @@ class TextBertEncoder(Encoder):
             attention_mask=batch["attention_mask"],
             token_type_ids=batch.get("token_type_ids"),
         )
-        return EncoderOutput(pooled=out.pooler_output, sequence=out.last_hidden_state, mask=batch["attention_mask"])
+        mask = batch["attention_mask"]
+        pooled = out.pooler_output if self.pooling == "pooler" else masked_mean(out.last_hidden_state, mask)
+        return EncoderOutput(pooled=pooled, sequence=out.last_hidden_state, mask=mask)

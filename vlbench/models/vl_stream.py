@@ -6,7 +6,8 @@
   average-pooled to ``visual_tokens`` cells, through a new Linear to the BERT's width plus a new learned
   position per cell; the BERT's embedding layer then adds token type 1 and the embedding of position 0
   (VisualBERT's convention: visual tokens have no text position) and applies its LayerNorm;
-- the BERT's layers run over both together; pooled output: the BERT's pooler over [CLS].
+- the BERT's layers run over both together; pooled output: the BERT's pooler over [CLS], or (``pooling:
+  mean``) the mean over text and visual tokens.
 
 No jointly pretrained vision-language checkpoint installs offline: the projection and the visual
 positions start from scratch, and the BERT first meets visual tokens during fine-tuning. ``scratch: true``
@@ -16,13 +17,14 @@ weights for the BERT and for the image part.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from pydantic import Field
 from torch import nn
 
 from vlbench.errors import SpecError
+from vlbench.models._blocks import masked_mean
 from vlbench.models.base import (
     BuildContext,
     Encoder,
@@ -48,6 +50,10 @@ class VLStreamConfig(EncoderConfig):
                           "same tokenizer): the from-scratch twin")
     dropout: float = Field(0.1, ge=0, lt=1)
     attention_dropout: float = Field(0.1, ge=0, lt=1)
+    pooling: Literal["pooler", "mean"] = Field(
+        "pooler", description="pooled output: the BERT's pooler (dense + tanh) over [CLS], or the mean of the "
+        "token states, which is what sentence-transformers checkpoints such as all-MiniLM-L6-v2 were trained with "
+        "(their pooler weights are untrained; `mean` drops the pooler)")
 
 
 class VLStreamEncoder(Encoder):
@@ -56,9 +62,12 @@ class VLStreamEncoder(Encoder):
     Config = VLStreamConfig
     modalities = ("text", "image")
 
-    def __init__(self, bert: nn.Module, image: nn.Module, visual_tokens: int) -> None:
+    def __init__(self, bert: nn.Module, image: nn.Module, visual_tokens: int, pooling: str = "pooler") -> None:
         super().__init__()
+        if pooling == "mean":
+            bert.pooler = None  # unused weights would count as trainable
         self.bert = bert
+        self.pooling = pooling
         self.image = image
         hidden = bert.config.hidden_size
         self.visual_projection = nn.Linear(image.hidden_size, hidden)
@@ -83,14 +92,14 @@ class VLStreamEncoder(Encoder):
         image = build_image_part(config.image_part, scratch=config.scratch, visual_tokens=config.visual_tokens,
                                  cache_dir=context.cache_dir)
         cells = (image.preprocessing.size + 31) // 32
-        return cls(bert, image, image.grid ** 2 if image.grid else cells * cells)
+        return cls(bert, image, image.grid ** 2 if image.grid else cells * cells, config.pooling)
 
     def image_transform(self) -> CroppedPixels:
         """The image part's preprocessing, finished inside the part (see :class:`CroppedPixels`)."""
         return self.image.model_transform()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
-        """[question tokens ; visual tokens] through the BERT; pooled = its pooler over [CLS]."""
+        """[question tokens ; visual tokens] through the BERT; pooled = its pooler over [CLS] or the mean of all tokens."""
         ids, text_mask = batch["input_ids"], batch["attention_mask"]
         types = batch.get("token_type_ids")
         types = torch.zeros_like(ids) if types is None else types
@@ -103,4 +112,5 @@ class VLStreamEncoder(Encoder):
         mask = torch.cat([text_mask, ones], dim=1)
         out = self.bert(inputs_embeds=torch.cat([words, visual.to(words.dtype)], dim=1), attention_mask=mask,
                         token_type_ids=torch.cat([types, ones.to(types.dtype)], dim=1), position_ids=positions)
-        return EncoderOutput(pooled=out.pooler_output, sequence=out.last_hidden_state, mask=mask)
+        pooled = out.pooler_output if self.pooling == "pooler" else masked_mean(out.last_hidden_state, mask)
+        return EncoderOutput(pooled=pooled, sequence=out.last_hidden_state, mask=mask)
