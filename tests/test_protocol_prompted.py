@@ -10,7 +10,7 @@ from tests.conftest import TINY_DATA
 from tests.prompted_fixtures import save_tiny_llava
 from vlbench.cli.main import main
 from vlbench.errors import SpecError, VLBenchError
-from vlbench.models.prompted import PromptedConfig, PromptedVLM, draw_examples, extract_answer, fill
+from vlbench.models.prompted import PromptedConfig, PromptedVLM, draw_examples, extract_answer, fill, template_cues
 from vlbench.specs import PromptTemplate
 
 TEMPLATE = PromptTemplate(instruction="Answer briefly.", example="Question: {question} Answer: {answer}",
@@ -48,6 +48,12 @@ def test_templates_answers_and_draws():
         fill("{answr}", {"answer": "yes"}, "t")
     assert extract_answer("  red\nQuestion: what", ("Question:",)) == "red"
     assert extract_answer("blue Question: how many", ("Question:",)) == "blue"
+    # the run-on answers prompted-smollm wrote at k = 4 (docs/pretrained.md), cut at any cue of the template
+    cues = template_cues("Question: {question} Answer: {answer}")
+    assert cues == ("Question:", "Answer:")
+    assert [extract_answer(g, cues) for g in ("yes answer", "red Answer: blue", "no. question 2", "Answer: 3")] == \
+        ["yes", "red", "no.", "3"]
+    assert extract_answer("answers", cues) == "answers" and extract_answer("reanswer", cues) == "reanswer"
     assert extract_answer("\n\n 2 \n3") == "2"
     first = draw_examples(10, 4, seed=3, query_index=7)
     assert first == draw_examples(10, 4, seed=3, query_index=7) and len(set(first)) == 4

@@ -14,6 +14,7 @@ visual prefix trained on the training split's captions with the language model f
 
 from __future__ import annotations
 
+import re
 import string
 from pathlib import Path
 from typing import Any, Optional
@@ -26,7 +27,7 @@ from vlbench.errors import SpecError, VLBenchError
 from vlbench.models.base import BuildContext, EncoderConfig, FittedModel, load_pretrained
 from vlbench.models.smolvlm_prompting import PrefixSettings
 
-__all__ = ["PromptedConfig", "PromptedVLM", "fill", "extract_answer", "draw_examples"]
+__all__ = ["PromptedConfig", "PromptedVLM", "fill", "extract_answer", "template_cues", "draw_examples"]
 
 
 class PromptedConfig(EncoderConfig):
@@ -53,12 +54,27 @@ def fill(template: str, row: dict[str, Any], where: str) -> str:
     return template.format(**{n: row[n] for n in names})
 
 
+def template_cues(example: str) -> tuple[str, ...]:
+    """The literal cue phrases of an example template ("Question:", "Answer:"): the text between its fields."""
+    return tuple(cue for cue in (part.strip() for part in re.split(r"\{[^{}]*\}", example)) if cue)
+
+
 def extract_answer(generated: str, stops: tuple[str, ...] = ()) -> str:
-    """The answer in generated text: its first non-empty line, cut at the first stop phrase, stripped."""
+    """The answer in generated text: its first non-empty line, cut at the first stop phrase, stripped.
+
+    A stop phrase matches in any case, as a whole word, with or without its colon: a small LM that has read
+    "Question: ... Answer: yes" examples often goes on with "yes answer" or "yes. Question". A cue repeated at
+    the very start ("Answer: red") is skipped rather than cutting the answer away.
+    """
     text = generated.strip()
-    for stop in stops:
-        if stop and stop in text:
-            text = text.split(stop, 1)[0]
+    words = [re.escape(stop.strip().rstrip(":").strip()) for stop in stops if stop.strip().rstrip(":").strip()]
+    if words:
+        cue = re.compile(r"(?<!\w)(?:" + "|".join(words) + r")(?!\w):?", re.IGNORECASE)
+        while (start := cue.match(text)) is not None:
+            text = text[start.end():].lstrip()
+        found = cue.search(text)
+        if found is not None:
+            text = text[:found.start()]
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return line.strip().strip('"').strip()
 
@@ -213,7 +229,7 @@ class PromptedVLM(FittedModel):
         """Generate an answer for every row, in batches."""
         if self.images is None:
             raise VLBenchError("a prompted model must be attached to its task before predicting.")
-        stops = tuple(s for s in (self.template.example.split("{", 1)[0].strip(),) if s)
+        stops = template_cues(self.template.example)
         answers: list[str] = []
         self.last_prompts = []
         for start in range(0, len(rows), self.config.batch_size):
