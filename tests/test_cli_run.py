@@ -44,7 +44,8 @@ def test_records_are_complete(finished_run):
     assert record["training"]["steps"] == 3 and len(record["training"]["history"]) >= 1
     assert {"train_loss", "validation", "epoch"} <= set(record["training"]["history"][0])
     assert 0.0 <= record["test"]["metrics"]["accuracy"] <= 100.0
-    assert record["schema"] == 3 and record["status"] == "ok" and record["emap"] is None  # no --emap asked
+    assert record["schema"] == 4 and record["status"] == "ok"
+    assert record["emap"] is None and record["robustness"] is None  # neither asked
     # honest timing: training without its validation passes; evaluation (validation, test, ablation) apart
     timing = record["timing"]
     assert 0 < timing["train_seconds"] and 0 < timing["eval_seconds"]

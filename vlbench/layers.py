@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("vlbench.executors", "vlbench.protocols"),
     ("vlbench.runner",),
     ("vlbench.plan",),
-    ("vlbench.tasks", "vlbench.peft"),
+    ("vlbench.tasks", "vlbench.peft", "vlbench.robustness"),
     ("vlbench.training", "vlbench.distributed"),
     ("vlbench.models",),
     ("vlbench.data",),

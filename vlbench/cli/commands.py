@@ -7,3 +7,4 @@ from vlbench.cli import score as _score  # noqa: F401
 from vlbench.cli import table as _table  # noqa: F401
 from vlbench.cli import protocols as _protocols  # noqa: F401
 from vlbench.cli import pretrained as _pretrained  # noqa: F401
+from vlbench.cli import robustness as _robustness  # noqa: F401

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from vlbench.cli.app import app, debug_enabled, err_console, load_plugins, path_arg, wide_console
+from vlbench.cli.robustness import parse_suites
 from vlbench.errors import VLBenchError
 from vlbench.specs import DEFAULT_EMAP_ITEMS
 
@@ -110,6 +111,19 @@ def run(
         help="After testing, score the test split again one example per batch and record whether every metric and "
         "item score is the same as at the evaluation batch size (one more test pass, unbatched).",
     ),
+    robustness: bool = typer.Option(
+        False, "--robustness",
+        help="After testing, score the trained model under the evaluation suites (corrupted images at 5 severities, "
+        "perturbed questions, PGD at 1, 2 and 4/255) and record them: 31 more test passes and 3 attacked ones (each "
+        "about 2 x steps forward and backward passes). See docs/robustness.md.",
+    ),
+    robustness_suites: Optional[str] = typer.Option(
+        None, "--robustness-suites", help="Only these suites, comma-separated: corruptions, text, attack (implies --robustness).",
+    ),
+    keep_model: bool = typer.Option(
+        False, "--keep-model",
+        help="Keep the trained weights beside each record (seed-N.weights.safetensors) for `vlbench robustness` later.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda or mps."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a spec field: key.path=value; repeatable."),
     force: bool = typer.Option(False, "--force", help="Run again even when a record with the same config exists."),
@@ -154,6 +168,8 @@ def run(
         raise VLBenchError("--dataset '': name a dataset, e.g. --dataset vqav2:/data/vqav2, or leave the flag out "
                            "to use the task's own.")
     _check_lr(lr)
+    suites = parse_suites(robustness_suites, "--robustness-suites")
+    robustness_block = {"suites": suites} if suites else ({} if robustness else None)
     sizes, rule = None, "fraction"
     if train_fraction is not None and k_shot is not None:
         raise VLBenchError("give --train-fraction or --k-shot, not both.")
@@ -181,7 +197,8 @@ def run(
                             "deterministic": deterministic, "tf32": tf32, "num_workers": num_workers, "data_on_device": data_on_device,
                             "checkpoint_every_steps": checkpoint_every_steps,
                             "emap_items": emap_items or (DEFAULT_EMAP_ITEMS if emap else None),
-                            "check_eval_invariance": check_eval_invariance or None},
+                            "check_eval_invariance": check_eval_invariance or None,
+                            "robustness": robustness_block, "keep_model": keep_model or None},
         device=device,
         force=force,
         cache_dir=cache_dir,

@@ -17,6 +17,7 @@ import numpy as np
 
 from vlbench.results.corpus import CORPUS_METRICS, CorpusSeeds, corpus_items, corpus_seed_item_test, paired_corpus_test
 from vlbench.results.flips import FLIP_FIELDS, flip_fields
+from vlbench.results.robustness import ROBUSTNESS_FIELDS, robustness_fields
 from vlbench.results.items import item_values
 from vlbench.results.seeditem import seed_item_test
 from vlbench.results.stats import paired_test, summarize
@@ -291,7 +292,8 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
                          "ci_low": None, "ci_high": None, "delta_vs_reference": None, "p_value": None,
                          "p_value_items": None, "delta_ci_low": None, "delta_ci_high": None, "test": "failed run",
                          "image_reliance_blank": None, "image_reliance_shuffled": None,
-                         **dict.fromkeys(EMAP_FIELDS), **dict.fromkeys(LEAKAGE_FIELDS), **dict.fromkeys(FLIP_FIELDS)})
+                         **dict.fromkeys(EMAP_FIELDS), **dict.fromkeys(LEAKAGE_FIELDS), **dict.fromkeys(FLIP_FIELDS),
+                         **dict.fromkeys(ROBUSTNESS_FIELDS)})
             continue
         for name in metrics:
             summary = summarize([r["test"]["metrics"].get(name) for r in group.ok])
@@ -306,6 +308,7 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
                                                    if a.get("real") is not None and a.get("shuffled") is not None)
             row.update(_emap_fields(group.ok, name))
             row.update(flip_fields(group.ok, name))
+            row.update(robustness_fields(group.ok, name))
             row.update(_leakage_fields(group.ok, name, summary.mean))
             if ref_group is not None:
                 ref_summary = summarize([r["test"]["metrics"].get(name) for r in ref_group.ok])

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Optional
 from vlbench.results.aggregate import Table, aggregate
 from vlbench.results.escape import html_text, one_line
 from vlbench.results.flips import examples_html
+from vlbench.results.robustness import severity_curves
 from vlbench.results.sections import TEXT_COLUMNS, legend, wide_sections
 
 __all__ = ["build_page", "html_tables", "bar_chart", "scatter_chart", "curve_chart"]
@@ -104,7 +105,8 @@ def _page_order(section: dict[str, Any]) -> list[int]:
             return 1
         if h.startswith(("Δ ", "p (")):
             return 2
-        return 3 if h.startswith(("image reliance", "flips", "EMAP gap")) else 4
+        robust = ("clean (", "corrupted", "corruption drop", "typos", "word dropout", "PGD")
+        return 3 if h.startswith(("image reliance", "flips", "EMAP gap", *robust)) else 4
 
     return sorted(range(len(header)), key=lambda i: (rank(header[i]), i))
 
@@ -239,8 +241,8 @@ def scatter_chart(points: list[tuple[str, float, float]], label: str, width: int
 
 
 def curve_chart(curves: list[tuple[str, list[tuple[int, float]]]], label: str, width: int = _PLOT_WIDTH,
-                height: int = 300, colors: Optional[dict[str, str]] = None) -> str:
-    """Validation score per epoch, one line per (name, [(epoch, value)]), as SVG."""
+                height: int = 300, colors: Optional[dict[str, str]] = None, x_label: str = "epoch") -> str:
+    """A score per step of ``x_label`` (epoch, severity), one line per (name, [(x, value)]), as SVG."""
     curves = [(n, pts) for n, pts in curves if pts]
     if not curves:
         return ""
@@ -265,7 +267,7 @@ def curve_chart(curves: list[tuple[str, list[tuple[int, float]]]], label: str, w
     stride = math.ceil(len(labelled) * _TICK_SPACING / (width - left - right))  # tick labels at least that far apart
     for e in labelled[::max(stride, 1)]:
         out.append(f'<text x="{px(e):.1f}" y="{height - bottom + _TICK_DROP}" text-anchor="middle">{e}</text>')
-    out.append(f'<text x="{(left + width - right) / 2}" y="{height - 4}" text-anchor="middle">epoch</text>')
+    out.append(f'<text x="{(left + width - right) / 2}" y="{height - 4}" text-anchor="middle">{html_text(x_label)}</text>')
     for i, (name, pts) in enumerate(curves):
         color = _color(name, i, colors)
         path = " ".join(f"{'M' if j == 0 else 'L'}{px(e):.1f},{py(v):.1f}" for j, (e, v) in enumerate(pts))
@@ -335,8 +337,12 @@ def build_page(records: Iterable[dict[str, Any]], notes: Optional[list[str]] = N
                      and r["baseline"] == b["row"]["baseline"]]
             curves.append((_label(b["row"]), _curve(group)))
         curve = curve_chart(curves, "validation score per epoch (mean over seeds)", colors=colors)
+        severity = curve_chart(severity_curves([b["tested"] for b in ok], tested, _label),
+                               f"{tested} against corruption severity", colors=colors,
+                               x_label="corruption severity (0: clean)")
         figures = [(bars, f"{tested} (mean ± std over seeds)"), (scatter, f"{tested} vs trainable parameters"),
-                   (curve, "validation (primary metric) per epoch, mean over seeds")]
+                   (curve, "validation (primary metric) per epoch, mean over seeds"),
+                   (severity, f"{tested} vs corruption severity: mean over the 5 corruptions and seeds (0: clean)")]
         parts.append('<div class="plots">' + "".join(
             f"<figure>{svg}<figcaption>{html_text(caption)}</figcaption></figure>" for svg, caption in figures if svg
         ) + "</div>")

@@ -39,7 +39,7 @@ __all__ = [
     "ensure_writable",
 ]
 
-RECORD_SCHEMA = 3  # 3: the emap block
+RECORD_SCHEMA = 4  # 3: the emap block; 4: the robustness block
 # a record with per-example scores of a 200k-question test set is ~10 MB; anything near this is not a record
 MAX_RECORD_BYTES = 256 << 20
 

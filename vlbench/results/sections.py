@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from vlbench.results import escape
 from vlbench.results.aggregate import MIN_SEEDS, Table
+from vlbench.results.robustness import robustness_cells, robustness_header, robustness_legend
 
 __all__ = ["P_SEEDS_ITEMS", "P_ITEMS", "TEXT_COLUMNS", "significance_mark", "wide_sections", "legend"]
 
@@ -96,6 +97,8 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
         on = f", {next(iter(emap_sizes))} items" if len(emap_sizes) == 1 and None not in emap_sizes else ""
         header += [f"EMAP gap ({tested}{on})"] if has_emap else []
         header += [LEAKAGE] if has_leakage else []
+        robust = robustness_header(rows, tested)
+        header += robust
         header += [f"Δ {tested} vs {reference}", P_SEEDS_ITEMS, P_ITEMS]
         lines: dict[tuple[str, str], dict[str, Any]] = {}
         for r in rows:
@@ -121,6 +124,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                 cells += ["—"] if has_flips else []
                 cells += ["—"] if has_emap else []
                 cells += ["—"] if has_leakage else []
+                cells += ["—"] * len(robust)
                 cells += ["—", "—", "—"]
             else:
                 cells += [_value(line["metrics"][m]) if m in line["metrics"] else "" for m in metrics]
@@ -132,6 +136,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                 cells += [_flips(t)] if has_flips else []
                 cells += [_emap_gap(t)] if has_emap else []
                 cells += [_leakage(t)] if has_leakage else []
+                cells += robustness_cells(t, robust)
                 delta = t["delta_vs_reference"] if t else None
                 cells += [_num(delta, signed=True) + (significance_mark(t["p_value"]) if t else ""),
                           _p(t["p_value"]) if t else "—", _p(t["p_value_items"]) if t else "—"]
@@ -189,7 +194,8 @@ def legend(table: Table) -> list[str]:
         f"n<3: fewer than {MIN_SEEDS} seeds; the spread is not estimated well and a Δ is not a finding.",
         "image reliance: the trained model's score with real images minus its score with blank images / with "
         "images shuffled across test examples.",
-        "train s: optimizer steps only (no validation); eval s: validation, test, ablation and EMAP passes.",
+        "train s: optimizer steps only (no validation); eval s: validation, test, ablation, EMAP and robustness "
+        "passes.",
     ]
     if any(r.get("emap_gap") is not None for r in table.rows):
         lines.insert(-1, "EMAP gap: the model's score minus the score of its additive projection (EMAP, Hessel & Lee "
@@ -205,6 +211,7 @@ def legend(table: Table) -> list[str]:
                      "the best answer per exact question string chosen on test, which no model reading only the "
                      "question can reach: something leaked (test answers, the image through the text). MMStar's "
                      "multimodal gain is the Δ column of a joint model whose reference is its own text-only twin.")
+    lines[-1:-1] = robustness_legend(table.rows)
     untested = sorted({f"{r['metric']}: {r['test'][len('not tested: '):]}" for r in table.rows
                        if r["test"] and r["test"].startswith("not tested")})
     lines += [f"not tested — {u}" for u in untested]

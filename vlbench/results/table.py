@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from vlbench.errors import VLBenchError
 from vlbench.results import escape
 from vlbench.results.aggregate import Table, aggregate
+from vlbench.results.robustness import ROBUSTNESS_FIELDS
 from vlbench.results.sections import P_ITEMS, P_SEEDS_ITEMS, TEXT_COLUMNS, legend, significance_mark, wide_sections
 
 __all__ = ["aggregate", "render", "FORMATS", "LONG_FIELDS", "significance_mark", "wide_sections", "legend",
@@ -22,7 +23,7 @@ LONG_FIELDS = ["task", "dataset", "baseline", "config", "config_fields", "config
                "test", "image_reliance_blank",
                "image_reliance_shuffled", "emap_items", "emap_model", "emap", "emap_gap", "emap_gap_ci_low",
                "emap_gap_ci_high", "emap_seeds", "flips_helped", "flips_hurt", "flips_seeds", "text_only", "question_only_prior", "question_only_ceiling", "leakage",
-               "above_text_ceiling", "trainable_params", "total_params", "train_seconds", "eval_seconds",
+               "above_text_ceiling", *ROBUSTNESS_FIELDS, "trainable_params", "total_params", "train_seconds", "eval_seconds",
                "gpu_memory_mb", "versions"]
 
 

@@ -10,12 +10,12 @@ from typing import Any, Optional
 
 __all__ = ["SCHEMA_FILE", "record_schema", "record_problem"]
 
-SCHEMA_FILE = "run-record.v3.json"
+SCHEMA_FILE = "run-record.v4.json"
 
 
 @lru_cache(maxsize=1)
 def record_schema() -> dict[str, Any]:
-    """The JSON schema of run records (schema 3; schema 1 and 2 records are valid too, schema 1 read as status ok)."""
+    """The JSON schema of run records (schema 4; schema 1-3 records are valid too, schema 1 read as status ok)."""
     text = resources.files("vlbench.results").joinpath("schema", SCHEMA_FILE).read_text(encoding="utf-8")
     return json.loads(text)
 
@@ -45,8 +45,8 @@ def record_problem(record: Any) -> Optional[str]:
     if record.get("schema") == 1 and "status" not in record:
         record = {**record, "status": "ok"}  # schema 1 predates failed records: every one finished
     schema = record.get("schema")
-    if schema not in (1, 2, 3):
-        return f"field 'schema': {_short(schema)} is not a known record schema (1, 2 or 3)"
+    if schema not in (1, 2, 3, 4):
+        return f"field 'schema': {_short(schema)} is not a known record schema (1, 2, 3 or 4)"
     errors = sorted(_validator().iter_errors(record), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
     if errors:
         first = errors[0]

@@ -21,6 +21,7 @@ from vlbench.specs import RunConfig
 from vlbench.training.device import describe_device
 from vlbench.progress import evaluation_progress
 from vlbench.training.seeding import seed_everything
+from vlbench.training.checkpoint import trainable_state
 from vlbench.training.trainer import fit
 
 __all__ = ["TokenizerCache", "run_one"]
@@ -99,6 +100,17 @@ def _invariance(config: RunConfig, test: Any, task: Any, model: Any, modalities:
     return invariance_block(test, size, lambda b: task.evaluate(model, "test", b, modalities, device), other)
 
 
+def _robustness(config: RunConfig, seed: int, task: Any, model: Any, modalities: tuple[str, ...], tokenizer: Any,
+                device: torch.device, clean: float) -> dict[str, Any]:
+    """The record's ``robustness`` block: the trained model under the evaluation suites (docs/robustness.md)."""
+    from vlbench.robustness import robustness_block
+
+    settings = config.training.robustness
+    return robustness_block(task, model, modalities, tokenizer, device, config.training.eval_batch_size, seed,
+                            config.task.primary_metric, clean, settings.suites, settings.severities,
+                            settings.attack_budgets, settings.attack_steps)
+
+
 def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: TokenizerCache, accelerator: Any,
             progress: Any, digest: str, cache_dir: Optional[Path] = None,
             checkpoint_dir: Optional[Path] = None, warn: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
@@ -122,7 +134,7 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
 
     tokenizer, assembled = distributed.agree(build)  # a process that cannot build the model fails them all
     built, modalities = assembled.model, assembled.modalities
-    weights = features = ablation = emap = invariance = None
+    weights = features = ablation = emap = invariance = robustness = None
     eval_seconds = 0.0
     if isinstance(built, FittedModel):
         if callable(getattr(built, "attach", None)):
@@ -132,6 +144,8 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
         fit_info: dict[str, Any] = {"history": [], "best_epoch": 0, "best_validation": validation.primary, "steps": 0,
                                     "stopped_early": False, "precision": None, **built.fit_details()}
         (trainable, total), train_seconds, examples = built.parameter_counts(), 0.0, 0
+        if config.training.robustness is not None:
+            robustness = {"skipped": "a fitted model (not trained by gradient descent): the suites score trained models"}
     else:
         model = built
         trainable, total = _count_parameters(model)
@@ -153,6 +167,9 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
                 invariance = _invariance(config, test, task, model, modalities, accelerator.device)
             if config.training.emap_items and "image" in modalities:
                 emap = _emap(config, seed, task, model, modalities, accelerator.device, progress, label)
+            if config.training.robustness is not None:
+                robustness = _robustness(config, seed, task, model, modalities, tokenizer, accelerator.device,
+                                         test.metrics[config.task.primary_metric])
             eval_seconds = result.eval_seconds + time.perf_counter() - test_start
         validation_best = result.best_validation
         fit_info = {"history": result.history, "best_epoch": result.best_epoch, "best_validation": validation_best,
@@ -165,6 +182,8 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
             train_seconds += features["seconds"]  # computing cached features is part of what training cost
         if assembled.peft is not None:
             weights = trained_state(accelerator.unwrap_model(model))
+        elif config.training.keep_model:  # what training changed; assemble rebuilds the rest from the config
+            weights = trainable_state(accelerator.unwrap_model(model))
     wall = time.perf_counter() - start
     return {
         **record_header(config, seed, digest, "ok"),
@@ -193,6 +212,7 @@ def run_one(config: RunConfig, seed: int, task: Any, dataset: Any, tokenizers: T
         "ablation": ablation,
         "emap": emap,
         "eval_invariance": invariance,
+        "robustness": robustness,
         "_predictions": test.predictions,
         "_weights": weights,
     }

@@ -10,6 +10,7 @@ from vlbench import distributed
 from vlbench.data.loading import load_dataset
 from vlbench.data.subsets import apply_train_subset
 from vlbench.failures import describe_failure, is_out_of_memory, release_memory
+from vlbench.data.integrity import file_sha256
 from vlbench.io import atomic_write_json, read_json
 from vlbench.locks import LockBusy, RunLock, describe_holder
 from vlbench.plan import (
@@ -65,7 +66,8 @@ def _missing_measure(path: Path, config: Any) -> Optional[str]:
     config may predate the request; the run is then done again (checkpoints are not kept after a run).
     """
     wanted = config.training.emap_items
-    if not wanted and not config.training.check_eval_invariance:
+    robustness = config.training.robustness
+    if not wanted and not config.training.check_eval_invariance and robustness is None and not config.training.keep_model:
         return None
     try:
         record = read_json(path)
@@ -74,6 +76,11 @@ def _missing_measure(path: Path, config: Any) -> Optional[str]:
     if not isinstance(record, dict):
         return None
     trained = (record.get("training") or {}).get("steps") or (record.get("parameters") or {}).get("total")
+    if config.training.keep_model and trained and not record.get("weights_file"):
+        return "its record kept no trained weights"
+    lacking = _missing_robustness(record, robustness) if robustness is not None else None
+    if lacking is not None:
+        return lacking
     if config.training.check_eval_invariance and trained and not record.get("eval_invariance"):
         return "its record has no evaluation-invariance check"
     if not wanted or "image" not in (record.get("modalities") or []):
@@ -84,6 +91,25 @@ def _missing_measure(path: Path, config: Any) -> Optional[str]:
     if "skipped" in block or block.get("items") == expected:
         return None
     return f"its record has no EMAP on {expected} test items"
+
+
+def _missing_robustness(record: dict[str, Any], settings: Any) -> Optional[str]:
+    """What the record's robustness block lacks of the suites and sizes asked for, or None."""
+    block = record.get("robustness")
+    if not isinstance(block, dict):
+        return "its record has no robustness suites"
+    if "skipped" in block:
+        return None
+    missing = [s for s in settings.suites if s not in block]
+    corruptions, attack = block.get("corruptions") or {}, block.get("attack") or {}
+    if missing:
+        return f"its record has no {missing[0]} suite"
+    if corruptions.get("applies") and corruptions.get("severities") != settings.severities:
+        return "its record scored other corruption severities"
+    if attack.get("applies") and (attack.get("budgets") != settings.attack_budgets
+                                  or attack.get("steps") != settings.attack_steps):
+        return "its record attacked with other PGD budgets or steps"
+    return None
 
 
 def _already_done(run: PlannedRun, request: RunRequest, echo: Callable[[str], None], outcome: RunOutcome,
@@ -154,11 +180,12 @@ def _write_outputs(run: PlannedRun, task: Any, record: dict[str, Any]) -> None:
     task.write_predictions(record.pop("_predictions"), pred_path)
     record["predictions_file"] = pred_path.name
     weights = record.pop("_weights", None)
-    if weights is not None:  # PEFT runs keep only their trained weights
+    if weights is not None:  # PEFT runs (and runs asked to keep their model) keep the weights training changed
         from vlbench.peft.checkpoint import save_trained_weights, weights_path
 
         meta = {"baseline": config.baseline.name, "seed": run.seed, "config_hash": run.digest}
-        record["weights_file"] = save_trained_weights(weights, weights_path(path), meta).name
+        saved = save_trained_weights(weights, weights_path(path), meta)
+        record["weights_file"], record["weights_sha256"] = saved.name, file_sha256(saved)
     atomic_write_json(path, record)
     remove_checkpoints(path)  # the record holds everything now
 

@@ -20,6 +20,8 @@ from vlbench.specs.overrides import apply_overrides, parse_override
 from vlbench.specs.resolve import WORD_LEVEL, default_tokenizer, resolve_run_config
 from vlbench.specs.schema import (
     DEFAULT_EMAP_ITEMS,
+    ROBUSTNESS_SUITES,
+    RobustnessSettings,
     MAX_LR,
     MAX_SEED,
     MAX_SEEDS,
@@ -66,6 +68,8 @@ __all__ = [
     "MAX_SEEDS",
     "MAX_LR",
     "DEFAULT_EMAP_ITEMS",
+    "ROBUSTNESS_SUITES",
+    "RobustnessSettings",
     "MAX_SPEC_BYTES",
     "MAX_YAML_ALIASES",
     "MAX_YAML_NODES",

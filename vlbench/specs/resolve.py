@@ -66,7 +66,12 @@ def resolve_run_config(
                         "settings take finite numbers.")
     if dataset is None and raw["dataset"] == task.dataset:
         raw["dataset"] = raw["task"].get("dataset", task.dataset)
-    raw["training"].update({k: v for k, v in (training_overrides or {}).items() if v is not None})
+    for key, value in (training_overrides or {}).items():
+        if value is None:
+            continue
+        before = raw["training"].get(key)
+        # a flag that sets a block (--robustness) keeps what --set or the spec said inside it
+        raw["training"][key] = {**before, **value} if isinstance(value, dict) and isinstance(before, dict) else value
     if isinstance(raw.get("baseline"), dict) and isinstance(raw.get("task"), dict) and not raw["baseline"].get("tokenizer"):
         # the tokenizer is part of the config (and so of the hash): the same spec always reads text the same way
         raw["baseline"]["tokenizer"] = default_tokenizer(raw["task"], raw["baseline"])

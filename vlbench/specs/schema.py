@@ -25,6 +25,8 @@ __all__ = [
     "MAX_SEEDS",
     "MAX_LR",
     "DEFAULT_EMAP_ITEMS",
+    "ROBUSTNESS_SUITES",
+    "RobustnessSettings",
 ]
 
 
@@ -81,6 +83,42 @@ REMOVED_METRICS = ("field 'metrics' was removed: a task type reports all of its 
 # EMAP's default item count: 250,000 forward passes of the model per run (see vlbench.tasks.emap)
 DEFAULT_EMAP_ITEMS = 500
 MAX_LR = 10.0  # no AdamW learning rate above this trains anything; larger values are typos (1e300, inf)
+# the evaluation suites of vlbench.robustness (docs/robustness.md)
+ROBUSTNESS_SUITES = ("corruptions", "text", "attack")
+
+
+class RobustnessSettings(_Strict):
+    """Which evaluation suites score the trained model after testing, and their sizes (docs/robustness.md)."""
+
+    suites: list[Literal["corruptions", "text", "attack"]] = Field(
+        default_factory=lambda: list(ROBUSTNESS_SUITES), min_length=1,
+        description="corruptions (ImageNet-C style), text (typos, word dropout), attack (PGD on the pixels)")
+    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1,
+                                  description="corruption severities to score, each 1..5")
+    attack_budgets: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0], min_length=1,
+                                        description="PGD L-inf budgets in 1/255 of the pixel range, each in (0, 255]")
+    attack_steps: int = Field(10, ge=1, le=1000, description="PGD steps (step size 2.5 x budget / steps)")
+
+    @field_validator("suites")
+    @classmethod
+    def _distinct_suites(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("name each suite once")
+        return value
+
+    @field_validator("severities")
+    @classmethod
+    def _severity_range(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= s <= 5 for s in value) or len(set(value)) != len(value):
+            raise ValueError("severities are distinct whole numbers 1..5")
+        return sorted(value)
+
+    @field_validator("attack_budgets")
+    @classmethod
+    def _budget_range(cls, value: list[float]) -> list[float]:
+        if any(not 0 < b <= 255 for b in value) or len(set(value)) != len(value):
+            raise ValueError("attack budgets are distinct numbers in (0, 255] (units of 1/255 of the pixel range)")
+        return sorted(value)
 
 
 class TrainingConfig(_Strict):
@@ -90,7 +128,8 @@ class TrainingConfig(_Strict):
     # settings that cannot change a run's numbers: left out of the config hash (see ``config_hash``)
     # (emap_items adds a measurement to the record; it does not change the trained model or its test scores)
     unhashed: ClassVar[frozenset[str]] = frozenset({"seeds", "num_workers", "checkpoint_every_steps", "data_on_device",
-                                                    "emap_items", "check_eval_invariance"})
+                                                    "emap_items", "check_eval_invariance", "robustness",
+                                                    "keep_model"})
 
     epochs: int = Field(10, ge=0, le=1_000_000, description="0 only together with max_steps: train exactly max_steps")
     max_steps: Optional[int] = Field(None, ge=1, le=10**12, description="cap on optimizer steps (overrides epochs)")
@@ -144,6 +183,14 @@ class TrainingConfig(_Strict):
     check_eval_invariance: bool = Field(
         False, description="after testing, score the test split again one example per batch and record whether every "
         "metric and item score is the same (docs/results.md)",
+    )
+    robustness: Optional[RobustnessSettings] = Field(
+        None, description="after testing, score the trained model under the evaluation suites of docs/robustness.md "
+        "(corrupted images, perturbed questions, a PGD attack) and record them; null: off",
+    )
+    keep_model: bool = Field(
+        False, description="keep the trained weights beside the record (seed-N.weights.safetensors), so that "
+        "`vlbench robustness` can score the finished run later (PEFT runs always keep theirs)",
     )
 
     @field_validator("seeds")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Optional
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -78,8 +78,10 @@ class BatchCollator:
         self.modalities = tuple(modalities)
 
     def __call__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        """One batch of the split for these example indices."""
-        return self.task.collate(self.split, list(indices), self.modalities)
+        """One batch of the split for these example indices (through the task's ``batch_filter`` when one is set)."""
+        batch = self.task.collate(self.split, list(indices), self.modalities)
+        batch_filter = getattr(self.task, "batch_filter", None)
+        return batch if batch_filter is None else batch_filter(self.split, batch)
 
 
 def metric_matches(pattern: str, name: str) -> bool:
@@ -105,6 +107,8 @@ class TaskType:
     code_identity: ClassVar[dict[str, str]] = {}
     # the model's image transform (set per baseline by the runner); None: square resize to options.image_size
     image_transform: Optional[Any] = None
+    # set for one evaluation pass by vlbench.robustness (a PGD attack): (split, collated batch) -> the batch to use
+    batch_filter: Optional[Callable[[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]] = None
 
     def __init__(self, spec: TaskSpec, dataset: VLDataset) -> None:
         self.spec = spec
@@ -271,6 +275,23 @@ class TaskType:
 
     def emap_metrics(self, split: str, items: list[int], outputs: torch.Tensor) -> dict[str, float]:
         """The task's metrics of one output row (N, C) per item of ``split`` at positions ``items``."""
+        raise NotImplementedError
+
+    # --- robustness suites (vlbench.robustness) -----------------------------------------------------------
+    def input_texts(self, split: str) -> Optional[list[str]]:
+        """The text each example of ``split`` gives the model (questions, captions), or None when it gives none."""
+        return None
+
+    def replace_input_texts(self, split: str, texts: list[str], tokenizer: Any) -> Callable[[], None]:
+        """Encode ``texts`` in place of the split's :meth:`input_texts`; returns what puts the originals back."""
+        raise NotImplementedError
+
+    def attack_problem(self, model: torch.nn.Module) -> Optional[str]:
+        """Why a test-time attack on the pixels cannot use this task's training loss for ``model`` (None: it can)."""
+        return f"task type {self.spec.type!r} gives no per-batch training loss on its evaluation batches"
+
+    def attack_loss(self, model: torch.nn.Module, split: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task's training loss of ``model`` on one evaluation batch of ``split`` (what PGD ascends)."""
         raise NotImplementedError
 
     def write_predictions(self, predictions: Any, path: Path) -> Path:

@@ -331,6 +331,39 @@ class VQATask(TaskType):
         """Official VQA accuracy of the argmax answers of ``outputs`` on the questions at ``items``."""
         return self._official(split, [self.answers[i] for i in outputs.argmax(-1).tolist()], items)[0]
 
+    # --- robustness suites (vlbench.robustness) -----------------------------------------------------------
+    def input_texts(self, split: str) -> list[str]:
+        """The questions of a split role."""
+        return list(self._rows[split]["question"])
+
+    def replace_input_texts(self, split, texts, tokenizer):
+        """Encode ``texts`` as the split's questions (token ids and a generator's prompts); returns the undo."""
+        encoded, questions = self._encoded[split], self._questions.get(split)
+        self._encoded[split] = {**encoded, **encode_texts(tokenizer, list(texts), self.options.max_text_length)}
+        self._questions[split] = list(texts)
+
+        def restore() -> None:
+            self._encoded[split] = encoded
+            if questions is None:
+                self._questions.pop(split, None)
+            else:
+                self._questions[split] = questions
+
+        return restore
+
+    def attack_problem(self, model: nn.Module) -> Optional[str]:
+        """None for a classifier head (its BCE loss); a model that writes its answers has none on test questions."""
+        from vlbench.distributed import unwrap
+        from vlbench.tasks.generated import GeneratingModel
+
+        if isinstance(unwrap(model), GeneratingModel):
+            return "the model writes its answers: no classification loss to attack"
+        return None
+
+    def attack_loss(self, model, split, batch):
+        """The training loss (BCE against the soft targets) of the answer logits."""
+        return self.loss(model(batch), batch)
+
     @torch.no_grad()
     def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
         """Argmax answer per question, scored with the official metric (each process predicts its block)."""

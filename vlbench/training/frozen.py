@@ -36,6 +36,8 @@ class CachedFeatureEncoder(nn.Module):
         self.hidden_size = backbone.hidden_size
         self.modalities = tuple(backbone.modalities)
         self.computed = 0
+        # set by vlbench.robustness while it scores corrupted or attacked inputs: compute, never read or fill the cache
+        self.bypass_cache = False
 
     def train(self, mode: bool = True) -> "CachedFeatureEncoder":
         """The backbone stays in eval mode: its features must not depend on dropout or batch statistics."""
@@ -62,6 +64,8 @@ class CachedFeatureEncoder(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Cached pooled features (no sequence: heads that need token features cannot use the cache)."""
+        if self.bypass_cache:  # gradients reach the inputs (the backbone's weights stay frozen)
+            return EncoderOutput(pooled=self.backbone(batch).pooled)
         keys = self.ensure(batch)
         device = next(iter(batch.values())).device
         return EncoderOutput(pooled=self.cache.gather(keys).to(device))

@@ -180,6 +180,8 @@ class EfficientNetLitePart(nn.Module):
         self.cache = FeatureCache()
         self._tokens: dict[bytes, torch.Tensor] = {}
         self.computed = 0
+        # set by vlbench.robustness while it scores corrupted or attacked images: compute, never read or fill a cache
+        self.bypass_cache = False
         if mode == "frozen":
             self.requires_grad_(False)
         self.train(False)
@@ -274,8 +276,8 @@ class EfficientNetLitePart(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> EncoderOutput:
         """Visual tokens (B, cells or grid^2, 1280) from the head over the trunk's map, and the cells' mean as ``pooled``."""
-        if self.mode != "frozen":
-            return self._outputs(self.head(self.trunk_features(pixel_values)))
+        if self.mode != "frozen" or self.bypass_cache:  # gradients reach the pixels; frozen weights stay frozen
+            return self._outputs(self.head(self.trunk(self._finished(pixel_values))))
         keys = example_keys({"pixel_values": pixel_values}, ("image",))
         if not self._memoise_tokens():
             with torch.no_grad():

@@ -186,6 +186,37 @@ class Seq2SeqTask(TaskType):
                                                self._train_pass))
         return batch
 
+    # --- robustness suites (vlbench.robustness) -----------------------------------------------------------
+    def input_texts(self, split: str) -> Optional[list[str]]:
+        """The source texts of a role; None when the task reads images only (every source empty)."""
+        sources = self._sources(split)
+        return sources if any(sources) else None
+
+    def replace_input_texts(self, split, texts, tokenizer):
+        """Encode ``texts`` as the role's source texts; returns the undo."""
+        source = self._source[split]
+        self._source[split] = encode_texts(tokenizer, list(texts), self.options.max_text_length)
+
+        def restore() -> None:
+            self._source[split] = source
+
+        return restore
+
+    def attack_problem(self, model: nn.Module) -> Optional[str]:
+        """None for the task's decoder (teacher-forced cross-entropy on the references); a text generator has none."""
+        from vlbench.distributed import unwrap
+
+        if not isinstance(unwrap(model), EncoderDecoder):
+            return "the model writes its own text: no teacher-forced loss on the references to attack"
+        return None
+
+    def attack_loss(self, model, split, batch):
+        """Teacher-forced cross-entropy of every reference of the batch's examples (the training loss)."""
+        ids, offsets = self._target_ids[split]
+        targets = teacher_forcing_batch(ids, offsets, batch["index"].cpu(), None, 1)
+        batch = {**batch, **{k: v.to(batch["index"].device) for k, v in targets.items()}}
+        return self.loss(model(batch), batch)
+
     # --- evaluation --------------------------------------------------------------------------------
     def score(self, split: str, hypotheses: list[str]) -> EvalResult:
         """Score one hypothesis per example of a role with the task's metric."""

@@ -164,6 +164,26 @@ class RetrievalTask(TaskType):
         image_ids = encoded["image_ids"].index_select(0, encoded["image_keys"]).tolist()  # each caption's image
         return build_resident(self, split, modalities, device, budget, image_ids)
 
+    # --- robustness suites (vlbench.robustness) -----------------------------------------------------------
+    def input_texts(self, split: str) -> list[str]:
+        """The captions of a split role (the text side that is ranked)."""
+        return list(self._data[split].texts)
+
+    def replace_input_texts(self, split, texts, tokenizer):
+        """Encode ``texts`` as the role's captions; returns the undo."""
+        encoded = self._encoded[split]
+        self._encoded[split] = {**encoded, **encode_texts(tokenizer, list(texts), self.options.max_text_length)}
+
+        def restore() -> None:
+            self._encoded[split] = encoded
+
+        return restore
+
+    def attack_problem(self, model: nn.Module) -> Optional[str]:
+        """Retrieval ranks every image against every caption of the split: no per-batch objective is attacked."""
+        return ("retrieval scores all images against all captions at once; a per-image PGD objective over that "
+                "ranking is not implemented")
+
     # --- evaluation --------------------------------------------------------------------------------
     def _states(self, fn: Callable, batches: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, torch.Tensor]:
         from vlbench.distributed import gather_list, shard_range, world_size
