@@ -21,7 +21,7 @@ def _folder(tmp_path):
 
 def test_the_schema_ships_with_the_package_and_accepts_good_records():
     schema = record_schema()
-    assert schema["properties"]["schema"] == {"enum": [1, 2, 3]}
+    assert schema["properties"]["schema"] == {"enum": [1, 2, 3, 4]}
     assert record_problem(make_record()) is None
     assert record_problem(make_record(status="failed")) is None
     old = make_record()
@@ -37,6 +37,10 @@ def test_the_schema_ships_with_the_package_and_accepts_good_records():
     (lambda r: r["parameters"].update(trainable=-1), "parameters.trainable"),
     (lambda r: r.update(status="done"), "status"),
     (lambda r: r.update(schema=7), "schema"),
+    (lambda r: r.update(robustness={"metric": "accuracy", "split": "test", "seed": 0, "clean": 1.0,
+                                    "suites": ["corruptions"], "corruptions": {"applies": True}}), "robustness"),
+    (lambda r: r.update(robustness={"metric": "accuracy", "split": "test", "seed": 0, "clean": 1.0,
+                                    "suites": ["fog"]}), "robustness.suites"),
     (lambda r: r.pop("per_example"), "per_example"),
     (lambda r: r["test"].update(metrics={"other": 1.0}), "primary metric 'accuracy' is missing"),
 ])
