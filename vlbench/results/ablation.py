@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ["BLANK_VALUE", "AblatedImageStore", "derangement", "ablated_images", "ablation_block"]
+__all__ = ["BLANK_VALUE", "AblatedImageStore", "derangement", "images_served_by", "ablated_images", "ablation_block"]
 
 BLANK_VALUE = 128  # mid-grey: about 0 after the usual (x - 0.5) / 0.5 normalisation, no edges, no colour
 
@@ -83,16 +83,20 @@ class AblatedImageStore:
 
 
 @contextlib.contextmanager
-def ablated_images(dataset: Any, mode: str, seed: int = 0,
-                   image_ids: Optional[Sequence[int]] = None) -> Iterator[AblatedImageStore]:
-    """Within the block, ``dataset.images`` answers with blank or shuffled images (the store is yielded)."""
+def images_served_by(dataset: Any, store: Any) -> Iterator[Any]:
+    """Within the block, ``dataset.images`` is ``store`` (a store that answers for the real one; it is yielded)."""
     real = dataset.images
-    store = AblatedImageStore(real, mode, seed, image_ids)
     dataset.images = store
     try:
         yield store
     finally:
         dataset.images = real
+
+
+def ablated_images(dataset: Any, mode: str, seed: int = 0,
+                   image_ids: Optional[Sequence[int]] = None) -> contextlib.AbstractContextManager[AblatedImageStore]:
+    """Within the block, ``dataset.images`` answers with blank or shuffled images (the store is yielded)."""
+    return images_served_by(dataset, AblatedImageStore(dataset.images, mode, seed, image_ids))
 
 
 def ablation_block(dataset: Any, metric: str, real: float, evaluate: Callable[[], Any], image_ids: Sequence[int],

@@ -14,7 +14,7 @@ item), so the attack does not depend on which baseline ran before.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch

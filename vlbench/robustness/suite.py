@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 
+from vlbench.results.ablation import images_served_by
 from vlbench.robustness.attack import STEP_FACTOR, PGDBatches, pixel_scale
 from vlbench.robustness.corruptions import CORRUPTIONS, CorruptedImageStore, severity_parameters
 from vlbench.robustness.text_perturb import REPHRASINGS_NOTE, TEXT_PERTURBATIONS, perturb_texts
@@ -42,16 +43,10 @@ def uncached(model: Any) -> Iterator[None]:
             m.bypass_cache = value
 
 
-@contextlib.contextmanager
-def corrupted_images(dataset: Any, name: str, severity: int, seed: int) -> Iterator[CorruptedImageStore]:
+def corrupted_images(dataset: Any, name: str, severity: int,
+                     seed: int) -> contextlib.AbstractContextManager[CorruptedImageStore]:
     """Within the block, ``dataset.images`` answers with corrupted images (the store is yielded)."""
-    real = dataset.images
-    store = CorruptedImageStore(real, name, severity, seed)
-    dataset.images = store
-    try:
-        yield store
-    finally:
-        dataset.images = real
+    return images_served_by(dataset, CorruptedImageStore(dataset.images, name, severity, seed))
 
 
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
