@@ -13,12 +13,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-import numpy as np
 
-from vlbench.results.corpus import CORPUS_METRICS, CorpusSeeds, corpus_items, corpus_seed_item_test, paired_corpus_test
+from vlbench.results.corpus import CorpusSeeds, corpus_seed_item_test, paired_corpus_test
 from vlbench.results.flips import FLIP_FIELDS, flip_fields
 from vlbench.results.robustness import ROBUSTNESS_FIELDS, robustness_fields
-from vlbench.results.items import item_values
+from vlbench.results.seedarrays import seed_arrays
 from vlbench.results.seeditem import seed_item_test
 from vlbench.results.stats import paired_test, summarize
 from vlbench.specs import COSMETIC_FIELDS, TrainingConfig
@@ -127,44 +126,8 @@ def _mean(values: Iterable[Optional[float]]) -> Optional[float]:
 def _seed_arrays(group: _Group, metric: str) -> tuple[Any, str]:
     """Every seed's per-item values of ``metric`` (every seed must cover the same items), computed once."""
     if metric not in group.per_seed:
-        seeds = _corpus_seeds if metric in CORPUS_METRICS else _item_seeds
-        group.per_seed[metric] = seeds(group, metric)
+        group.per_seed[metric] = seed_arrays(group.ok, metric)
     return group.per_seed[metric]
-
-
-def _item_seeds(group: _Group, metric: str) -> tuple[Optional[dict[str, tuple[list[str], np.ndarray]]], str]:
-    """group -> (item ids, a (seeds, items) array of values)."""
-    per_seed = []
-    for record in group.ok:
-        values, why = item_values(record, metric)
-        if values is None:
-            return None, why
-        per_seed.append(values)
-    if not per_seed:
-        return None, "no finished runs"
-    shape = {g: set(v) for g, v in per_seed[0].items()}
-    if any({g: set(v) for g, v in s.items()} != shape for s in per_seed[1:]):
-        return None, "seeds were scored on different test items"
-    out = {}
-    for g, items in shape.items():
-        ids = sorted(items)
-        out[g] = (ids, np.array([[s[g][i] for i in ids] for s in per_seed], dtype=np.float64))
-    return out, ""
-
-
-def _corpus_seeds(group: _Group, metric: str) -> tuple[Optional[CorpusSeeds], str]:
-    """Every seed's sentence statistics of a corpus metric (BLEU, chrF)."""
-    per_seed = []
-    for record in group.ok:
-        items, why = corpus_items(record, metric)
-        if items is None:
-            return None, why
-        per_seed.append(items)
-    if not per_seed:
-        return None, "no finished runs"
-    if any(s.ids != per_seed[0].ids for s in per_seed[1:]):
-        return None, "seeds were scored on different test items"
-    return CorpusSeeds(per_seed[0].ids, np.stack([s.stats for s in per_seed]), per_seed[0].score), ""
 
 
 EMAP_FIELDS = ("emap_items", "emap_model", "emap", "emap_gap", "emap_gap_ci_low", "emap_gap_ci_high", "emap_seeds")
