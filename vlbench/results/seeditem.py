@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["SeedItemTest", "seed_item_test", "combine", "residual_ms", "METHOD"]
+__all__ = ["SeedItemTest", "seed_item_test", "combine", "residual_ms", "contrast_test", "METHOD"]
 
 METHOD = "seed-and-item t-test (two-way ANOVA variance components over seeds and paired items, Satterthwaite df)"
 
@@ -123,3 +123,54 @@ def seed_item_test(a: Sequence[np.ndarray], b: Sequence[np.ndarray], level: floa
         items.append((float(d.var(ddof=1)) / d.size if d.size > 1 else 0.0, d.size - 1))
     return combine(delta, np.asarray(seeds_a, dtype=np.float64), np.asarray(seeds_b, dtype=np.float64),
                    inter_a, inter_b, items, sum(x.shape[1] for x in a), level)
+
+
+def contrast_test(systems: Sequence[Sequence[np.ndarray]], weights: Sequence[float],
+                  level: float = 0.95) -> Optional[SeedItemTest]:
+    """Test of ``sum_k w_k score_k = 0`` for K systems scored on the same items (each a list of (seeds, items) groups).
+
+    The same variance components as :func:`seed_item_test`, each system's weighted by ``w_k ** 2``, the item
+    part from the weighted per-item contrast; with two systems and weights (1, -1) it is that test.
+    ``n_seeds`` holds the first two systems' seed counts. None when a system has < 2 seeds or groups differ.
+    """
+    from scipy import stats
+
+    if len(systems) != len(weights) or len(systems) < 2 or len({len(s) for s in systems}) != 1:
+        return None
+    if any(x.shape[1] != y.shape[1] for s in systems[1:] for x, y in zip(systems[0], s)):
+        return None
+    if any(x.shape[0] < 2 for s in systems for x in s):
+        return None
+    keep = [g for g, x in enumerate(systems[0]) if x.shape[1]]
+    if not keep:
+        return None
+    terms: list[tuple[float, float]] = []
+    seed_vars, delta = [], 0.0
+    for w, groups in zip(weights, systems):
+        arrays = [groups[g] for g in keep]
+        per_seed = np.asarray(sum(x.mean(axis=1) for x in arrays), dtype=np.float64)
+        delta += w * float(per_seed.mean())
+        inter = [(residual_ms(x) / x.shape[1], (x.shape[0] - 1) * (x.shape[1] - 1)) for x in arrays]
+        part, var = _seed_terms(per_seed, inter)
+        terms += [(w * w * value, df) for value, df in part]
+        seed_vars.append(w * w * var)
+    items = []
+    for g in keep:
+        d = sum(w * s[g].mean(axis=0) for w, s in zip(weights, systems))
+        items.append((float(d.var(ddof=1)) / d.size if d.size > 1 else 0.0, d.size - 1))
+    terms += [t for t in items if t[1] > 0]
+    total = sum(value for value, _ in terms)
+    item_var = sum(value for value, df in items if df > 0)
+    sizes = (int(systems[0][keep[0]].shape[0]), int(systems[1][keep[0]].shape[0]))
+    n_items = sum(systems[0][g].shape[1] for g in keep)
+    method = f"seed-and-item t-test of a contrast of {len(systems)} systems (weights {', '.join(f'{w:g}' for w in weights)})"
+    if total <= 1e-15 * max(1.0, delta * delta):
+        p = 1.0 if abs(delta) <= 1e-12 else 0.0
+        return SeedItemTest(delta, p, delta, delta, math.inf, (seed_vars[0], seed_vars[1]), item_var, sizes,
+                            n_items, method)
+    df = total ** 2 / sum(value ** 2 / df for value, df in terms)
+    se = math.sqrt(total)
+    p = float(2 * stats.t.sf(abs(delta) / se, df))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return SeedItemTest(delta, min(1.0, p), delta - half, delta + half, float(df), (seed_vars[0], seed_vars[1]),
+                        item_var, sizes, n_items, method)

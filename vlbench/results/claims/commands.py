@@ -1,0 +1,155 @@
+"""The command that made a set of records, rebuilt from what the records hold.
+
+Records store their resolved config, not the command line. The command is rebuilt from it: the task,
+the baseline, the seeds, every training field that differs from the task's and baseline's defaults as
+recorded in the same config (``--epochs`` and friends, or ``--set training.<field>``), the training
+subset (``--train-fraction`` / ``--k-shot``), baseline settings that differ from the shipped spec of
+that name (``--set baseline.config.<key>``), and the results folder the records sit in. A baseline that
+is no shipped spec was given as a YAML file: the command names it ``<name>.yaml``, and its content is
+the record's ``config.baseline``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+__all__ = ["run_command", "run_commands", "continual_command", "results_dir_of"]
+
+_FLAGS = {"epochs": "--epochs", "max_steps": "--max-steps", "min_steps": "--min-steps", "batch_size": "--batch-size",
+          "lr": "--lr", "precision": "--precision"}
+_CONTINUAL_FLAGS = {k: v for k, v in _FLAGS.items() if k != "min_steps"}
+
+
+def _value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _training_options(record: dict[str, Any], flags: dict[str, str]) -> list[str]:
+    """Options for the training fields that differ from the recorded task + baseline defaults."""
+    config = record.get("config") or {}
+    defaults = dict((config.get("task") or {}).get("training") or {})
+    defaults.update((config.get("baseline") or {}).get("training") or {})
+    used = config.get("training") or {}
+    out: list[str] = []
+    for key in sorted(used):
+        if key == "seeds" or key not in defaults or used[key] == defaults[key]:
+            continue
+        out += [flags[key], _value(used[key])] if key in flags else ["--set", f"training.{key}={_value(used[key])}"]
+    return out
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out)
+    else:
+        out[prefix] = value
+
+
+def _shipped_baseline(name: str) -> Optional[dict[str, Any]]:
+    """The shipped spec of that name (names only, never a path from a record), as a dict; None if none."""
+    from vlbench.errors import VLBenchError
+    from vlbench.specs import available_specs, load_baseline_spec
+
+    if name not in available_specs("baselines"):
+        return None
+    try:
+        return load_baseline_spec(name).model_dump()
+    except (VLBenchError, OSError, ValueError):
+        return None
+
+
+def _baseline_options(record: dict[str, Any]) -> tuple[str, list[str]]:
+    """The --baseline argument and the --set options of baseline settings that differ from the shipped spec."""
+    baseline = (record.get("config") or {}).get("baseline") or {}
+    name = str(record.get("baseline"))
+    shipped = _shipped_baseline(name)
+    if shipped is None:
+        return f"{name}.yaml", []
+    out: list[str] = []
+    for section in ("config", "peft"):
+        mine: dict[str, Any] = {}
+        theirs: dict[str, Any] = {}
+        _flatten(f"baseline.{section}", baseline.get(section), mine)
+        _flatten(f"baseline.{section}", shipped.get(section), theirs)
+        for key in sorted(mine):
+            if key in theirs and mine[key] != theirs[key]:
+                out += ["--set", f"{key}={_value(mine[key])}"]
+    return name, out
+
+
+def results_dir_of(record: dict[str, Any], depth: int = 4) -> Optional[str]:
+    """The folder given as --results-dir: the record's path less task/dataset/baseline/seed (``depth`` parts)."""
+    path = record.get("_path")
+    if not path:
+        return None
+    folder = Path(path).parents[depth - 1]
+    subset = ((record.get("config") or {}).get("task") or {}).get("train_subset") or {}
+    if (subset.get("fraction") is not None and folder.name.startswith("fraction-")) or \
+            (subset.get("k_shot") is not None and folder.name.startswith("k-shot-")):
+        folder = folder.parent  # --train-fraction / --k-shot write each size in its own subfolder
+    return str(folder)
+
+
+def _seeds(records: Iterable[dict[str, Any]]) -> str:
+    return ",".join(str(s) for s in sorted({int(r["seed"]) for r in records}))
+
+
+def run_command(records: Sequence[dict[str, Any]]) -> str:
+    """``vlbench run ...`` for one system's records (the first record's config; seeds from all)."""
+    first = records[0]
+    config = first.get("config") or {}
+    baseline, baseline_sets = _baseline_options(first)
+    args = ["vlbench", "run", "--task", str(first.get("task")), "--baseline", baseline]
+    task_dataset = (config.get("task") or {}).get("dataset")
+    if config.get("dataset") and config.get("dataset") != task_dataset:
+        args += ["--dataset", str(config["dataset"])]
+    args += ["--seeds", _seeds(records)] + _training_options(first, _FLAGS) + baseline_sets
+    subset = (config.get("task") or {}).get("train_subset") or {}
+    if subset.get("fraction") is not None:
+        args += ["--train-fraction", _value(subset["fraction"])]
+    if subset.get("k_shot") is not None:
+        args += ["--k-shot", _value(subset["k_shot"])]
+    folder = results_dir_of(first)
+    if folder:
+        args += ["--results-dir", folder]
+    return shlex.join(args)
+
+
+def run_commands(groups: Iterable[Sequence[dict[str, Any]]]) -> list[str]:
+    """One command per system, systems whose commands differ only in the baseline merged into one line."""
+    merged: dict[str, list[str]] = {}
+    for records in groups:
+        line = shlex.split(run_command(records))
+        at = line.index("--baseline")
+        rest = line[:at] + line[at + 2:]
+        merged.setdefault(shlex.join(rest), [])
+        if line[at + 1] not in merged[shlex.join(rest)]:
+            merged[shlex.join(rest)].append(line[at + 1])
+    out = []
+    for rest, baselines in merged.items():
+        words = shlex.split(rest)
+        at = words.index("--task") + 2
+        words[at:at] = [w for b in baselines for w in ("--baseline", b)]
+        out.append(shlex.join(words))
+    return sorted(out)
+
+
+def continual_command(summaries: Sequence[dict[str, Any]], stage_records: Sequence[dict[str, Any]]) -> str:
+    """``vlbench continual ...`` for one baseline and strategy: its summaries (one per seed) and a stage record."""
+    first = summaries[0]
+    args = ["vlbench", "continual", "--sequence", str(first.get("sequence")), "--baseline", str(first.get("baseline")),
+            "--strategy", str(first.get("strategy")), "--seeds", _seeds(summaries)]
+    for key, value in sorted((first.get("settings") or {}).items()):
+        if value is not None:
+            args += [f"--{key.replace('_', '-')}", _value(value)]
+    if stage_records:
+        record = stage_records[0]
+        args += _training_options(record, _CONTINUAL_FLAGS)
+        folder = results_dir_of(record, depth=7)  # .../<sequence>/<strategy>/<stage>/task/dataset/baseline/seed
+        if folder:
+            args += ["--results-dir", folder]
+    return shlex.join(args)
