@@ -9,7 +9,7 @@ import typer
 
 from vlbench.cli.app import app, err_console, path_arg, wide_console
 
-__all__ = ["table", "leaderboard", "validate"]
+__all__ = ["table", "leaderboard", "claims", "validate"]
 
 
 def _read(results_dirs: list[Path], task: Optional[str], skip_invalid: bool):
@@ -137,14 +137,75 @@ def _thumbnail_writer(records: list[dict], out: Path, notes: list[str]):
     return thumbnail
 
 
+def _summaries(folders: list[Path]) -> list[dict]:
+    """Every continual-learning summary under the folders (``<sequence>/summaries/*.json``)."""
+    from vlbench.errors import VLBenchError
+    from vlbench.protocols.continual.report import load_summaries
+
+    found: list[dict] = []
+    for folder in folders:
+        for place in sorted({p.parent for p in Path(folder).rglob("summaries") if p.is_dir()}):
+            try:
+                found.extend(load_summaries(place))
+            except VLBenchError:
+                continue  # a summaries folder with no summary in it
+    return found
+
+
+def _claims_page(records: list[dict], folders: list[Path], command: str, options=None):
+    """The claims of the records (and of the continual summaries under the folders), with their record sets."""
+    from vlbench.results.claims import ClaimsPage, Options, build_claims, record_sets
+
+    summaries = _summaries(folders)
+    options = options or Options()
+    return ClaimsPage(build_claims(records, summaries, options), record_sets([str(f) for f in folders], records, summaries),
+                      command, options)
+
+
+@app.command("claims")
+def claims(
+    results_dirs: list[Path] = typer.Argument(..., parser=path_arg,
+        help="Folders of run records and protocol outputs (e.g. results/runs results/protocols)."),
+    out: Optional[Path] = typer.Option(None, "--out", parser=path_arg, help="Write the Markdown page to this file."),
+    alpha: float = typer.Option(0.05, "--alpha", min=1e-6, max=0.5, help="Level of every test, after Holm's correction."),
+    margin: float = typer.Option(1.0, "--equivalence-margin", min=0.0,
+        help="'Adds nothing' means within ± this many points of the primary metric (TOST)."),
+    kept: float = typer.Option(0.9, "--kept", min=0.0, max=1.0,
+        help="'Most of the gain': the share of full fine-tuning's gain a PEFT run must keep."),
+    max_share: float = typer.Option(0.1, "--max-share", min=0.0, max=1.0,
+        help="'A small share of its parameters': the most a PEFT run may train, as a share of its full twin's."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out invalid records with a warning."),
+) -> None:
+    """Claims of the literature tested on the records: verdict, effect and interval, test, p, rows and commands."""
+    import shlex
+
+    from vlbench.results.claims import Options
+    from vlbench.results.claims.render import markdown_page
+
+    records, _ = _read(results_dirs, None, skip_invalid)
+    options = Options(alpha=alpha, margin=margin, kept=kept, max_share=max_share)
+    words = ["vlbench", "claims", *(str(d) for d in results_dirs)]
+    for flag, value, default in (("--alpha", alpha, 0.05), ("--equivalence-margin", margin, 1.0), ("--kept", kept, 0.9),
+                                 ("--max-share", max_share, 0.1)):
+        if value != default:
+            words += [flag, f"{value:g}"]
+    words += ["--out", str(out)] if out is not None else []
+    page = _claims_page(records, results_dirs, shlex.join(words), options)
+    _write(markdown_page(page), out)
+    if out is not None:
+        typer.echo(f"wrote {out}: " + "; ".join(f"{c.number} {c.verdict}" for c in page.claims))
+
+
 @app.command("leaderboard")
 def leaderboard(
     results_dirs: list[Path] = typer.Argument(..., parser=path_arg, help="Folders of run records."),
     out: Path = typer.Option(..., "--out", parser=path_arg, help="Folder to write the static site to (index.html)."),
     task: Optional[str] = typer.Option(None, "--task", help="Only this task."),
+    claims_from: Optional[list[Path]] = typer.Option(None, "--claims-from", parser=path_arg,
+        help="More folders (e.g. results/protocols) read only for the claims section, not for the tables."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out invalid records with a warning."),
 ) -> None:
-    """Write a one-page static leaderboard (no server, no network): tables, tests and plots per task."""
+    """Write a one-page static leaderboard (no server, no network): tables, tests, plots per task, and claims."""
     from vlbench.errors import VLBenchError
     from vlbench.io import atomic_write_text
     from vlbench.results.leaderboard import build_page
@@ -154,7 +215,19 @@ def leaderboard(
         if found.duplicates else []
     if out.exists() and not out.is_dir():
         raise VLBenchError(f"--out {str(out)!r} is a file; give a folder for the site.")
-    page = build_page(records, notes=notes, thumbnail=_thumbnail_writer(records, out, notes))
+    extra = _read(claims_from, None, skip_invalid)[0] if claims_from else []
+    sections = []
+    if task is None:  # the claims span tasks: a page of one task shows none
+        import shlex
+
+        from vlbench.results.claims import NOT_TESTED
+        from vlbench.results.claims.render import html_section
+
+        words = ["vlbench", "claims", *(str(d) for d in [*results_dirs, *(claims_from or [])])]
+        claims_page = _claims_page(records + extra, [*results_dirs, *(claims_from or [])], shlex.join(words))
+        if any(c.verdict != NOT_TESTED for c in claims_page.claims):  # a section of nothing but "not tested" is noise
+            sections.append(html_section(claims_page))
+    page = build_page(records, notes=notes, thumbnail=_thumbnail_writer(records, out, notes), sections=sections)
     try:
         path = atomic_write_text(out / "index.html", page)
     except OSError as exc:

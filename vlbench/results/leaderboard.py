@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from vlbench.results.aggregate import Table, aggregate
 from vlbench.results.escape import html_text, one_line
@@ -307,10 +307,12 @@ def _label(row: dict[str, Any]) -> str:
 
 
 def build_page(records: Iterable[dict[str, Any]], notes: Optional[list[str]] = None, *, rounds: int = 10000,
-               thumbnail: Optional[Callable[[dict[str, Any], int], Optional[str]]] = None) -> str:
+               thumbnail: Optional[Callable[[dict[str, Any], int], Optional[str]]] = None,
+               sections: Sequence[str] = ()) -> str:
     """The whole leaderboard page for a set of records (a pure function of them, but for ``thumbnail``).
 
-    ``thumbnail(record, image_id)`` writes a flip example's image beside the page and returns its file name.
+    ``thumbnail(record, image_id)`` writes a flip example's image beside the page and returns its file name;
+    ``sections`` are finished, escaped HTML sections put after the tasks' (the claims section).
     """
     records = list(records)
     table = aggregate(records, rounds=rounds)
@@ -349,5 +351,6 @@ def build_page(records: Iterable[dict[str, Any]], notes: Optional[list[str]] = N
         section_records = [r for r in records if r.get("status", "ok") == "ok" and r["task"] == s["task"]
                            and r["dataset"] == s["dataset"]]
         parts.append(examples_html(section_records, thumbnail) + "</section>")
+    parts.extend(sections)
     parts.append("<h2>Notes</h2>" + _legend_html(legend(table)))
     return _page("vlbench leaderboard", "".join(parts))

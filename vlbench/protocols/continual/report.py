@@ -18,7 +18,7 @@ _COLUMNS = (("average_accuracy", "ACC"), ("backward_transfer", "BWT"), ("forward
 
 
 def load_summaries(folder: Path) -> list[dict[str, Any]]:
-    """Every continual summary under ``folder/summaries``."""
+    """Every continual summary under ``folder/summaries`` (each marked with its file in ``_path``)."""
     summaries = []
     for path in sorted((Path(folder) / "summaries").glob("*.json")):
         if ".cfg-" in path.name:  # summaries of earlier configs, kept but not mixed into the table
@@ -28,6 +28,7 @@ def load_summaries(folder: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and data.get("kind") == "continual":
+            data["_path"] = str(path)  # where it was read, as read_records marks run records
             summaries.append(data)
     if not summaries:
         raise VLBenchError(f"no continual summaries under {str(folder)!r}; run `vlbench continual` first.")

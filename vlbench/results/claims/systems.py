@@ -107,9 +107,12 @@ class System:
 def systems(records: Iterable[dict[str, Any]], keep: Callable[[dict[str, Any]], bool] = is_plain) -> list[System]:
     """Finished records that ``keep`` accepts, grouped per (task, dataset, baseline, config hash), in a fixed order."""
     groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    seen: set[tuple[str, str, str, str, int]] = set()
     for r in records:
-        if r.get("status", "ok") == "ok" and keep(r):
-            groups[(r["task"], r["dataset"], r["baseline"], r["config_hash"])].append(r)
+        key = (r["task"], r["dataset"], r["baseline"], r["config_hash"])
+        if r.get("status", "ok") == "ok" and keep(r) and key + (r["seed"],) not in seen:  # a seed read twice counts once
+            seen.add(key + (r["seed"],))
+            groups[key].append(r)
     return [System(sorted(groups[k], key=lambda r: r["seed"])) for k in sorted(groups)]
 
 
