@@ -5,9 +5,10 @@
 #   bash results/make.sh                      # all tasks, one run at a time
 #   JOBS=8 bash results/make.sh               # eight (task, baseline, seed) runs at once (a GPU machine)
 #   TASKS="vqa vmt" bash results/make.sh      # some tasks; records already there with the same config are kept
-#   RENDER_ONLY=1 bash results/make.sh        # only the tables and the page, from the records in $RUNS
+#   RENDER_ONLY=1 bash results/make.sh        # only the tables, the page and results/claims.md, from the records
 #
-# The records (the source of every number) go to $RUNS (default results/runs). Per-run locks let the
+# The records (the source of every number) go to $RUNS (default results/runs); results/claims.md is
+# rendered from them and from results/protocols.sh's outputs ($PROTOCOLS_OUT), when those exist. Per-run locks let the
 # parallel processes share that folder; a task's dataset is built once, under its cache's build lock.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ SEEDS="${SEEDS:-0 1 2}"
 VLBENCH="${VLBENCH:-vlbench}"
 PYTHON="${PYTHON:-python3}"
 EXTRA="${EXTRA:-}"  # more `vlbench run` options, e.g. --device cuda
+PROTOCOLS_OUT="${PROTOCOLS_OUT:-results/protocols}"  # results/protocols.sh's outputs, read for the claims page
 
 # training budget per task: the one-epoch VQA demo default is too short for the joint models to separate
 budget() {
@@ -64,5 +66,11 @@ fi
 $VLBENCH table "$RUNS" --format md --out results/leaderboard.md || status=1
 $VLBENCH table "$RUNS" --format csv --out results/leaderboard.csv || status=1
 $VLBENCH table "$RUNS" --format latex --out results/leaderboard.tex || status=1
-$VLBENCH leaderboard "$RUNS" --out results/site || status=1
+# the claims page reads the protocol outputs too (results/protocols.sh) when they are there
+claims_from=()
+[ -d "$PROTOCOLS_OUT" ] && claims_from=(--claims-from "$PROTOCOLS_OUT")
+$VLBENCH leaderboard "$RUNS" "${claims_from[@]}" --out results/site || status=1
+claims_dirs=("$RUNS")
+[ -d "$PROTOCOLS_OUT" ] && claims_dirs+=("$PROTOCOLS_OUT")
+$VLBENCH claims "${claims_dirs[@]}" --out results/claims.md || status=1
 exit $status

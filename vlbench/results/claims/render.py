@@ -122,12 +122,16 @@ def markdown_page(page: "ClaimsPage") -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+_WRAP = 'style="white-space:normal;text-align:left;min-width:16rem"'  # the page's cells do not wrap; prose must
+_PRE = 'style="white-space:pre-wrap;overflow-wrap:anywhere"'  # long commands wrap inside the window
+
+
 def _rows_html(claim: Claim) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("comparison", "effect", "95% CI", "p", "p (Holm)", "verdict", "why"))
     body = "".join(
         f"<tr><td>{html_text(r.comparison)}</td><td>{html_text(_effect(r))}</td><td>{html_text(_interval(r))}</td>"
         f"<td>{html_text(_p(r.p_value))}</td><td>{html_text(_p(r.p_holm))}</td><td>{html_text(r.verdict)}</td>"
-        f"<td class=\"cfg\">{html_text(_why(r))}</td></tr>" for r in claim.rows)
+        f"<td {_WRAP}>{html_text(_why(r))}</td></tr>" for r in claim.rows)
     details = "".join(
         f"<li>{html_text(r.comparison)}<ul>" + "".join(
             f"<li>{html_text(line)}</li>"
@@ -141,10 +145,11 @@ def html_section(page: "ClaimsPage") -> str:
     """The leaderboard's claims section: the verdict table, then each claim's rows, records and commands."""
     parts = ['<section id="claims"><h2>Claims of the literature</h2>',
              f"<p>Generated from records by <code>{html_text(page.command)}</code>.</p>",
-             "<table><thead><tr><th>#</th><th>claim</th><th>verdict</th><th>in short</th></tr></thead><tbody>"]
-    parts += [f"<tr><td>{html_text(c.number)}</td><td>{html_text(c.title)}</td><td><b>{html_text(c.verdict)}</b></td>"
-              f"<td class=\"cfg\">{html_text(c.summary)}</td></tr>" for c in page.claims]
-    parts.append("</tbody></table>" + '<ul class="legend">' + "".join(f"<li>{html_text(line)}</li>" for line in rules(page))
+             '<div class="wrap"><table><thead><tr><th>#</th><th>claim</th><th>verdict</th><th>in short</th></tr>'
+             "</thead><tbody>"]
+    parts += [f"<tr><td>{html_text(c.number)}</td><td {_WRAP}>{html_text(c.title)}</td><td><b>{html_text(c.verdict)}</b>"
+              f"</td><td {_WRAP}>{html_text(c.summary)}</td></tr>" for c in page.claims]
+    parts.append("</tbody></table></div>" + '<ul class="legend">' + "".join(f"<li>{html_text(line)}</li>" for line in rules(page))
                  + "</ul>")
     for claim in page.claims:
         parts.append(f"<h3>{html_text(claim.number)}. {html_text(claim.title)}</h3><p>{html_text(claim.statement)} "
@@ -155,5 +160,5 @@ def html_section(page: "ClaimsPage") -> str:
         for title, lines in (("Commands that made these records", _commands(claim)),
                              ("Records that would test it", claim.to_make)):
             if lines:
-                parts.append(f"<p>{title}:</p><pre><code>{html_text(chr(10).join(lines))}</code></pre>")
+                parts.append(f"<p>{title}:</p><pre {_PRE}><code>{html_text(chr(10).join(lines))}</code></pre>")
     return "".join(parts) + "</section>"
