@@ -62,6 +62,11 @@ RUN_CASES = [
     (["--batch-size", "100000000000000000000"], "training.batch_size"),
     (["--set", "training.weight_decay=.inf"], "training.weight_decay"),
     (["--set", "training.lr=[1, 2]"], "training.lr"),
+    (["--robustness-suites", "fog"], "unknown suite 'fog'"),
+    (["--robustness-suites", "text,text"], "name each suite once"),
+    (["--robustness", "--set", "training.robustness.severities=[0,6]"], "severities are distinct whole numbers 1..5"),
+    (["--robustness", "--set", "training.robustness.attack_budgets=[-1]"], "attack budgets"),
+    (["--set", "training.robustness.suites=[fog]"], "training.robustness.suites"),
 ]
 
 
