@@ -8,7 +8,7 @@
 #   RENDER_ONLY=1 bash results/make.sh        # only the tables, the page and results/claims.md, from the records
 #
 # The records (the source of every number) go to $RUNS (default results/runs); results/claims.md is
-# rendered from them and from results/protocols.sh's outputs ($PROTOCOLS_OUT), when those exist. Per-run locks let the
+# rendered from them and from results/protocols.sh's and pretrained.sh's outputs (results/claims.sh). Per-run locks let the
 # parallel processes share that folder; a task's dataset is built once, under its cache's build lock.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,7 @@ VLBENCH="${VLBENCH:-vlbench}"
 PYTHON="${PYTHON:-python3}"
 EXTRA="${EXTRA:-}"  # more `vlbench run` options, e.g. --device cuda
 PROTOCOLS_OUT="${PROTOCOLS_OUT:-results/protocols}"  # results/protocols.sh's outputs, read for the claims page
+PRETRAINED_OUT="${PRETRAINED_OUT:-results/pretrained}"  # results/pretrained.sh's outputs, read for it too
 
 # training budget per task: the one-epoch VQA demo default is too short for the joint models to separate
 budget() {
@@ -66,11 +67,12 @@ fi
 $VLBENCH table "$RUNS" --format md --out results/leaderboard.md || status=1
 $VLBENCH table "$RUNS" --format csv --out results/leaderboard.csv || status=1
 $VLBENCH table "$RUNS" --format latex --out results/leaderboard.tex || status=1
-# the claims page reads the protocol outputs too (results/protocols.sh) when they are there
+# the claims read the protocol and pretrained-track outputs too (results/protocols.sh, pretrained.sh) when there
 claims_from=()
-[ -d "$PROTOCOLS_OUT" ] && claims_from=(--claims-from "$PROTOCOLS_OUT")
+for folder in "$PROTOCOLS_OUT" "$PRETRAINED_OUT"; do
+    [ -d "$folder" ] && claims_from+=(--claims-from "$folder")
+done
 $VLBENCH leaderboard "$RUNS" "${claims_from[@]}" --out results/site || status=1
-claims_dirs=("$RUNS")
-[ -d "$PROTOCOLS_OUT" ] && claims_dirs+=("$PROTOCOLS_OUT")
-$VLBENCH claims "${claims_dirs[@]}" --out results/claims.md || status=1
+RUNS="$RUNS" PROTOCOLS_OUT="$PROTOCOLS_OUT" PRETRAINED_OUT="$PRETRAINED_OUT" VLBENCH="$VLBENCH" \
+    bash results/claims.sh || status=1
 exit $status

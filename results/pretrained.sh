@@ -14,7 +14,8 @@
 #   efficiency  pretrained joint vs its scratch twin vs pretrained text-only, 1% to 100% of the training data
 #   smollm      the SmolLM2 rows (text-smollm, llava-smollm and twin, prompted-smollm at k = 0, 1, 4, 8), sized
 #               for a CPU as in docs/pretrained.md; about 3.5 hours per 3 seeds on 2 cores, not in the default
-# Records with the same config are kept, so an interrupted run goes on where it stopped.
+# Records with the same config are kept, so an interrupted run goes on where it stopped. results/claims.md
+# is rendered again at the end (results/claims.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-results/pretrained}"
@@ -78,4 +79,6 @@ for name in $SECTIONS; do
         *) echo "unknown section $name" >&2; status=2 ;;
     esac
 done
+# the claims page (results/claims.md) rests on these records too: pretrained vs scratch sample efficiency
+PRETRAINED_OUT="$OUT" VLBENCH="$VLBENCH" bash results/claims.sh || status=1
 exit $status

@@ -96,7 +96,8 @@ def pretraining_sample_efficiency(records: list[dict[str, Any]], options: Option
         claim.missing = ("no data-efficiency records of a pretrained baseline beside its from-scratch twin"
                          + (f"; the efficiency records hold {', '.join(held)}." if held else
                             "; there are no data-efficiency (--train-fraction) records."))
-        claim.to_make = _efficiency_commands(pool)
+        claim.to_make = ["SECTIONS=efficiency bash results/pretrained.sh  # the published pretrained track"] \
+            + _efficiency_commands(pool)
     return claim
 
 
