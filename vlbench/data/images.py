@@ -48,6 +48,10 @@ class SquareResize:
         outs = [self.from_uint8(torch.as_tensor(np.ascontiguousarray(img)).unsqueeze(0))["pixel_values"] for img in images]
         return {"pixel_values": torch.cat(outs, 0)}
 
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) per channel: the 0-1 image is ``pixel_values * std + mean``."""
+        return (self.mean,) * 3, (self.std,) * 3
+
     def signature(self) -> str:
         """e.g. ``square-64-m0.5-s0.5``."""
         return f"square-{self.size}-m{self.mean:g}-s{self.std:g}"
@@ -67,6 +71,18 @@ class ProcessorTransform:
         if "pixel_mask" in out:
             batch["pixel_mask"] = out["pixel_mask"]
         return batch
+
+    def normalisation(self) -> Optional[tuple[tuple[float, ...], tuple[float, ...]]]:
+        """(mean, std) per channel of the 0-1 image (``pixel_values * std + mean``); None: the processor does not rescale to 0-1."""
+        p = self.processor
+        if getattr(p, "do_rescale", True) is False or abs(float(getattr(p, "rescale_factor", 1 / 255)) - 1 / 255) > 1e-9:
+            return None
+        if not getattr(p, "do_normalize", False):
+            return (0.0,) * 3, (1.0,) * 3
+        mean, std = p.image_mean, p.image_std
+        mean = tuple(mean) if isinstance(mean, (list, tuple)) else (float(mean),) * 3
+        std = tuple(std) if isinstance(std, (list, tuple)) else (float(std),) * 3
+        return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
     def signature(self) -> str:
         """The processor class and its settings that change the tensors."""

@@ -46,6 +46,10 @@ class ImageNetResize(SquareResize):
                                                      align_corners=False)
         return {"pixel_values": values}
 
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel ImageNet (mean, std): the 0-1 image is ``pixel_values * std + mean``."""
+        return self.channel_mean, self.channel_std
+
     def signature(self) -> str:
         """e.g. ``square-384-imagenet[0.485,0.456,0.406]/[0.229,0.224,0.225]``."""
         fmt = lambda xs: ",".join(f"{x:g}" for x in xs)  # noqa: E731

@@ -29,6 +29,7 @@ __all__ = [
     "EncoderOutput",
     "BuildContext",
     "Encoder",
+    "perturbable_modalities",
     "TextGenerator",
     "FittedModel",
     "validate_model_config",
@@ -74,6 +75,12 @@ class EncoderConfig(SettingsModel):
         """Why these settings cannot run on the task's images (checked when the run is planned); None: they can."""
         return None
 
+    def cached_inputs(self) -> tuple[str, ...]:
+        """The modalities whose features these settings compute once per distinct input and keep (a frozen image
+        part caches per image): augmenting them would fill the cache with every augmented variant."""
+        part = getattr(self, "image_part", None)
+        return ("image",) if part is not None and getattr(part, "freeze", False) else ()
+
 
 @dataclass
 class EncoderOutput:
@@ -115,6 +122,20 @@ class Encoder(nn.Module):
     def image_transform(self) -> Optional["ImageTransform"]:
         """How this model wants its images prepared; None: the task's square resize at its ``image_size``."""
         return None
+
+    def embedding_modules(self) -> dict[str, nn.Module]:
+        """{modality: module whose output is the modality's input embedding}: the word embeddings for text, the
+        image features or patch embeddings for images; what adversarial training perturbs (docs/robustness.md).
+        A model type that does not override this cannot be trained adversarially."""
+        return {}
+
+
+def perturbable_modalities(model_cls: Any) -> tuple[str, ...]:
+    """The modalities a model type's embeddings can be perturbed in (none unless it overrides ``embedding_modules``)."""
+    named = getattr(model_cls, "embedding_modules", None)
+    if named is None or named is Encoder.embedding_modules:
+        return ()
+    return tuple(getattr(model_cls, "modalities", ()))
 
 
 class TextGenerator(Encoder):

@@ -53,6 +53,11 @@ class CoAttentionConfig(VisualSettings):
                           "architectures, same tokenizer): the from-scratch twin")
 
 
+    def cached_inputs(self) -> tuple[str, ...]:
+        """A frozen image part's features per image, and a frozen text stream's outputs per question."""
+        return super().cached_inputs() + (("text",) if self.freeze_text else ())
+
+
 class CoAttentionLayer(nn.Module):
     """One co-attention layer: each stream attends to the other, then to itself, then a feed-forward block."""
 
@@ -132,6 +137,10 @@ class CoAttentionEncoder(Encoder):
         if self.part is not None:
             return self.part.model_transform()
         return ImageNetResize(self.image_size) if self.imagenet_backbone else None
+
+    def embedding_modules(self) -> dict[str, nn.Module]:
+        """The text stream's word embeddings and the visual stream's projected region features (before boxes)."""
+        return {"text": self.text.get_input_embeddings(), "image": self.visual.feature}
 
     def train(self, mode: bool = True) -> "CoAttentionEncoder":
         """A frozen text stream stays in eval mode (no dropout), so its memoised outputs are exact."""

@@ -113,6 +113,10 @@ class DualEncoder(Encoder):
         check_not_pretrained("dual-encoder", pretrained)
         return cls(config, bert_tower(config, context), vit_tower(config, context))
 
+    def embedding_modules(self) -> dict[str, nn.Module]:
+        """The text tower's word embeddings and the image tower's patch embeddings."""
+        return {"text": self.text_tower.get_input_embeddings(), "image": self.image_tower.embeddings.patch_embeddings}
+
     def encode_text(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Text tower over ``input_ids``/``attention_mask``: pooled (B, H), sequence (B, L, H), mask (B, L)."""
         mask = batch["attention_mask"]
@@ -158,6 +162,10 @@ class BlindDualEncoder(DualEncoder):
         check_not_pretrained("dual-encoder-blind", pretrained)
         image_tower = nn.Sequential(nn.Linear(cls.code_size, config.hidden_size), nn.LayerNorm(config.hidden_size))
         return cls(config, bert_tower(config, context), image_tower)
+
+    def embedding_modules(self) -> dict[str, nn.Module]:
+        """The text tower's word embeddings (no image is read)."""
+        return {"text": self.text_tower.get_input_embeddings()}
 
     def encode_image(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Features from ``image_ids`` alone; ``pixel_values`` are never read, even when present."""

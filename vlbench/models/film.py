@@ -90,6 +90,10 @@ class FilmEncoder(Encoder):
             raise SpecError("film: reads the question, but the task gave no tokenizer.")
         return cls(config, len(context.tokenizer), int(context.tokenizer.pad_token_id or 0), context.image_size)
 
+    def embedding_modules(self) -> dict[str, nn.Module]:
+        """The question's word embeddings and the CNN stem's grid of image features."""
+        return {"text": self.embedding, "image": self.stem}
+
     def encode_question(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Final GRU state after each question's last real token (padding never reaches it)."""
         lengths = attention_mask.sum(1).clamp_min(1).cpu()

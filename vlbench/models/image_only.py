@@ -60,6 +60,10 @@ class ImageOnlyEncoder(Encoder):
             return self.part.model_transform()
         return ImageNetResize(self.image_size) if self.imagenet_backbone else None
 
+    def embedding_modules(self) -> dict[str, nn.Module]:
+        """The visual stream's projected region features (before boxes)."""
+        return {"image": self.visual.feature}
+
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Encode the image; the question in the batch is never read."""
         regions = self.visual(batch["pixel_values"])

@@ -80,6 +80,10 @@ class RelationNetworkEncoder(Encoder):
 
     encode_question = FilmEncoder.encode_question
 
+    def embedding_modules(self) -> dict[str, nn.Module]:
+        """The question's word embeddings and the CNN stem's grid of image features (the objects)."""
+        return {"text": self.embedding, "image": self.stem}
+
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Objects from the grid, g over all ordered pairs with the question, sum, f."""
         question = self.encode_question(batch["input_ids"], batch["attention_mask"])

@@ -80,6 +80,10 @@ class TextBertEncoder(Encoder):
             )
         return cls(bert, config.pooling)
 
+    def embedding_modules(self) -> dict[str, torch.nn.Module]:
+        """The word embeddings."""
+        return {"text": self.bert.get_input_embeddings()}
+
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Pool the question through BERT; images in the batch are never read."""
         out = self.bert(

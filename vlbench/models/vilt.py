@@ -157,6 +157,11 @@ class ViltEncoder(Encoder):
         """Pretrained: the checkpoint's own ViltImageProcessor (shorter side 384, mean/std 0.5, padding + mask)."""
         return ProcessorTransform(self.processor) if self.processor is not None else None
 
+    def embedding_modules(self) -> dict[str, nn.Module]:
+        """The word embeddings and the patch embeddings (linear projection or conv stem, before positions)."""
+        embeddings = self.vilt.embeddings
+        return {"text": embeddings.text_embeddings.word_embeddings, "image": embeddings.patch_embeddings}
+
     def _image_embeds(self, pixel_values: torch.Tensor) -> Optional[torch.Tensor]:
         """Patch embeddings + [CLS] + position embeddings, batched.
 

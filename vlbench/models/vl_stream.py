@@ -98,6 +98,10 @@ class VLStreamEncoder(Encoder):
         """The image part's preprocessing, finished inside the part (see :class:`CroppedPixels`)."""
         return self.image.model_transform()
 
+    def embedding_modules(self) -> dict[str, nn.Module]:
+        """The BERT's word embeddings and the projection of the image part's cells."""
+        return {"text": self.bert.get_input_embeddings(), "image": self.visual_projection}
+
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """[question tokens ; visual tokens] through the BERT; pooled = its pooler over [CLS] or the mean of all tokens."""
         ids, text_mask = batch["input_ids"], batch["attention_mask"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-import types
-import typing
 from typing import Any, ClassVar, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer, model_validator
+
+from vlbench.specs.robustness import AdversarialConfig, AugmentConfig
+from vlbench.specs.settings_base import SettingsModel
 
 __all__ = [
     "SettingsModel",
@@ -28,34 +29,6 @@ __all__ = [
     "ROBUSTNESS_SUITES",
     "RobustnessSettings",
 ]
-
-
-def _takes_numbers_not_bools(annotation: Any) -> bool:
-    """Whether a field's type is a number (int/float, possibly Optional) that does not also admit a bool."""
-    if annotation in (int, float):
-        return True
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        members = typing.get_args(annotation)
-        return bool not in members and any(m in (int, float) for m in members)
-    return False
-
-
-class SettingsModel(BaseModel):
-    """Base of every settings block (specs, options, model and PEFT settings): unknown fields and booleans
-    given for numbers are refused. pydantic's lax mode reads ``true`` as 1, so ``--set training.epochs=true``
-    would otherwise train one epoch without a word."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_bools_for_numbers(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name, field in cls.model_fields.items():
-                value = data.get(field.alias or name, data.get(name))
-                if isinstance(value, bool) and _takes_numbers_not_bools(field.annotation):
-                    raise ValueError(f"field {name!r} takes a number, got the boolean {str(value).lower()}")
-        return data
 
 
 class _Strict(SettingsModel):
@@ -192,6 +165,21 @@ class TrainingConfig(_Strict):
         False, description="keep the trained weights beside the record (seed-N.weights.safetensors), so that "
         "`vlbench robustness` can score the finished run later (PEFT runs always keep theirs)",
     )
+    augment: Optional[AugmentConfig] = Field(
+        None, description="task-aware data augmentation of the training batches (docs/robustness.md); null: none")
+    adversarial: Optional[AdversarialConfig] = Field(
+        None, description="adversarial training in embedding space, FreeLB/VILLA (docs/robustness.md); null: none")
+    # blocks that are left out of the dumped config while unset, so that adding them kept every earlier config
+    # hash and record as it was (a dumped ``null`` would have changed both)
+    optional_blocks: ClassVar[tuple[str, ...]] = ("augment", "adversarial")
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset_blocks(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for name in self.optional_blocks:
+            if data.get(name, 0) is None:
+                del data[name]
+        return data
 
     @field_validator("seeds")
     @classmethod

@@ -21,6 +21,7 @@ from vlbench.errors import SpecError
 from vlbench.specs import TaskSpec, format_validation_error
 from vlbench.progress import track
 from vlbench.specs.schema import SettingsModel
+from vlbench.training.augment import AugmentInputs, LabelRules, tokenizer_inputs
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -109,12 +110,15 @@ class TaskType:
     image_transform: Optional[Any] = None
     # set for one evaluation pass by vlbench.robustness (a PGD attack): (split, collated batch) -> the batch to use
     batch_filter: Optional[Callable[[str, dict[str, torch.Tensor]], dict[str, torch.Tensor]]] = None
+    # which training augmentations keep its labels, and how a flip rewrites its texts (docs/robustness.md)
+    label_rules: ClassVar[LabelRules] = LabelRules()
 
     def __init__(self, spec: TaskSpec, dataset: VLDataset) -> None:
         self.spec = spec
         self.dataset = dataset
         # set by the runner before each baseline: the model's own transform (None: square resize to image_size)
         self.image_transform: Optional[Any] = None
+        self.tokenizer: Any = None  # the tokenizer of the last ``prepare``
         try:
             self.options = self.Options.model_validate(spec.options)
         except ValidationError as exc:
@@ -147,6 +151,15 @@ class TaskType:
     def build_context_extras(self) -> dict[str, Any]:
         """Task facts a model type may need when it is built (e.g. the number of answers)."""
         return {}
+
+    def augment_inputs(self) -> AugmentInputs:
+        """What training augmentation needs of the prepared task: the flip's rewrites of the input text (subclasses
+        add their answers or targets), the tokenizer's special and mask ids, the pixel normalisation."""
+        from vlbench.data.images import SquareResize
+
+        transform = self.image_transform if self.image_transform is not None else SquareResize(self.options.image_size)
+        normalisation = transform.normalisation() if callable(getattr(transform, "normalisation", None)) else None
+        return tokenizer_inputs(self.tokenizer, self.label_rules.side_words, normalisation)
 
     # --- models ------------------------------------------------------------------------------------
     def wrap(self, encoder: torch.nn.Module) -> torch.nn.Module:

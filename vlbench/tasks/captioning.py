@@ -26,6 +26,7 @@ from pydantic import Field
 from vlbench.data.pipeline import require_columns
 from vlbench.tasks.base import EvalResult
 from vlbench.tasks.generation import Seq2SeqOptions, Seq2SeqTask
+from vlbench.training.augment import LabelRules
 
 __all__ = ["CaptioningOptions", "CaptioningTask"]
 
@@ -48,6 +49,9 @@ class CaptioningTask(Seq2SeqTask):
     metric_names = ("CIDEr", "Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "METEOR")  # SPICE: test split only
     # PTB tokenization lowercases before scoring, so a lowercased vocabulary loses nothing
     lowercase_targets = True
+    # a mirrored image keeps its captions once their left and right swap; captions name colours; the models
+    # read no input text (an empty one), so there is no text to augment
+    label_rules = LabelRules(flip="rewrites", names_colours=True, text_input=False)
 
     @classmethod
     def primary_metric_problem(cls, name: str, options: Any) -> Optional[str]:

@@ -15,6 +15,7 @@ from vlbench.errors import SpecError
 from vlbench.models.base import validate_model_config
 from vlbench.registry import TASK_TYPES
 from vlbench.specs import RunConfig, format_validation_error
+from vlbench.tasks.training_options import training_options_problem
 
 __all__ = ["complete_config", "code_identity"]
 
@@ -53,6 +54,8 @@ def complete_config(config: RunConfig, source: str, peft: Optional[dict[str, Any
     decoder = getattr(options, "decoder", None)  # generation tasks: the decoder follows a from-config encoder's width
     if problem is None and decoder is not None and not pretrained:
         problem = decoder.encoder_problem(getattr(settings, "hidden_size", None))
+    if problem is None:  # training.augment / training.adversarial against the task type and the model
+        problem = training_options_problem(config, settings, peft)
     if problem:
         raise SpecError(f"{source} on task {config.task.name!r}: {problem}.")
     task = config.task.model_copy(update={"options": options.model_dump(mode="json")})

@@ -21,6 +21,7 @@ from pydantic import Field
 from vlbench.data.pipeline import require_columns
 from vlbench.tasks.base import EvalResult
 from vlbench.tasks.generation import Seq2SeqOptions, Seq2SeqTask
+from vlbench.training.augment import LabelRules
 
 __all__ = ["VMTOptions", "VMTTask"]
 
@@ -43,6 +44,10 @@ class VMTTask(Seq2SeqTask):
     metric_names = ("BLEU", "chrF")
     predictions_suffix = ".txt"
     lowercase_targets = False  # sacreBLEU is case-sensitive
+    # the reference translation names sides in a target language whose side words are not declared here
+    label_rules = LabelRules(flip="refused", flip_reason="the target language's words for left and right are not "
+                             "declared, so a mirrored image would leave the reference translation wrong",
+                             names_colours=True)
 
     def __init__(self, spec, dataset) -> None:
         super().__init__(spec, dataset)

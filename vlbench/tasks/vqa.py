@@ -29,6 +29,7 @@ from vlbench.data.pipeline import encode_texts, image_inputs, require_columns, s
 from vlbench.data.vqa_format import VQA_COLUMNS
 from vlbench.errors import DataError, SpecError
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
+from vlbench.training.augment import AugmentInputs, LabelRules, vocabulary_rewrite
 
 __all__ = ["VQAOptions", "VQATask", "VQAModel", "soft_score"]
 
@@ -84,6 +85,9 @@ class VQATask(TaskType):
     Options = VQAOptions
     metric_names = ("accuracy", "accuracy/<answer type>")
     emap_outputs = True
+    # a mirrored image keeps the answers once left and right swap in the question and the answer classes;
+    # answers name colours ("what color is the circle?"): no hue or saturation jitter
+    label_rules = LabelRules(flip="rewrites", names_colours=True)
 
     def __init__(self, spec, dataset) -> None:
         super().__init__(spec, dataset)
@@ -159,6 +163,7 @@ class VQATask(TaskType):
 
     def prepare(self, tokenizer: Any) -> None:
         """Tokenize every split and turn the ten human answers into sparse soft targets."""
+        self.tokenizer = tokenizer
         self._encoded = {}
         for role, rows in self._rows.items():
             enc = encode_texts(tokenizer, list(rows["question"]), self.options.max_text_length)
@@ -169,6 +174,14 @@ class VQATask(TaskType):
                 "label_idx": label_idx,
                 "label_score": label_score,
             }
+
+    def augment_inputs(self) -> AugmentInputs:
+        """The question's rewrites, plus the answer classes' (a flipped "left" answer scores as "right")."""
+        inputs = super().augment_inputs()
+        answers = vocabulary_rewrite("targets", self.answers, self.label_rules.side_words, kind="columns")
+        if answers is not None:
+            inputs.rewrites.append(answers)
+        return inputs
 
     def _targets(self, answer_lists: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max((len(a) for a in answer_lists), default=1)

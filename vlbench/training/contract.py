@@ -47,6 +47,10 @@ class TrainableTask(Protocol):
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Training loss of one batch."""
 
+    def augment_inputs(self) -> Any:
+        """What ``training.augment`` needs of the prepared task (a :class:`vlbench.training.augment.AugmentInputs`);
+        called only when the run augments."""
+
     def evaluate(self, model: torch.nn.Module, split: str, batch_size: int, modalities: tuple[str, ...],
                  device: torch.device) -> Scores:
         """Predict a split with the model and score it."""

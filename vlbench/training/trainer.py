@@ -21,6 +21,8 @@ from torch import nn
 from vlbench.errors import TrainingError
 from vlbench.specs import TrainingConfig
 from vlbench import distributed
+from vlbench.training.adversarial import EmbeddingAdversary
+from vlbench.training.augment import BatchAugmenter
 from vlbench.training.checkpoint import CheckpointStore, trainable_state
 from vlbench.training.contract import Scores, TrainableTask
 from vlbench.training.device import (
@@ -84,6 +86,9 @@ class _Trainer:
         self.loss_dtype = torch.float32 if self.device.type == "mps" else torch.float64
         # one process or plain DDP: step torch directly (accelerate's wrappers add per-step host work there)
         self.plain = getattr(accelerator.distributed_type, "name", "") in _PLAIN
+        # robustness options (docs/robustness.md): training batches only, never validation or test
+        self.augmenter = BatchAugmenter(cfg.augment, task.augment_inputs(), seed, label) if cfg.augment else None
+        self.adversary = EmbeddingAdversary(cfg.adversarial, model, seed, modalities, label) if cfg.adversarial else None
 
     # --- the run ---------------------------------------------------------------------------------------
     def run(self) -> FitResult:
@@ -145,20 +150,20 @@ class _Trainer:
             for batch, last_batch in batches:
                 n = int(batch["index"].shape[0])
                 micro += 1
+                if self.augmenter is not None:
+                    batch = self.augmenter(batch, epoch, micro)
                 ends_group = micro % self.accum == 0 or last_batch
                 # gradients of micro-batches inside a group stay local; the group's last one syncs them
                 sync = contextlib.nullcontext() if ends_group else self.accelerator.no_sync(self.model)
                 with sync:
                     with autocast(self.precision, device):
                         loss = self.task.loss(self.train_model(batch), batch)
-                    # each micro-batch counts by its examples: the group's gradient is the mean over its examples
-                    scaled = loss if self.accum == 1 else loss * (n / nominal)
-                    if self.scaler is not None:
-                        scaled = self.scaler.scale(scaled)
-                    if self.plain:
-                        scaled.backward()
-                    else:
-                        self.accelerator.backward(scaled)
+                    if self.adversary is None:
+                        self._backward(loss, n, nominal)
+                    else:  # the clean loss, then FreeLB's K perturbed ones (the loss reported stays the clean one)
+                        self.adversary.train_step(loss, batch, self._perturbed_loss,
+                                                  lambda part: self._backward(part, n, nominal),
+                                                  lambda: self.accelerator.no_sync(self.model), epoch, micro)
                 term = loss.detach().to(self.loss_dtype) * n
                 group_loss = term if group_loss is None else group_loss + term
                 group_n += n
@@ -186,6 +191,21 @@ class _Trainer:
             batches.close()
             end_loader(shard)
         s.loss_sum, s.loss_count = float(loss_sum), loss_count
+
+    def _backward(self, loss: torch.Tensor, n: int, nominal: int) -> None:
+        # each micro-batch counts by its examples: the group's gradient is the mean over its examples
+        scaled = loss if self.accum == 1 else loss * (n / nominal)
+        if self.scaler is not None:
+            scaled = self.scaler.scale(scaled)
+        if self.plain:
+            scaled.backward()
+        else:
+            self.accelerator.backward(scaled)
+
+    def _perturbed_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # the uncompiled module: the perturbation's hooks come and go with every batch
+        with autocast(self.precision, self.device):
+            return self.task.loss(self.model(batch), batch)
 
     def _optimizer_step(self, group_n: int, nominal: int) -> None:
         optimizer = self.optimizer.optimizer if self.plain else self.optimizer

@@ -95,6 +95,10 @@ class PretrainedImageTransform:
         outs = [self.from_uint8(torch.tensor(a).unsqueeze(0))["pixel_values"] for a in arrays]
         return {"pixel_values": torch.cat(outs, 0)}
 
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The weights' (mean, std): the 0-1 image is ``pixel_values * std + mean``."""
+        return tuple(self.preprocessing.mean), tuple(self.preprocessing.std)
+
     def signature(self) -> str:
         """e.g. ``pretrained-224-bicubic-crop0.875-mean[0.498,0.498,0.498]-std[0.502,0.502,0.502]``."""
         p = self.preprocessing
@@ -127,6 +131,10 @@ class CroppedPixels:
             crop = self.full.resize(self.full.crop(torch.from_numpy(a).unsqueeze(0)).float())
             crops.append(crop.round_().to(torch.uint8))
         return {"pixel_values": torch.cat(crops, 0)}
+
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """uint8 crops on the 0-255 scale: the 0-1 image is ``pixel_values / 255``."""
+        return (0.0,) * 3, (1 / 255,) * 3
 
     def signature(self) -> str:
         """The full transform's signature, marked as finished on the model."""

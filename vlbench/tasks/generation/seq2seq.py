@@ -18,6 +18,7 @@ from vlbench.models.decoder import DecoderSpec, EncoderDecoder, build_text_decod
 from vlbench.tasks.base import EvalResult, TaskOptions, TaskType
 from vlbench.tasks.generation.search import generate
 from vlbench.tasks.generation.vocabulary import TARGET_TOKENIZATION, TargetVocab
+from vlbench.training.augment import AugmentInputs, vocabulary_rewrite
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -130,9 +131,19 @@ class Seq2SeqTask(TaskType):
 
     def prepare(self, tokenizer: Any) -> None:
         """Tokenize the source side of every split (empty sources become a lone [CLS])."""
+        self.tokenizer = tokenizer
         self._source = {}
         for role in self.split_names:
             self._source[role] = encode_texts(tokenizer, self._sources(role), self.options.max_text_length)
+
+    def augment_inputs(self) -> AugmentInputs:
+        """The source's rewrites, plus the decoder targets' (every target row of a flipped example)."""
+        inputs = super().augment_inputs()
+        for key in ("decoder_input_ids", "labels"):
+            rewrite = vocabulary_rewrite(key, self.vocab.itos, self.label_rules.side_words, owner="target_owner")
+            if rewrite is not None:
+                inputs.rewrites.append(rewrite)
+        return inputs
 
     def build_context_extras(self) -> dict[str, Any]:
         """The target vocabulary size (for model types that want it)."""

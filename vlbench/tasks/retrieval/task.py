@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from vlbench.data.pipeline import encode_texts, image_inputs, split_roles, trim_tokens
 from vlbench.errors import DataError, SpecError
 from vlbench.tasks.base import EvalResult, TaskType
+from vlbench.training.augment import LabelRules
 from vlbench.tasks.retrieval.heads import CrossRetrievalModel, DualRetrievalModel, select_states
 from vlbench.tasks.retrieval.objectives import contrastive_loss
 from vlbench.tasks.retrieval.options import TABLE_METRICS, RetrievalOptions
@@ -56,6 +57,8 @@ class RetrievalTask(TaskType):
     predictions_suffix = ".npy"
     # median ranks are reported too, but lower is better: they cannot select checkpoints
     metric_names = tuple(name for name in TABLE_METRICS if not name.endswith("_medr"))
+    # a mirrored image matches its caption once the caption's left and right swap; captions name colours
+    label_rules = LabelRules(flip="rewrites", names_colours=True)
 
     def __init__(self, spec, dataset) -> None:
         super().__init__(spec, dataset)
@@ -100,6 +103,7 @@ class RetrievalTask(TaskType):
 
     def prepare(self, tokenizer: Any) -> None:
         """Tokenize every split's captions."""
+        self.tokenizer = tokenizer
         self._encoded = {}
         for role, data in self._data.items():
             self._encoded[role] = {
