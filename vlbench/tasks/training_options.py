@@ -19,14 +19,20 @@ def _caches_features(peft: Optional[dict[str, Any]]) -> bool:
     return bool(peft) and peft.get("method") == "frozen" and bool(peft.get("cache_features", True))
 
 
+def _not_trained(config: RunConfig, option: str) -> Optional[str]:
+    model = config.baseline.model
+    if issubclass(MODELS.get(model), Encoder):
+        return None
+    return f"model type {model!r} is fitted, not trained by gradient descent on batches: {option} does not apply to it"
+
+
 def _augment_problem(config: RunConfig, settings: EncoderConfig, peft: Optional[dict[str, Any]]) -> Optional[str]:
     augment = config.training.augment
     assert augment is not None
     model = config.baseline.model
     cls = MODELS.get(model)
-    if not issubclass(cls, Encoder):
-        return f"model type {model!r} is fitted, not trained on batches: training.augment does not apply to it"
-    problem = TASK_TYPES.get(config.task.type).label_rules.problem(augment, config.task.type)
+    problem = _not_trained(config, "training.augment") or TASK_TYPES.get(config.task.type).label_rules.problem(
+        augment, config.task.type)
     if problem:
         return problem
     images, texts = augment.image_augmentations(), augment.text_augmentations()
@@ -50,10 +56,11 @@ def _augment_problem(config: RunConfig, settings: EncoderConfig, peft: Optional[
 def _adversarial_problem(config: RunConfig, peft: Optional[dict[str, Any]]) -> Optional[str]:
     adversarial = config.training.adversarial
     assert adversarial is not None
+    problem = _not_trained(config, "training.adversarial")
+    if problem:
+        return problem
     model = config.baseline.model
     cls = MODELS.get(model)
-    if not issubclass(cls, Encoder):
-        return f"model type {model!r} is fitted, not trained by gradient descent: training.adversarial does not apply"
     reads, perturbable = tuple(cls.modalities), perturbable_modalities(cls)
     for modality in adversarial.modalities or reads:
         if modality not in reads:
