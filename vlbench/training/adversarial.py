@@ -116,8 +116,8 @@ class EmbeddingAdversary:
     """The FreeLB steps of a training run: built once per run, called for every training batch."""
 
     def __init__(self, config: AdversarialConfig, model: nn.Module, seed: int, modalities: tuple[str, ...],
-                 label: str = "train") -> None:
-        self.config, self.seed = config, int(seed)
+                 label: str = "train", process: int = 0) -> None:
+        self.config, self.seed, self.process = config, int(seed), int(process)
         modules = embedding_modules(model)
         wanted = config.modalities or [m for m in ("text", "image") if m in modalities]
         missing = [m for m in wanted if m not in modules]
@@ -127,8 +127,9 @@ class EmbeddingAdversary:
         self.modules = {m: modules[m] for m in wanted}
 
     def generator(self, epoch: int, number: int) -> torch.Generator:
-        """The generator of one batch's initial perturbation (a pure function of seed, epoch and batch number)."""
-        return torch.Generator().manual_seed(((self.seed * 1_000_003 + epoch) * 1_000_033 + number) % (2**63 - 1))
+        """The generator of one batch's initial perturbation (a pure function of seed, process, epoch, batch number)."""
+        key = ((self.seed * 1_000_003 + epoch) * 1_000_033 + number) * 1_009 + self.process
+        return torch.Generator().manual_seed(key % (2**63 - 1))
 
     @contextlib.contextmanager
     def perturbing(self, perturbation: Perturbation):

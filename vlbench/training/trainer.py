@@ -87,8 +87,10 @@ class _Trainer:
         # one process or plain DDP: step torch directly (accelerate's wrappers add per-step host work there)
         self.plain = getattr(accelerator.distributed_type, "name", "") in _PLAIN
         # robustness options (docs/robustness.md): training batches only, never validation or test
-        self.augmenter = BatchAugmenter(cfg.augment, task.augment_inputs(), seed, label) if cfg.augment else None
-        self.adversary = EmbeddingAdversary(cfg.adversarial, model, seed, modalities, label) if cfg.adversarial else None
+        process = int(getattr(accelerator, "process_index", 0))
+        self.augmenter = BatchAugmenter(cfg.augment, task.augment_inputs(), seed, label, process) if cfg.augment else None
+        self.adversary = (EmbeddingAdversary(cfg.adversarial, model, seed, modalities, label, process)
+                          if cfg.adversarial else None)
 
     # --- the run ---------------------------------------------------------------------------------------
     def run(self) -> FitResult:

@@ -1,7 +1,7 @@
 """The augmenter of training batches: one seeded draw per (run seed, epoch, batch), the task's rewrites for flips.
 
-Each batch's randomness comes from generators seeded by the run's seed, the epoch and the batch's number in
-the epoch, one per part (flip, image, text): a run is reproducible for its seed, a resumed run draws what
+Each batch's randomness comes from generators seeded by the run's seed, the epoch, the batch's number in
+the epoch and the process (each process of a distributed run draws its own), one per part (flip, image, text): a run is reproducible for its seed, a resumed run draws what
 the uninterrupted one drew, and two baselines of one seed flip the same examples and, with the same
 tokenizer, noise the same words whatever else they read. Validation and test batches never pass here.
 """
@@ -26,8 +26,9 @@ _PARTS = {"flip": 1, "image": 2, "text": 3}
 class BatchAugmenter:
     """``augmenter(batch, epoch, number)``: the training batch augmented as ``config`` says."""
 
-    def __init__(self, config: AugmentConfig, inputs: AugmentInputs, seed: int, label: str = "train") -> None:
-        self.config, self.inputs, self.seed = config, inputs, int(seed)
+    def __init__(self, config: AugmentConfig, inputs: AugmentInputs, seed: int, label: str = "train",
+                 process: int = 0) -> None:
+        self.config, self.inputs, self.seed, self.process = config, inputs, int(seed), int(process)
         if config.token_mask and inputs.mask_id is None:
             raise TrainingError(f"{label}: augment.token_mask needs a mask token, and the tokenizer has none; use "
                                 "augment.token_dropout instead.")
@@ -37,8 +38,8 @@ class BatchAugmenter:
                                 "std), and the model's transform does not say it.")
 
     def generator(self, part: str, epoch: int, number: int) -> torch.Generator:
-        """The generator of one part of one batch (a pure function of seed, epoch, batch number and part)."""
-        key = ((self.seed * 1_000_003 + epoch) * 1_000_033 + number) * 7 + _PARTS[part]
+        """The generator of one part of one batch (a pure function of seed, process, epoch, batch number and part)."""
+        key = (((self.seed * 1_000_003 + epoch) * 1_000_033 + number) * 1_009 + self.process) * 7 + _PARTS[part]
         return torch.Generator().manual_seed(key % (2**63 - 1))
 
     def __call__(self, batch: dict[str, torch.Tensor], epoch: int, number: int) -> dict[str, torch.Tensor]:
