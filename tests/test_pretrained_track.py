@@ -13,7 +13,16 @@ import pytest
 import torch
 
 from tests.conftest import TINY_DATA
-from tests.zoo_fixtures import MINILM, distinct_rows, needs_minilm, one_thread, tiny  # noqa: F401
+from tests.zoo_fixtures import (  # noqa: F401
+    check_scratch_twin,
+    checkpoint_name,
+    distinct_rows,
+    effnet_state,
+    minilm_state,
+    needs_minilm,
+    one_thread,
+    tiny,
+)
 
 pytestmark = needs_minilm
 
@@ -54,31 +63,6 @@ def test_every_new_baseline_runs_end_to_end_and_writes_an_ok_record(tmp_path, ca
             assert record["image_transform"].startswith("pretrained-224-bicubic-crop1-"), name
 
 
-def _minilm_state() -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    from vlbench.models.pretrained import resolve_pretrained
-
-    return load_file(f"{resolve_pretrained(MINILM)}/model.safetensors")
-
-
-def _effnet_state() -> dict[str, torch.Tensor]:
-    from vlbench.models.parts import load_effnet_lite
-
-    model, _, _ = load_effnet_lite()
-    names = {"trunk.0": "conv_stem", "trunk.1": "bn1", "trunk.2": "blocks", "head.0": "conv_head", "head.1": "bn2"}
-    return {f"{ours}{key[len(timm):]}": value for key, value in model.state_dict().items()
-            for ours, timm in names.items() if key.startswith(timm + ".")}
-
-
-def _checkpoint_name(name: str, root: str) -> str | None:
-    """A model tensor's name in its weights file: the part after ``root.``, PEFT wrappers left out."""
-    if f"{root}." not in name:
-        return None
-    inner = name.split(f"{root}.", 1)[1]
-    return ".".join(p for p in inner.split(".") if p not in ("base_layer", "base"))
-
-
 @pytest.mark.parametrize("baseline", ["vl-minilm-lora", "vl-minilm-adapter", "vl-minilm-bitfit", "vl-minilm-prompt",
                                       "text-minilm-lora"])
 def test_peft_leaves_every_frozen_pretrained_weight_bit_identical(baseline, tiny):
@@ -94,8 +78,8 @@ def test_peft_leaves_every_frozen_pretrained_weight_bit_identical(baseline, tiny
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     checked = 0
-    for root, reference in (("bert", _minilm_state()), ("image", _effnet_state())):
-        ours = {_checkpoint_name(n, root): n for n in tensors if _checkpoint_name(n, root) in reference}
+    for root, reference in (("bert", minilm_state()), ("image", effnet_state())):
+        ours = {checkpoint_name(n, root): n for n in tensors if checkpoint_name(n, root) in reference}
         if root == "image" and "image" not in assembled.modalities:
             continue
         # the MiniLM baselines pool by the mean (`pooling: mean`) and drop the checkpoint's untrained pooler
@@ -117,17 +101,7 @@ def test_peft_leaves_every_frozen_pretrained_weight_bit_identical(baseline, tiny
 def test_the_scratch_twin_has_the_same_architecture_and_none_of_the_weights(pretrained, scratch, tiny):
     first, _ = tiny.build(tiny.config(pretrained))
     twin, _ = tiny.build(tiny.config(scratch))
-    ours, theirs = first.model.state_dict(), twin.model.state_dict()
-    assert {n: tuple(t.shape) for n, t in ours.items()} == {n: tuple(t.shape) for n, t in theirs.items()}
-    # a constant tensor cannot differ from its initialisation (MiniLM's checkpoint has an all-zero pooler bias)
-    loaded = [n for n, p in first.model.named_parameters()
-              if any(root in n for root in ("bert.", "encoder.text.", "image.", "backbone.")) and p.unique().numel() > 1]
-    assert len(loaded) > 50
-    same = [n for n in loaded if torch.equal(ours[n], theirs[n])]
-    assert not same, f"{len(same)} pretrained tensors are in the twin too, e.g. {same[:3]}"
-    parts = [m for m in twin.model.modules() if hasattr(m, "identity") and hasattr(m, "cache_key")]
-    for part in parts:
-        assert part.identity.startswith("random-init:efficientnet-lite0@sha256:") and part.cache.path is None
+    assert check_scratch_twin(first.model, twin.model, ("bert.", "encoder.text.", "image.", "backbone.")) > 50
 
 
 def test_a_frozen_image_part_runs_once_per_image_and_later_runs_read_its_cache(tiny, tmp_path):

@@ -18,13 +18,13 @@ SMALL = {"hidden_size": 32, "num_heads": 2, "intermediate_size": 64}
 
 
 class TinyVQA:
-    """One tiny shapes dataset, and a VQA task prepared for each tokenizer source asked for."""
+    """One tiny shapes dataset, and a task (VQA unless named) prepared for each tokenizer source asked for."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, task_name: str = "vqa") -> None:
         from vlbench.runner import load_dataset
         from vlbench.specs import load_task_spec
 
-        self.spec = load_task_spec("vqa").model_copy(update={"data": dict(TINY)})
+        self.spec = load_task_spec(task_name).model_copy(update={"data": dict(TINY)})
         self.dataset = load_dataset("shapes", self.spec.data, cache_dir, quiet=True)
         self._tasks: dict[Optional[str], tuple[Any, Any]] = {}
 
@@ -34,7 +34,7 @@ class TinyVQA:
         from vlbench.registry import TASK_TYPES
 
         if source not in self._tasks:
-            task = TASK_TYPES.get("vqa")(self.spec, self.dataset)
+            task = TASK_TYPES.get(self.spec.type)(self.spec, self.dataset)
             tokenizer = load_tokenizer(source, task.training_texts())
             task.prepare(tokenizer)
             self._tasks[source] = (task, tokenizer)
@@ -84,6 +84,49 @@ def distinct_rows(task: Any, n: int) -> list[int]:
         if len(chosen) == n:
             break
     return chosen
+
+
+def minilm_state() -> dict[str, torch.Tensor]:
+    """Every tensor of all-MiniLM-L6-v2's weights file, as shipped."""
+    from safetensors.torch import load_file
+
+    from vlbench.models.pretrained import resolve_pretrained
+
+    return load_file(f"{resolve_pretrained(MINILM)}/model.safetensors")
+
+
+def effnet_state() -> dict[str, torch.Tensor]:
+    """EfficientNet-Lite0's weights file as the image part names its tensors (trunk.*, head.*)."""
+    from vlbench.models.parts import load_effnet_lite
+
+    model, _, _ = load_effnet_lite()
+    names = {"trunk.0": "conv_stem", "trunk.1": "bn1", "trunk.2": "blocks", "head.0": "conv_head", "head.1": "bn2"}
+    return {f"{ours}{key[len(timm):]}": value for key, value in model.state_dict().items()
+            for ours, timm in names.items() if key.startswith(timm + ".")}
+
+
+def checkpoint_name(name: str, root: str) -> Optional[str]:
+    """A model tensor's name in its weights file: the part after ``root.``, PEFT wrappers left out."""
+    if f"{root}." not in name:
+        return None
+    inner = name.split(f"{root}.", 1)[1]
+    return ".".join(p for p in inner.split(".") if p not in ("base_layer", "base"))
+
+
+def check_scratch_twin(pretrained: torch.nn.Module, twin: torch.nn.Module, roots: tuple[str, ...]) -> int:
+    """Assert that ``twin`` has ``pretrained``'s parameter names and shapes and none of its weights under ``roots``
+    (module name fragments such as ``"bert."``), and that its image parts are random; returns how many it compared.
+    """
+    ours, theirs = pretrained.state_dict(), twin.state_dict()
+    assert {n: tuple(t.shape) for n, t in ours.items()} == {n: tuple(t.shape) for n, t in theirs.items()}
+    # a constant tensor cannot differ from its initialisation (MiniLM's checkpoint has an all-zero pooler bias)
+    loaded = [n for n, p in pretrained.named_parameters()
+              if any(r in n for r in roots) and p.unique().numel() > 1]
+    same = [n for n in loaded if torch.equal(ours[n], theirs[n])]
+    assert not same, f"{len(same)} pretrained tensors are in the twin too, e.g. {same[:3]}"
+    for part in [m for m in twin.modules() if hasattr(m, "identity") and hasattr(m, "cache_key")]:
+        assert part.identity.startswith("random-init:efficientnet-lite0@sha256:") and part.cache.path is None
+    return len(loaded)
 
 
 @pytest.fixture(scope="module")

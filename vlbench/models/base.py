@@ -35,6 +35,7 @@ __all__ = [
     "validate_model_config",
     "build_model",
     "load_pretrained",
+    "load_pretrained_text",
     "check_text_positions",
     "check_vocabulary",
     "normalize_pixels",
@@ -223,6 +224,18 @@ def load_pretrained(loader: Any, name_or_path: str, *, scratch: bool = False, **
         return loader.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
         raise VLBenchError(missing_pretrained_message(name_or_path, "model", exc)) from exc
+
+
+def load_pretrained_text(loader: Any, pretrained: str, context: BuildContext, model: str, *, scratch: bool,
+                         dropout: float, attention_dropout: float) -> Any:
+    """A pretrained text model (or, with ``scratch``, its random twin) checked against the task's texts and tokenizer."""
+    text = load_pretrained(loader, pretrained, scratch=scratch, hidden_dropout_prob=dropout,
+                           attention_probs_dropout_prob=attention_dropout)
+    positions = getattr(text.config, "max_position_embeddings", None)
+    if positions:
+        check_text_positions(positions, context, model, pretrained)
+    check_vocabulary(text.config.vocab_size, context, model, pretrained)
+    return text
 
 
 def check_text_positions(positions: int, context: BuildContext, model: str, pretrained: str) -> None:

@@ -33,9 +33,7 @@ from vlbench.models.base import (
     Encoder,
     EncoderOutput,
     bert_from_config,
-    check_text_positions,
-    check_vocabulary,
-    load_pretrained,
+    load_pretrained_text,
 )
 from vlbench.models.parts.settings import build_image_part
 
@@ -112,12 +110,8 @@ class CoAttentionEncoder(Encoder):
         if config.scratch and not pretrained:
             raise SpecError("coattention: scratch: true takes the architecture of `pretrained:`; set pretrained too.")
         if pretrained:
-            text = load_pretrained(AutoModel, pretrained, scratch=config.scratch, hidden_dropout_prob=config.dropout,
-                                   attention_probs_dropout_prob=config.attention_dropout)
-            positions = getattr(text.config, "max_position_embeddings", None)
-            if positions:
-                check_text_positions(positions, context, "coattention", pretrained)
-            check_vocabulary(text.config.vocab_size, context, "coattention", pretrained)
+            text = load_pretrained_text(AutoModel, pretrained, context, "coattention", scratch=config.scratch,
+                                        dropout=config.dropout, attention_dropout=config.attention_dropout)
         else:
             text = bert_from_config(
                 context, hidden_size=config.hidden_size, num_layers=config.text_layers, num_heads=config.num_heads,

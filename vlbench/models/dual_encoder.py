@@ -1,7 +1,12 @@
 """Two-tower (dual) encoders: an image tower and a text tower that never see each other (CLIP-style).
 
 ``dual-encoder``: a ViT image tower (transformers ``ViTModel``) and a BERT text tower (``BertModel``),
-both built from config. Task heads (projections, temperature) live in the task type that uses them.
+both built from config; or towers from pretrained parts: ``pretrained:`` names a BERT-style text tower
+(e.g. all-MiniLM-L6-v2, pooled by ``pooling``), and ``image_part:`` an image-encoder part as the image
+tower (EfficientNet-Lite0: its pooled vector, the mean of its cells, is what the ImageNet classifier
+reads; frozen, it is computed once per image and cached). ``scratch: true`` keeps both architectures
+with random weights: the from-scratch twin. Task heads (projections, temperature) live in the task type
+that uses them.
 
 ``dual-encoder-blind``: the same text tower with the image tower replaced by a fixed random code per image
 id. It never receives pixels (its modalities are text only, so batches carry none): the text-only
@@ -21,14 +26,24 @@ from pydantic import Field
 from torch import nn
 
 from vlbench.errors import SpecError
-from vlbench.models.base import BuildContext, Encoder, EncoderConfig, EncoderOutput, bert_from_config, patch_problem
+from vlbench.models.base import (
+    BuildContext,
+    Encoder,
+    EncoderConfig,
+    EncoderOutput,
+    bert_from_config,
+    load_pretrained_text,
+    patch_problem,
+)
+from vlbench.models.parts.image_transform import CroppedPixels
+from vlbench.models.parts.settings import ImagePartSettings, build_image_part
 
 __all__ = ["DualEncoderConfig", "DualEncoder", "BlindDualEncoder", "image_id_codes", "bert_tower", "vit_tower",
-           "check_not_pretrained"]
+           "pretrained_text_tower", "check_not_pretrained"]
 
 
 class DualEncoderConfig(EncoderConfig):
-    """Tower sizes of a dual encoder built from config."""
+    """Tower sizes of a dual encoder built from config, or its pretrained parts (``pretrained:``, ``image_part``)."""
 
     hidden_size: int = Field(128, ge=8)
     image_layers: int = Field(2, ge=1, description="ViT layers of the image tower")
@@ -39,10 +54,15 @@ class DualEncoderConfig(EncoderConfig):
     pooling: Literal["cls", "mean"] = Field("mean", description="pooled feature: the [CLS] state or the token mean")
     dropout: float = Field(0.1, ge=0, lt=1)
     attention_dropout: float = Field(0.1, ge=0, lt=1)
+    image_part: Optional[ImagePartSettings] = Field(
+        None, description="a pretrained image-encoder part (EfficientNet-Lite0) as the image tower instead of the "
+        "ViT: its pooled vector (the mean of its cells); frozen (features cached per image) or fine-tuned")
+    scratch: bool = Field(False, description="random weights for the pretrained text tower and image part (same "
+                          "architectures, same tokenizer): the from-scratch twin")
 
     def task_problem(self, image_size: int, pretrained: bool) -> Optional[str]:
-        """The ViT image tower cuts the task's images into ``patch_size`` patches."""
-        return patch_problem(image_size, self.patch_size)
+        """The ViT image tower cuts the task's images into ``patch_size`` patches (an image part takes any size)."""
+        return None if self.image_part is not None else patch_problem(image_size, self.patch_size)
 
 
 def bert_tower(config: DualEncoderConfig, context: BuildContext) -> nn.Module:
@@ -84,17 +104,35 @@ def _pool(sequence: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     return (sequence * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
-def check_not_pretrained(name: str, pretrained: Optional[str]) -> None:
-    """Refuse a ``pretrained`` setting for a model type whose towers are built from config only."""
+def check_not_pretrained(name: str, pretrained: Optional[str], config: Optional[DualEncoderConfig] = None) -> None:
+    """Refuse ``pretrained``, ``image_part`` and ``scratch`` for a model type whose towers are built from config only."""
     if pretrained:
         raise SpecError(
             f"{name}: `pretrained` is not supported yet (the towers are built from config); remove it from the "
             f"baseline spec or --set baseline.pretrained=null."
         )
+    if config is not None and (config.image_part is not None or config.scratch):
+        field = "image_part" if config.image_part is not None else "scratch"
+        raise SpecError(f"{name}: `{field}` applies to dual-encoder only (this model's towers are built from "
+                        f"config); remove it from the baseline's config.")
+
+
+def pretrained_text_tower(config: DualEncoderConfig, pretrained: str, context: BuildContext) -> nn.Module:
+    """The text tower from a BERT-style checkpoint (or, with ``scratch``, its architecture), without its pooler."""
+    from transformers import BertModel
+
+    bert = load_pretrained_text(BertModel, pretrained, context, "dual-encoder", scratch=config.scratch,
+                                dropout=config.dropout, attention_dropout=config.attention_dropout)
+    bert.pooler = None  # the tower is pooled by `pooling`; unused weights would count as trainable
+    return bert
 
 
 class DualEncoder(Encoder):
-    """A ViT image tower and a BERT text tower; ``hidden_size`` is the late-fusion width (2 x tower)."""
+    """An image tower and a text tower; ``hidden_size`` is the late-fusion width (the two towers' widths summed).
+
+    ``text_width`` and ``image_width`` are the towers' own widths (``hidden_size`` of the spec for towers
+    built from config; e.g. 384 for MiniLM and 1280 for EfficientNet-Lite0's pooled vector).
+    """
 
     Config = DualEncoderConfig
     modalities = ("text", "image")
@@ -105,13 +143,27 @@ class DualEncoder(Encoder):
         self.text_tower = text_tower
         self.image_tower = image_tower
         self.tower_size = config.hidden_size
-        self.hidden_size = 2 * config.hidden_size
+        text_config = getattr(text_tower, "config", None)
+        self.text_width = int(getattr(text_config, "hidden_size", config.hidden_size))
+        self.image_width = int(image_tower.hidden_size) if config.image_part is not None else config.hidden_size
+        self.hidden_size = self.text_width + self.image_width
 
     @classmethod
     def from_spec(cls, config: DualEncoderConfig, pretrained: Optional[str], context: BuildContext) -> "DualEncoder":
-        """Both towers from config, sized by the spec."""
-        check_not_pretrained("dual-encoder", pretrained)
-        return cls(config, bert_tower(config, context), vit_tower(config, context))
+        """The text tower from ``pretrained`` or config, the image tower from ``image_part`` or a ViT from config."""
+        if config.scratch and not (pretrained or config.image_part):
+            raise SpecError("dual-encoder: scratch: true takes the architectures of `pretrained:` and `image_part:`; "
+                            "set at least one (without them the towers are built from config, at random, anyway).")
+        text = pretrained_text_tower(config, pretrained, context) if pretrained else bert_tower(config, context)
+        if config.image_part is None:
+            return cls(config, text, vit_tower(config, context))
+        # one visual token, the mean of the cells: a frozen part then keeps it in memory per image
+        image = build_image_part(config.image_part, scratch=config.scratch, visual_tokens=1, cache_dir=context.cache_dir)
+        return cls(config, text, image)
+
+    def image_transform(self) -> Optional[CroppedPixels]:
+        """An image part's own preprocessing (finished inside the part); else the task's square resize."""
+        return self.image_tower.model_transform() if self.config.image_part is not None else None
 
     def embedding_modules(self) -> dict[str, nn.Module]:
         """The text tower's word embeddings and the image tower's patch embeddings."""
@@ -125,13 +177,18 @@ class DualEncoder(Encoder):
         return EncoderOutput(pooled=_pool(seq, mask, self.config.pooling), sequence=seq, mask=mask)
 
     def encode_image(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
-        """Image tower over ``pixel_values``: pooled (B, H), sequence ([CLS] + patches) and an all-ones mask."""
+        """Image tower over ``pixel_values``: pooled (B, H), sequence ([CLS] + patches, or the part's one token),
+        and an all-ones mask."""
+        if self.config.image_part is not None:
+            out = self.image_tower(batch["pixel_values"])
+            mask = torch.ones(out.sequence.shape[:2], dtype=torch.long, device=out.sequence.device)
+            return EncoderOutput(pooled=out.pooled, sequence=out.sequence, mask=mask)
         seq = self.image_tower(pixel_values=batch["pixel_values"]).last_hidden_state
         mask = torch.ones(seq.shape[:2], dtype=torch.long, device=seq.device)
         return EncoderOutput(pooled=_pool(seq, mask, self.config.pooling), sequence=seq, mask=mask)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
-        """Late fusion: [image pooled; text pooled] (B, 2H); the towers never attend to each other."""
+        """Late fusion: [image pooled; text pooled] (B, image_width + text_width); the towers never attend to each other."""
         return EncoderOutput(pooled=torch.cat([self.encode_image(batch).pooled, self.encode_text(batch).pooled], -1))
 
 
@@ -159,7 +216,7 @@ class BlindDualEncoder(DualEncoder):
     @classmethod
     def from_spec(cls, config: DualEncoderConfig, pretrained: Optional[str], context: BuildContext) -> "BlindDualEncoder":
         """The text tower from config and a small learned map from id codes to the tower width."""
-        check_not_pretrained("dual-encoder-blind", pretrained)
+        check_not_pretrained("dual-encoder-blind", pretrained, config)
         image_tower = nn.Sequential(nn.Linear(cls.code_size, config.hidden_size), nn.LayerNorm(config.hidden_size))
         return cls(config, bert_tower(config, context), image_tower)
 

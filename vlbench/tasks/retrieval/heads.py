@@ -31,8 +31,9 @@ class DualRetrievalModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         width = getattr(encoder, "tower_size", encoder.hidden_size)
-        self.image_proj = nn.Linear(width, options.embed_dim, bias=False)
-        self.text_proj = nn.Linear(width, options.embed_dim, bias=False)
+        # towers of different widths (e.g. MiniLM 384, EfficientNet-Lite0 1280) meet in one embed_dim space
+        self.image_proj = nn.Linear(getattr(encoder, "image_width", width), options.embed_dim, bias=False)
+        self.text_proj = nn.Linear(getattr(encoder, "text_width", width), options.embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / options.temperature)),
                                         requires_grad=options.learn_temperature)
         self.has_cross = callable(getattr(encoder, "fuse", None))
