@@ -158,9 +158,12 @@ def test_the_dual_encoder_towers_are_the_pretrained_models_as_they_were_trained(
     model = assembled.model.eval()
     assert (model.text_proj.in_features, model.image_proj.in_features) == (384, 1280)
     batch = task.collate("test", list(range(0, 20, 5)), assembled.modalities)  # four captions of four images
+    seen = []  # adversarial training perturbs the output of the image embedding module: the pooled vector
+    model.encoder.embedding_modules()["image"].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
     with torch.no_grad():
         text = model.encoder.encode_text(batch).pooled
         image = model.encoder.encode_image(batch).pooled
+        assert seen == [(4, 1280)]
         bert = BertModel.from_pretrained(resolve_pretrained(MINILM)).eval()
         states = bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).float()

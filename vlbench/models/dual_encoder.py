@@ -147,6 +147,10 @@ class DualEncoder(Encoder):
         self.text_width = int(getattr(text_config, "hidden_size", config.hidden_size))
         self.image_width = int(image_tower.hidden_size) if config.image_part is not None else config.hidden_size
         self.hidden_size = self.text_width + self.image_width
+        if config.image_part is not None:
+            # the part returns an EncoderOutput (and may read its cache): its pooled vector passes through here,
+            # where adversarial training can perturb it (see embedding_modules)
+            self.image_features = nn.Identity()
 
     @classmethod
     def from_spec(cls, config: DualEncoderConfig, pretrained: Optional[str], context: BuildContext) -> "DualEncoder":
@@ -166,8 +170,9 @@ class DualEncoder(Encoder):
         return self.image_tower.model_transform() if self.config.image_part is not None else None
 
     def embedding_modules(self) -> dict[str, nn.Module]:
-        """The text tower's word embeddings and the image tower's patch embeddings."""
-        return {"text": self.text_tower.get_input_embeddings(), "image": self.image_tower.embeddings.patch_embeddings}
+        """The text tower's word embeddings and the image tower's patch embeddings (an image part: its pooled vector)."""
+        image = self.image_features if self.config.image_part is not None else self.image_tower.embeddings.patch_embeddings
+        return {"text": self.text_tower.get_input_embeddings(), "image": image}
 
     def encode_text(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
         """Text tower over ``input_ids``/``attention_mask``: pooled (B, H), sequence (B, L, H), mask (B, L)."""
@@ -182,7 +187,7 @@ class DualEncoder(Encoder):
         if self.config.image_part is not None:
             out = self.image_tower(batch["pixel_values"])
             mask = torch.ones(out.sequence.shape[:2], dtype=torch.long, device=out.sequence.device)
-            return EncoderOutput(pooled=out.pooled, sequence=out.sequence, mask=mask)
+            return EncoderOutput(pooled=self.image_features(out.pooled), sequence=out.sequence, mask=mask)
         seq = self.image_tower(pixel_values=batch["pixel_values"]).last_hidden_state
         mask = torch.ones(seq.shape[:2], dtype=torch.long, device=seq.device)
         return EncoderOutput(pooled=_pool(seq, mask, self.config.pooling), sequence=seq, mask=mask)
