@@ -12,6 +12,8 @@
 # Sections:
 #   track       `vqa-pretrained --all-baselines` (the task's own recipe: one epoch, patience 2)
 #   efficiency  pretrained joint vs its scratch twin vs pretrained text-only, 1% to 100% of the training data
+#   retrieval   `retrieval-pretrained --all-baselines` (vl-minilm as a cross-encoder, the MiniLM + EfficientNet-Lite0
+#               dual encoder, their scratch twins, chance; retrieval's recipe), not in the default
 #   smollm      the SmolLM2 rows (text-smollm, llava-smollm and twin, prompted-smollm at k = 0, 1, 4, 8), sized
 #               for a CPU as in docs/pretrained.md; about 3.5 hours per 3 seeds on 2 cores, not in the default
 # Records with the same config are kept, so an interrupted run goes on where it stopped. results/claims.md
@@ -59,6 +61,15 @@ for name in $SECTIONS; do
             fi
             "$VLBENCH" efficiency "$OUT/efficiency" --task vqa-pretrained \
                 > "$OUT/efficiency/efficiency-vqa-pretrained.txt" || status=1
+            ;;
+        retrieval)
+            if [ -z "${RENDER_ONLY:-}" ]; then
+                # shellcheck disable=SC2086
+                section retrieval "$VLBENCH" run --task retrieval-pretrained --all-baselines --seeds "$SEEDS" \
+                    --results-dir "$OUT/runs" --quiet $EXTRA
+            fi
+            "$VLBENCH" table "$OUT/runs" --task retrieval-pretrained --format md \
+                --out "$OUT/retrieval-pretrained.md" || status=1
             ;;
         smollm)
             if [ -z "${RENDER_ONLY:-}" ]; then
