@@ -27,13 +27,8 @@ VLBENCH="${VLBENCH:-vlbench}"
 EXTRA="${EXTRA:-}"
 status=0
 
-section() {  # name, then the command; prints the command and its wall time
-    local name="$1"; shift
-    echo "== $name: $*"
-    local start=$SECONDS
-    "$@" || status=1
-    echo "== $name: $((SECONDS - start)) s wall"
-}
+# shellcheck source=results/section.sh
+. results/section.sh
 
 render_track() {
     for format in md csv latex; do

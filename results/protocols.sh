@@ -21,13 +21,8 @@ EXTRA="${EXTRA:-}"
 BUDGET="--epochs 5 --set training.patience=0"
 status=0
 
-section() {  # name, then the command; prints the command and its wall time
-    local name="$1"; shift
-    echo "== $name: $*"
-    local start=$SECONDS
-    "$@" || status=1
-    echo "== $name: $((SECONDS - start)) s wall"
-}
+# shellcheck source=results/section.sh
+. results/section.sh
 
 for protocol in $PROTOCOLS; do
     case "$protocol" in

@@ -28,13 +28,8 @@ AUGMENT='training.augment={flip: 0.5, crop: {scale: [0.8, 1.0]}, rotation: 10, c
 ADVERSARIAL='training.adversarial={steps: 2, epsilon: 1.0, step_size: 0.5}'
 status=0
 
-section() {  # name, then the command; prints the command and its wall time
-    local name="$1"; shift
-    echo "== $name: $*"
-    local start=$SECONDS
-    "$@" || status=1
-    echo "== $name: $((SECONDS - start)) s wall"
-}
+# shellcheck source=results/section.sh
+. results/section.sh
 
 for name in $SECTIONS; do
     case "$name" in
