@@ -8,7 +8,7 @@ scored on the same test items. A per-item metric gives ``group -> (item ids, a (
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -23,14 +23,9 @@ SeedArrays = Union[ItemSeeds, CorpusSeeds]
 
 def item_seeds(records: Sequence[dict[str, Any]], metric: str) -> tuple[Optional[ItemSeeds], str]:
     """group -> (item ids, a (seeds, items) array of values); None and why when the seeds cannot be lined up."""
-    per_seed = []
-    for record in records:
-        values, why = item_values(record, metric)
-        if values is None:
-            return None, why
-        per_seed.append(values)
-    if not per_seed:
-        return None, "no finished runs"
+    per_seed, why = _per_seed(records, metric, item_values)
+    if per_seed is None:
+        return None, why
     shape = {g: set(v) for g, v in per_seed[0].items()}
     if any({g: set(v) for g, v in s.items()} != shape for s in per_seed[1:]):
         return None, "seeds were scored on different test items"
@@ -43,14 +38,9 @@ def item_seeds(records: Sequence[dict[str, Any]], metric: str) -> tuple[Optional
 
 def corpus_seeds(records: Sequence[dict[str, Any]], metric: str) -> tuple[Optional[CorpusSeeds], str]:
     """Every seed's sentence statistics of a corpus metric (BLEU, chrF)."""
-    per_seed = []
-    for record in records:
-        items, why = corpus_items(record, metric)
-        if items is None:
-            return None, why
-        per_seed.append(items)
-    if not per_seed:
-        return None, "no finished runs"
+    per_seed, why = _per_seed(records, metric, corpus_items)
+    if per_seed is None:
+        return None, why
     if any(s.ids != per_seed[0].ids for s in per_seed[1:]):
         return None, "seeds were scored on different test items"
     return CorpusSeeds(per_seed[0].ids, np.stack([s.stats for s in per_seed]), per_seed[0].score), ""
@@ -59,3 +49,17 @@ def corpus_seeds(records: Sequence[dict[str, Any]], metric: str) -> tuple[Option
 def seed_arrays(records: Sequence[dict[str, Any]], metric: str) -> tuple[Optional[SeedArrays], str]:
     """The seeds' per-item values of ``metric``: corpus statistics for BLEU/chrF, item values otherwise."""
     return (corpus_seeds if metric in CORPUS_METRICS else item_seeds)(records, metric)
+
+
+def _per_seed(records: Sequence[dict[str, Any]], metric: str,
+              read: Callable[[dict[str, Any], str], tuple[Any, str]]) -> tuple[Optional[list[Any]], str]:
+    """``read(record, metric)`` for every seed's record; None and the first reason when one cannot be read."""
+    per_seed = []
+    for record in records:
+        values, why = read(record, metric)
+        if values is None:
+            return None, why
+        per_seed.append(values)
+    if not per_seed:
+        return None, "no finished runs"
+    return per_seed, ""
