@@ -34,6 +34,8 @@ render_track() {
     for format in md csv latex; do
         local ext="$format"; [ "$format" = latex ] && ext=tex
         "$VLBENCH" table "$OUT/runs" --task vqa-pretrained --format "$format" --out "$OUT/vqa-pretrained.$ext" || status=1
+        # PEFT over the pretrained backbone: trainable share and the share of full fine-tuning's gain kept
+        "$VLBENCH" peft "$OUT/runs" --task vqa-pretrained --format "$format" --out "$OUT/peft.$ext" || status=1
     done
 }
 

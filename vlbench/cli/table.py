@@ -9,7 +9,7 @@ import typer
 
 from vlbench.cli.app import app, err_console, path_arg, wide_console
 
-__all__ = ["table", "leaderboard", "claims", "validate"]
+__all__ = ["table", "peft", "leaderboard", "claims", "validate"]
 
 
 def _read(results_dirs: list[Path], task: Optional[str], skip_invalid: bool):
@@ -160,6 +160,27 @@ def _claims_page(records: list[dict], folders: list[Path], command: str, options
     options = options or Options()
     return ClaimsPage(build_claims(records, summaries, options), record_sets([str(f) for f in folders], records, summaries),
                       command, options)
+
+
+@app.command("peft")
+def peft(
+    results_dirs: list[Path] = typer.Argument(..., parser=path_arg,
+        help="Folders of run records holding PEFT runs, their full fine-tuning twins and the text-only reference."),
+    task: Optional[str] = typer.Option(None, "--task", help="Only this task."),
+    reference: Optional[str] = typer.Option(None, "--reference",
+        help="Text-only baseline the gains are measured from (default: each task's reference_baseline)."),
+    format: str = typer.Option("md", "--format", "-f", help="md, csv or latex."),
+    out: Optional[Path] = typer.Option(None, "--out", parser=path_arg, help="Write to this file instead of stdout."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out invalid records with a warning."),
+) -> None:
+    """PEFT per method: trainable share of full fine-tuning's parameters and share of its gain over text-only kept."""
+    from vlbench.errors import VLBenchError
+    from vlbench.results.peft_share import SHARE_FORMATS, peft_shares, render_shares
+
+    if format not in SHARE_FORMATS:
+        raise VLBenchError(f"--format {format!r}: use one of {', '.join(SHARE_FORMATS)}.")
+    records, _ = _read(results_dirs, task, skip_invalid)
+    _write(render_shares(peft_shares(records, reference), format), out)
 
 
 @app.command("claims")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["html_text", "markdown_cell", "csv_cell", "latex_text", "rich_text", "one_line"]
+__all__ = ["html_text", "markdown_cell", "csv_cell", "latex_text", "latex_cell", "rich_text", "one_line"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -49,6 +49,14 @@ _LATEX = {
 def latex_text(text: object) -> str:
     """Text for LaTeX: one line, every special character written as a literal."""
     return "".join(_LATEX.get(c, c) for c in one_line(text))
+
+
+def latex_cell(text: object) -> str:
+    """:func:`latex_text` with the tables' own symbols (± − — Δ) written the LaTeX way (works under pdflatex)."""
+    out = latex_text(text)
+    for symbol, tex in (("±", "$\\pm$"), ("−", "$-$"), ("—", "---"), ("Δ", "$\\Delta$")):
+        out = out.replace(symbol, tex)
+    return out
 
 
 def rich_text(text: object) -> str:

@@ -13,7 +13,8 @@ from vlbench.results import escape
 from vlbench.results.aggregate import MIN_SEEDS, Table
 from vlbench.results.robustness import robustness_cells, robustness_header, robustness_legend
 
-__all__ = ["P_SEEDS_ITEMS", "P_ITEMS", "TEXT_COLUMNS", "significance_mark", "wide_sections", "legend"]
+__all__ = ["P_SEEDS_ITEMS", "P_ITEMS", "TEXT_COLUMNS", "significance_mark", "wide_sections", "legend",
+           "p_text"]
 
 P_SEEDS_ITEMS = "p (seeds+items)"  # the test that marks Δ: seed and item variance both counted
 P_ITEMS = "p (items only)"  # the paired per-item test over seed-averaged values: ignores seed variance
@@ -139,7 +140,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                 cells += robustness_cells(t, robust)
                 delta = t["delta_vs_reference"] if t else None
                 cells += [_num(delta, signed=True) + (significance_mark(t["p_value"]) if t else ""),
-                          _p(t["p_value"]) if t else "—", _p(t["p_value_items"]) if t else "—"]
+                          p_text(t["p_value"]) if t else "—", p_text(t["p_value_items"]) if t else "—"]
             body.append({"cells": cells, "row": r, "tested": t, "metrics": line["metrics"]})
         out.append({"task": task, "dataset": dataset, "header": header, "body": body, "metrics": metrics,
                     "tested": tested, "reference": reference, "rows": rows, "has_config": has_config})
@@ -173,7 +174,8 @@ def _leakage(row: Optional[dict[str, Any]]) -> str:
     return text
 
 
-def _p(p: Optional[float]) -> str:
+def p_text(p: Optional[float]) -> str:
+    """A p-value as the tables print it: three decimals, "<0.001" below that, "—" when absent."""
     if p is None:
         return "—"
     return "<0.001" if p < 0.001 else f"{p:.3f}"

@@ -70,14 +70,6 @@ def _csv(table: Table) -> str:
     return frame.to_csv(index=False, lineterminator="\n")
 
 
-def _tex(text: str) -> str:
-    """Escaped text with the table's own symbols written the LaTeX way (works under pdflatex)."""
-    out = escape.latex_text(text)
-    for symbol, tex in (("±", "$\\pm$"), ("−", "$-$"), ("—", "---"), ("Δ", "$\\Delta$")):
-        out = out.replace(symbol, tex)
-    return out
-
-
 def _latex(table: Table) -> str:
     out = ["% requires \\usepackage{booktabs}"]
     for s in wide_sections(table):
@@ -92,12 +84,12 @@ def _latex(table: Table) -> str:
         out.append(f"% {escape.one_line(s['task'])} on {escape.one_line(s['dataset'])}")
         out.append("\\begin{tabular}{" + "".join("l" if h in TEXT_COLUMNS else "r" for h in header) + "}")
         out.append("\\toprule")
-        out.append(" & ".join(_tex(h) for h in header) + " \\\\")
+        out.append(" & ".join(escape.latex_cell(h) for h in header) + " \\\\")
         out.append("\\midrule")
         for b in s["body"]:
             cells = []
             for i, c in enumerate(b["cells"]):
-                text = _tex(c)
+                text = escape.latex_cell(c)
                 if i in metric_cols and b["row"]["status"] != "failed":
                     r = b["metrics"].get(header[i])
                     if r is not None and r["mean"] is not None and round(r["mean"], 2) == best.get(i):
@@ -110,7 +102,7 @@ def _latex(table: Table) -> str:
         out.append("\\end{tabular}")
         out.append("")
     notes = ["best mean per metric column in bold; $^{*}$ $p<0.05$, $^{**}$ $p<0.01$ (seeds+items test against "
-             "the reference baseline)."] + [_tex(line) for line in legend(table)]
+             "the reference baseline)."] + [escape.latex_cell(line) for line in legend(table)]
     out.append("\\par\\smallskip{\\footnotesize " + " \\\\\n".join(notes) + "}")
     return "\n".join(out) + "\n"
 

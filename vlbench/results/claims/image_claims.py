@@ -7,6 +7,7 @@ from typing import Any, Optional
 from vlbench.results.claims.common import Options, versus
 from vlbench.results.claims.model import Claim, Row, tost_p
 from vlbench.results.claims.systems import System, best_match, systems
+from vlbench.results.sections import p_text
 from vlbench.results.seeditem import SeedItemTest
 
 __all__ = ["joint_beats_text", "vmt_claims"]
@@ -100,7 +101,7 @@ def vmt_claims(records: list[dict[str, Any]], options: Options) -> list[Claim]:
             continue
         row.equivalence = True
         row.p_value = tost_p(test, options.margin)
-        row.test = f"TOST of |Δ| < {options.margin:g} on the {row.test} (difference test p = {_p(test.p_value)})"
+        row.test = f"TOST of |Δ| < {options.margin:g} on the {row.test} (difference test p = {p_text(test.p_value)})"
         if row.ci is not None and row.ci[0] == row.ci[1]:
             row.notes.append("every seed of both models scored the same on every test item (zero variance): "
                              "the two are indistinguishable here, which may be a ceiling of the data rather than "
@@ -115,7 +116,4 @@ def vmt_claims(records: list[dict[str, Any]], options: Options) -> list[Claim]:
         masked.to_make = ["TASKS=vmt-masked bash results/make.sh"]
     return [full, masked]
 
-
-def _p(p: float) -> str:
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 

@@ -18,7 +18,7 @@ import numpy as np
 from vlbench.results.claims.common import Options, cite, test_text
 from vlbench.results.claims.commands import run_commands
 from vlbench.results.claims.model import Claim, Row
-from vlbench.results.claims.systems import System, aligned_arrays, best_match, compare, systems
+from vlbench.results.claims.systems import System, aligned_arrays, best_match, compare, full_twin, systems
 from vlbench.results.seeditem import contrast_test
 
 __all__ = ["peft_keeps_gain", "share_interval"]
@@ -51,13 +51,6 @@ def share_interval(arrays: list[list[np.ndarray]], alpha: float) -> tuple[Option
     low = None if first == 0 else edge(float(_GRID[first]), float(_GRID[first - 1]))
     high = None if last == len(_GRID) - 1 else edge(float(_GRID[last]), float(_GRID[last + 1]))
     return low, high
-
-
-def _twin(peft: System, pool: list[System]) -> Optional[System]:
-    same = [s for s in pool if not s.field("config", "baseline", "peft") and (s.trainable or 0) > 0
-            and s.field("config", "baseline", "model") == peft.field("config", "baseline", "model")
-            and s.field("config", "baseline", "config") == peft.field("config", "baseline", "config")]
-    return best_match(peft, same)
 
 
 def _floor(system: System, pool: list[System]) -> Optional[System]:
@@ -110,7 +103,7 @@ def peft_keeps_gain(records: list[dict[str, Any]], options: Options) -> Claim:
         "every")
     pool = systems(records)
     for peft in [s for s in pool if s.field("config", "baseline", "peft") and (s.trainable or 0) > 0]:
-        full, floor = _twin(peft, pool), _floor(peft, pool)
+        full, floor = full_twin(peft, pool), _floor(peft, pool)
         if full is None or floor is None:
             claim.rows.append(Row(f"{peft.baseline} ({peft.task}/{peft.dataset})", why_untested=(
                 "no full fine-tuning twin (same model and settings, no PEFT) on the same data" if full is None

@@ -13,15 +13,13 @@ from typing import TYPE_CHECKING, Optional
 
 from vlbench.results.claims.model import Claim, Row
 from vlbench.results.escape import html_text, markdown_cell, one_line
+from vlbench.results.sections import p_text
 
 if TYPE_CHECKING:
     from vlbench.results.claims import ClaimsPage
 
 __all__ = ["markdown_page", "html_section", "rules"]
 
-
-def _p(p: Optional[float]) -> str:
-    return "—" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _num(value: Optional[float], percent: bool, sign: bool = True) -> str:
@@ -86,7 +84,7 @@ def _claim_md(claim: Claim) -> list[str]:
     if claim.rows:
         out += ["| comparison | effect | 95% CI | p | p (Holm) | verdict | why |", "|---|---:|---:|---:|---:|---|---|"]
         out += [f"| {markdown_cell(r.comparison)} | {markdown_cell(_effect(r))} | {markdown_cell(_interval(r))} | "
-                f"{markdown_cell(_p(r.p_value))} | {markdown_cell(_p(r.p_holm))} | {r.verdict} | "
+                f"{markdown_cell(p_text(r.p_value))} | {markdown_cell(p_text(r.p_holm))} | {r.verdict} | "
                 f"{markdown_cell(_why(r))} |" for r in claim.rows]
         out.append("")
         for r in claim.rows:
@@ -130,7 +128,7 @@ def _rows_html(claim: Claim) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("comparison", "effect", "95% CI", "p", "p (Holm)", "verdict", "why"))
     body = "".join(
         f"<tr><td>{html_text(r.comparison)}</td><td>{html_text(_effect(r))}</td><td>{html_text(_interval(r))}</td>"
-        f"<td>{html_text(_p(r.p_value))}</td><td>{html_text(_p(r.p_holm))}</td><td>{html_text(r.verdict)}</td>"
+        f"<td>{html_text(p_text(r.p_value))}</td><td>{html_text(p_text(r.p_holm))}</td><td>{html_text(r.verdict)}</td>"
         f"<td {_WRAP}>{html_text(_why(r))}</td></tr>" for r in claim.rows)
     details = "".join(
         f"<li>{html_text(r.comparison)}<ul>" + "".join(

@@ -19,7 +19,7 @@ from vlbench.results.seedarrays import seed_arrays
 from vlbench.results.seeditem import SeedItemTest, contrast_test, seed_item_test
 
 __all__ = ["System", "systems", "train_subset", "is_plain", "best_match", "compare", "item_arrays",
-           "contrast", "aligned_arrays", "CORPUS_ROUNDS"]
+           "contrast", "aligned_arrays", "full_twin", "CORPUS_ROUNDS"]
 
 CORPUS_ROUNDS = 1000  # bootstrap rounds of a corpus metric's item variance, as the table uses
 
@@ -128,6 +128,14 @@ def best_match(mine: System, candidates: Sequence[System]) -> Optional[System]:
         return sum(theirs.get(k) == v for k, v in training.items() if k != "seeds"), len(c.records), c.config_hash
 
     return max(same, key=likeness)
+
+
+def full_twin(peft: System, pool: Sequence[System]) -> Optional[System]:
+    """The full fine-tuning twin of a PEFT system: the same model and settings, no PEFT, trainable, on the same data."""
+    same = [s for s in pool if not s.field("config", "baseline", "peft") and (s.trainable or 0) > 0
+            and s.field("config", "baseline", "model") == peft.field("config", "baseline", "model")
+            and s.field("config", "baseline", "config") == peft.field("config", "baseline", "config")]
+    return best_match(peft, same)
 
 
 def item_arrays(system: System, metric: str) -> tuple[Optional[dict[str, tuple[list[str], np.ndarray]]], str]:
