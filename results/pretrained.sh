@@ -12,6 +12,8 @@
 # Sections:
 #   track       `vqa-pretrained --all-baselines` (the task's own recipe: one epoch, patience 2)
 #   efficiency  pretrained joint vs its scratch twin vs pretrained text-only, 1% to 100% of the training data
+#   captioning  `captioning-pretrained --all-baselines` (the captioner over frozen EfficientNet-Lite0 cells and its
+#               twin, the ViLT captioner from scratch, the blind floor; captioning's recipe)
 #   retrieval   `retrieval-pretrained --all-baselines` (vl-minilm as a cross-encoder, the MiniLM + EfficientNet-Lite0
 #               dual encoder, their scratch twins, chance; retrieval's recipe), not in the default
 #   smollm      the SmolLM2 rows (text-smollm, llava-smollm and twin, prompted-smollm at k = 0, 1, 4, 8), sized
@@ -21,7 +23,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-results/pretrained}"
-SECTIONS="${SECTIONS:-track efficiency}"
+SECTIONS="${SECTIONS:-track efficiency captioning}"
 SEEDS="${SEEDS:-0,1,2}"
 VLBENCH="${VLBENCH:-vlbench}"
 EXTRA="${EXTRA:-}"
@@ -58,6 +60,18 @@ for name in $SECTIONS; do
             fi
             "$VLBENCH" efficiency "$OUT/efficiency" --task vqa-pretrained \
                 > "$OUT/efficiency/efficiency-vqa-pretrained.txt" || status=1
+            ;;
+        captioning)
+            if [ -z "${RENDER_ONLY:-}" ]; then
+                # shellcheck disable=SC2086
+                section captioning "$VLBENCH" run --task captioning-pretrained --all-baselines --seeds "$SEEDS" \
+                    --results-dir "$OUT/runs" --quiet $EXTRA
+            fi
+            for format in md csv latex; do
+                ext="$format"; [ "$format" = latex ] && ext=tex
+                "$VLBENCH" table "$OUT/runs" --task captioning-pretrained --format "$format" \
+                    --out "$OUT/captioning-pretrained.$ext" || status=1
+            done
             ;;
         retrieval)
             if [ -z "${RENDER_ONLY:-}" ]; then

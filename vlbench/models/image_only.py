@@ -27,6 +27,8 @@ class ImageOnlyConfig(VisualSettings):
     """Size of the visual stream (built from config; ``pretrained`` is not supported)."""
 
     num_layers: int = Field(2, ge=0, description="self-attention layers over the image regions")
+    scratch: bool = Field(False, description="random weights for the image part (same architecture and "
+                          "preprocessing): the from-scratch twin of a model over a pretrained image part")
 
 
 class ImageOnlyEncoder(Encoder):
@@ -49,9 +51,12 @@ class ImageOnlyEncoder(Encoder):
         """Built from config; the small ResNet has no offline pretrained weights."""
         if pretrained:
             raise SpecError("image-only: `pretrained:` is not supported (the visual stream is built from config).")
+        if config.scratch and config.image_part is None:
+            raise SpecError("image-only: scratch: true draws an image part's weights at random; set image_part too.")
         part = None
         if config.image_part is not None:
-            part = build_image_part(config.image_part, visual_tokens=config.grid_size ** 2, cache_dir=context.cache_dir)
+            part = build_image_part(config.image_part, scratch=config.scratch, visual_tokens=config.grid_size ** 2,
+                                    cache_dir=context.cache_dir)
         return cls(config, context.image_size, part)
 
     def image_transform(self) -> Optional[ImageTransform]:
