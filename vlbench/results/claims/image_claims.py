@@ -115,5 +115,3 @@ def vmt_claims(records: list[dict[str, Any]], options: Options) -> list[Claim]:
         masked.missing = "no entity-masked visual MT records (task type vmt, source_field source_masked)."
         masked.to_make = ["TASKS=vmt-masked bash results/make.sh"]
     return [full, masked]
-
-
