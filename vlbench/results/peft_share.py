@@ -15,7 +15,6 @@ Markdown, CSV or LaTeX (``vlbench peft``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
@@ -23,8 +22,7 @@ from vlbench.errors import VLBenchError
 from vlbench.results import escape
 from vlbench.results.claims.peft_claim import share_interval
 from vlbench.results.claims.systems import System, aligned_arrays, best_match, compare, full_twin, systems
-from vlbench.results.seeditem import SeedItemTest, contrast_test
-from vlbench.results.sections import p_text
+from vlbench.results.sections import number_text, p_text
 
 __all__ = ["ShareRow", "peft_shares", "render_shares", "SHARE_FORMATS"]
 
@@ -65,23 +63,9 @@ class ShareRow:
         return self.trainable / self.full_trainable if self.trainable and self.full_trainable else None
 
 
-def _std(system: System, metric: str) -> Optional[float]:
-    values = [float(v) for r in system.records
-              if isinstance(v := (r.get("test") or {}).get("metrics", {}).get(metric), (int, float))]
-    if len(values) < 2:
-        return None
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def _reference(system: System, pool: list[System], name: Optional[str]) -> Optional[System]:
     wanted = name or system.field("config", "task", "reference_baseline")
     return best_match(system, [s for s in pool if s.baseline == wanted]) if wanted else None
-
-
-def _gain(a: System, reference: System, metric: str) -> Optional[SeedItemTest]:
-    test, _ = compare(a, reference, metric)
-    return test
 
 
 def _row(peft: System, pool: list[System], reference_name: Optional[str]) -> ShareRow:
@@ -89,12 +73,12 @@ def _row(peft: System, pool: list[System], reference_name: Optional[str]) -> Sha
     full, reference = full_twin(peft, pool), _reference(peft, pool, reference_name)
     row = ShareRow(peft.task, peft.dataset, peft.baseline, str(peft.field("config", "baseline", "peft", "method")),
                    full.baseline if full else None, reference.baseline if reference else None, peft.seeds, metric,
-                   peft.mean(metric), _std(peft, metric), peft.trainable)
+                   peft.mean(metric), peft.std(metric), peft.trainable)
     if len(peft.seeds) < 3:
         row.notes.append(f"{len(peft.seeds)} seed{'s' if len(peft.seeds) != 1 else ''} only")
     if reference is not None:
         row.reference_mean = reference.mean(metric)
-        gain = _gain(peft, reference, metric)
+        gain, _ = compare(peft, reference, metric)  # without it the row shows no Δ; the share below says why
         if gain is not None:
             row.gain, row.gain_ci, row.gain_p = gain.delta, (gain.ci_low, gain.ci_high), gain.p_value
     if full is None:
@@ -107,9 +91,9 @@ def _row(peft: System, pool: list[System], reference_name: Optional[str]) -> Sha
     if reference.config_hash == full.config_hash:
         row.notes.append(f"its full twin {full.baseline} is the text-only reference: no gain over text-only to keep")
         return row
-    full_gain = _gain(full, reference, metric)
+    full_gain, why = compare(full, reference, metric)
     if full_gain is None:
-        row.notes.append(f"needs at least 2 seeds of {full.baseline} and {reference.baseline}")
+        row.notes.append(f"{full.baseline} against {reference.baseline}: {why}")
         return row
     row.full_gain, row.full_gain_ci, row.full_gain_p = (full_gain.delta, (full_gain.ci_low, full_gain.ci_high),
                                                         full_gain.p_value)
@@ -118,8 +102,8 @@ def _row(peft: System, pool: list[System], reference_name: Optional[str]) -> Sha
                          f"(p {full_gain.p_value:.3g})")
         return row
     arrays, why = aligned_arrays([peft, full, reference], metric)
-    if arrays is None or contrast_test(arrays, [1.0, -1.0, 0.0]) is None:
-        row.notes.append(why or "needs at least 2 seeds of each")
+    if arrays is None or len(peft.records) < 2:  # the twin and the reference have 2+ seeds: compare ran
+        row.notes.append(why or f"needs at least 2 seeds of {peft.baseline}")
         return row
     means = [s.mean(metric) for s in (peft, full, reference)]
     if None not in means:
@@ -137,19 +121,15 @@ def peft_shares(records: list[dict[str, Any]], reference: Optional[str] = None) 
     return [_row(p, pool, reference) for p in peft]
 
 
-def _number(value: Optional[float], sign: bool = False) -> str:
-    return "—" if value is None else f"{value:+.2f}" if sign else f"{value:.2f}"
-
-
 def _percent(value: Optional[float]) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
+    return "—" if value is None else number_text(100 * value, 1) + "%"
 
 
 def _interval(bounds: tuple[Optional[float], Optional[float]], percent: bool = False) -> str:
     low, high = bounds
     if low is None and high is None:
         return "—"
-    show = _percent if percent else (lambda v: _number(v, sign=True))
+    show = _percent if percent else (lambda v: number_text(v, signed=True))
     return f"[{'open' if low is None else show(low)}, {'open' if high is None else show(high)}]"
 
 
@@ -158,11 +138,11 @@ HEADER = ["baseline", "method", "seeds", "trainable", "share of full's parameter
 
 
 def _cells(row: ShareRow) -> list[str]:
-    score = "—" if row.mean is None else _number(row.mean) + ("" if row.std is None else f" ± {row.std:.2f}")
+    score = "—" if row.mean is None else number_text(row.mean) + ("" if row.std is None else f" ± {row.std:.2f}")
     full_gain = "—" if row.full_gain is None else f"{row.full_gain:+.2f} (p {p_text(row.full_gain_p)})"
     return [row.baseline, row.method, ", ".join(str(s) for s in row.seeds),
             "—" if row.trainable is None else f"{row.trainable:,}", _percent(row.param_share), score,
-            _number(row.gain, sign=True), _interval(row.gain_ci), p_text(row.gain_p), row.full or "—", full_gain,
+            number_text(row.gain, signed=True), _interval(row.gain_ci), p_text(row.gain_p), row.full or "—", full_gain,
             _percent(row.kept), _interval(row.kept_ci, percent=True), "; ".join(row.notes)]
 
 

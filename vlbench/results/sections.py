@@ -14,7 +14,7 @@ from vlbench.results.aggregate import MIN_SEEDS, Table
 from vlbench.results.robustness import robustness_cells, robustness_header, robustness_legend
 
 __all__ = ["P_SEEDS_ITEMS", "P_ITEMS", "TEXT_COLUMNS", "significance_mark", "wide_sections", "legend",
-           "p_text"]
+           "p_text", "number_text"]
 
 P_SEEDS_ITEMS = "p (seeds+items)"  # the test that marks Δ: seed and item variance both counted
 P_ITEMS = "p (items only)"  # the paired per-item test over seed-averaged values: ignores seed variance
@@ -47,7 +47,8 @@ def _params(row: dict[str, Any]) -> str:
     return f"{_human(trainable)} / {_human(total)}{share}"
 
 
-def _num(value: Optional[float], digits: int = 2, signed: bool = False) -> str:
+def number_text(value: Optional[float], digits: int = 2, signed: bool = False) -> str:
+    """A number as the tables print it: ``digits`` decimals, a sign when ``signed``, "—" when absent or not finite."""
     if value is None or not math.isfinite(value):
         return "—"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
@@ -116,8 +117,8 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
             fields = r["config_fields"]
             short = ", ".join(fields[:3]) + (f" (+{len(fields) - 3} more)" if len(fields) > 3 else "")
             cells = [r["baseline"]] + ([short] if has_config else []) + ([r["family"] or "—", r["init"]] if has_init else [])
-            cells += [_params(r), _n(r), _num(r["train_seconds"], 1), _num(r["eval_seconds"], 1)]
-            cells += [_num(r["gpu_memory_mb"], 0)] if has_gpu else []
+            cells += [_params(r), _n(r), number_text(r["train_seconds"], 1), number_text(r["eval_seconds"], 1)]
+            cells += [number_text(r["gpu_memory_mb"], 0)] if has_gpu else []
             if r["status"] == "failed":
                 reason = escape.one_line(r["failure"] or "no reason recorded")
                 cells += [f"failed: {reason}"] + ["—"] * (len(metrics) - 1 + 1)
@@ -129,17 +130,17 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
                 cells += ["—", "—", "—"]
             else:
                 cells += [_value(line["metrics"][m]) if m in line["metrics"] else "" for m in metrics]
-                cells += [f"[{_num(t['ci_low'])}, {_num(t['ci_high'])}]" if t and t["ci_low"] is not None else "—"]
+                cells += [f"[{number_text(t['ci_low'])}, {number_text(t['ci_high'])}]" if t and t["ci_low"] is not None else "—"]
                 if has_ablation:
-                    cells += [f"{_num(t['image_reliance_blank'], signed=True)} / "
-                              f"{_num(t['image_reliance_shuffled'], signed=True)}"
+                    cells += [f"{number_text(t['image_reliance_blank'], signed=True)} / "
+                              f"{number_text(t['image_reliance_shuffled'], signed=True)}"
                               if t and t["image_reliance_blank"] is not None else "—"]
                 cells += [_flips(t)] if has_flips else []
                 cells += [_emap_gap(t)] if has_emap else []
                 cells += [_leakage(t)] if has_leakage else []
                 cells += robustness_cells(t, robust)
                 delta = t["delta_vs_reference"] if t else None
-                cells += [_num(delta, signed=True) + (significance_mark(t["p_value"]) if t else ""),
+                cells += [number_text(delta, signed=True) + (significance_mark(t["p_value"]) if t else ""),
                           p_text(t["p_value"]) if t else "—", p_text(t["p_value_items"]) if t else "—"]
             body.append({"cells": cells, "row": r, "tested": t, "metrics": line["metrics"]})
         out.append({"task": task, "dataset": dataset, "header": header, "body": body, "metrics": metrics,
@@ -151,16 +152,16 @@ def _flips(row: Optional[dict[str, Any]]) -> str:
     """``helped / hurt``: mean counts over seeds of test items the image turned right / wrong, or —."""
     if not row or row.get("flips_helped") is None:
         return "—"
-    return f"{_num(row['flips_helped'], 1)} / {_num(row['flips_hurt'], 1)}"
+    return f"{number_text(row['flips_helped'], 1)} / {number_text(row['flips_hurt'], 1)}"
 
 
 def _emap_gap(row: Optional[dict[str, Any]]) -> str:
     """``+gap [low, high]`` (95% t-interval over seeds), or the gap alone from one seed, or —."""
     if not row or row.get("emap_gap") is None:
         return "—"
-    text = _num(row["emap_gap"], signed=True)
+    text = number_text(row["emap_gap"], signed=True)
     if row.get("emap_gap_ci_low") is not None:
-        text += f" [{_num(row['emap_gap_ci_low'], signed=True)}, {_num(row['emap_gap_ci_high'], signed=True)}]"
+        text += f" [{number_text(row['emap_gap_ci_low'], signed=True)}, {number_text(row['emap_gap_ci_high'], signed=True)}]"
     return text
 
 
@@ -168,9 +169,9 @@ def _leakage(row: Optional[dict[str, Any]]) -> str:
     """A text-only row's score minus the data's prior, flagged when it is above the text-only ceiling."""
     if not row or row.get("leakage") is None:
         return "—"
-    text = _num(row["leakage"], signed=True)
+    text = number_text(row["leakage"], signed=True)
     if row.get("above_text_ceiling"):
-        text += f" (above the text-only ceiling {_num(row['question_only_ceiling'])})"
+        text += f" (above the text-only ceiling {number_text(row['question_only_ceiling'])})"
     return text
 
 

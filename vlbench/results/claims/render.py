@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Optional
 
 from vlbench.results.claims.model import Claim, Row
 from vlbench.results.escape import html_text, markdown_cell, one_line
-from vlbench.results.sections import p_text
+from vlbench.results.sections import number_text, p_text
 
 if TYPE_CHECKING:
     from vlbench.results.claims import ClaimsPage
@@ -25,7 +25,7 @@ __all__ = ["markdown_page", "html_section", "rules"]
 def _num(value: Optional[float], percent: bool, sign: bool = True) -> str:
     if value is None:
         return "—"
-    return f"{100 * value:.1f}%" if percent else (f"{value:+.2f}" if sign else f"{value:.2f}")
+    return number_text(100 * value, 1) + "%" if percent else number_text(value, signed=sign)
 
 
 def _effect(row: Row) -> str:

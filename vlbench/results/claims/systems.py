@@ -90,11 +90,20 @@ class System:
     def metric(self) -> Optional[str]:
         return self.first.get("primary_metric") or self.field("config", "task", "primary_metric")
 
+    def values(self, metric: str) -> list[float]:
+        """A test metric of every seed that recorded it."""
+        values = [(r.get("test") or {}).get("metrics", {}).get(metric) for r in self.records]
+        return [float(v) for v in values if isinstance(v, (int, float))]
+
     def mean(self, metric: str) -> Optional[float]:
         """Mean over seeds of a test metric."""
-        values = [(r.get("test") or {}).get("metrics", {}).get(metric) for r in self.records]
-        values = [float(v) for v in values if isinstance(v, (int, float))]
+        values = self.values(metric)
         return sum(values) / len(values) if values else None
+
+    def std(self, metric: str) -> Optional[float]:
+        """Sample standard deviation over seeds of a test metric (None below 2 seeds)."""
+        values = self.values(metric)
+        return float(np.std(values, ddof=1)) if len(values) > 1 else None
 
     def same_data(self, other: "System") -> bool:
         """Scored on the same task, dataset and data (fingerprint), so on the same test items."""
