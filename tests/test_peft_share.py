@@ -107,3 +107,13 @@ def test_cli_writes_the_table_and_refuses_bad_input(runs, tmp_path, capsys):
     _write(only_full, "vilt", FULL, model="vilt", trainable=2000)
     assert main(["peft", str(only_full)]) == 2
     assert "no PEFT run records" in capsys.readouterr().err
+
+
+def test_reference_option_measures_the_gains_from_another_baseline(runs, capsys):
+    rows = {r.baseline: r for r in peft_shares(read_records([runs]).records, reference="film")}
+    row = rows[HOSTILE]
+    assert row.reference == "film" and row.gain == pytest.approx(100 * (KEEPS.mean() - NEAR.mean()))
+    assert row.kept == pytest.approx((KEEPS.mean() - NEAR.mean()) / (FULL.mean() - NEAR.mean()))
+    capsys.readouterr()
+    assert main(["peft", str(runs), "--reference", "film"]) == 0
+    assert "text-only reference (film)" in capsys.readouterr().out
