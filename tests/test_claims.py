@@ -109,7 +109,7 @@ def test_claims_without_records_say_which_are_missing_and_how_to_make_them(claim
     for number in ("2a", "2b", "4", "5", "6"):
         assert claims[number].verdict == NOT_TESTED and claims[number].missing and claims[number].to_make
     assert "no data-efficiency (--train-fraction) records" in claims["4"].missing
-    assert any("coattention-minilm-scratch" in c for c in claims["4"].to_make)  # a shipped twin pair of vqa
+    assert any("--baseline vl-minilm --baseline vl-minilm-scratch" in c for c in claims["4"].to_make)  # shipped twins
     assert "naive and the replay strategy" in claims["6"].missing
 
 

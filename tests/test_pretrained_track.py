@@ -39,7 +39,9 @@ def test_the_first_command_runs_the_frozen_part_rows_and_the_track_task_runs_the
 
     demo = {s.name for s in select_baselines(load_task_spec("vqa"), [], True)}
     track = {s.name for s in select_baselines(load_task_spec("vqa-pretrained"), [], True)}
-    assert set(FROZEN_PARTS) | {"text-minilm"} <= demo and not set(FINE_TUNED) & demo
+    # the twin's random EfficientNet pass would put the first command over its budget: the track runs it
+    assert {"text-minilm", "image-effnet", "coattention-minilm"} <= demo and "coattention-minilm-scratch" not in demo
+    assert not set(FINE_TUNED) & demo
     assert set(FINE_TUNED) | set(FROZEN_PARTS) | {"text-minilm", "prior"} <= track
     assert load_task_spec("vqa-pretrained").reference_baseline == "text-minilm-ft"
 
@@ -125,6 +127,34 @@ def test_a_frozen_image_part_runs_once_per_image_and_later_runs_read_its_cache(t
     again, task = tiny.build(tiny.config("vl-minilm-bitfit"), cache_dir=tmp_path)
     info = warm_features(again, task, 64, torch.device("cpu"))
     assert info["parts"][0]["reused_from_disk"] and info["parts"][0]["computed"] == 0
+
+
+def test_a_scratch_twins_random_part_is_cached_per_seed_and_refused_once_its_weights_change(tiny, tmp_path):
+    from vlbench.errors import VLBenchError
+    from vlbench.peft.assemble import frozen_parts, warm_features
+
+    def warmed(seed):
+        assembled, task = tiny.build(tiny.config("coattention-minilm-scratch"), seed=seed, cache_dir=tmp_path)
+        (part,) = frozen_parts(assembled.model)
+        return part, warm_features(assembled, task, 64, torch.device("cpu"))["parts"][0], task
+
+    first, info, task = warmed(0)
+    images = len(task.dataset.images.ids())
+    assert info["part"]["weights"].startswith("random-init:") and info["computed"] == images
+    again, info_again, _ = warmed(0)  # the same seed builds the same random weights: its file is read
+    assert info_again["reused_from_disk"] and info_again["computed"] == 0 and info_again["file"] == info["file"]
+    keys = list(first.cache._index)[:8]
+    assert torch.equal(first.cache.gather(keys), again.cache.gather(keys))
+    other, info_other, _ = warmed(1)  # another seed: other weights, its own file, computed afresh
+    assert info_other["file"] != info["file"] and info_other["computed"] == images
+    assert not torch.equal(first.cache.gather(keys), other.cache.gather(keys))
+
+    assembled, task = tiny.build(tiny.config("coattention-minilm-scratch"), seed=0, cache_dir=tmp_path)
+    (part,) = frozen_parts(assembled.model)
+    with torch.no_grad():
+        part.trunk[0].weight.mul_(2)  # a plugin re-initialising the part after it was built
+    with pytest.raises(VLBenchError, match="changed after it was built"):
+        warm_features(assembled, task, 64, torch.device("cpu"))
 
 
 def test_vl_stream_reads_question_and_visual_tokens_as_visualbert_does(tiny):

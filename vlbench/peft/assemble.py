@@ -121,6 +121,8 @@ def _warm_parts(parts: list[nn.Module], task: Any, batch_size: int, device: Any,
     bar = progress.add_task(f"{label} (image part)", total=len(chunks) * len(parts)) if progress is not None else None
     out = []
     for part in parts:
+        if hasattr(part, "check_identity"):
+            part.check_identity()  # the cache file is named by the weights the part was built with
         before, loaded = part.computed, part.cache.loaded_from_disk
         part.to(device)
 

@@ -153,6 +153,7 @@ class EfficientNetLitePart(nn.Module):
     images it computes, when frozen). A frozen part keeps two caches: the trunk's map per image (on disk
     under the weights' digest, shared by every baseline and seed) and, in memory for the run, its final
     tokens when they are no larger than the trunk's row (grids up to 3x3), so the head runs once per image.
+    A random part's cache is named by the digest of its initial weights, so it is shared by the runs of one seed.
     """
 
     modalities = ("image",)
@@ -198,6 +199,12 @@ class EfficientNetLitePart(nn.Module):
     def identity(self) -> str:
         """The weights' identity: package, version, file and sha256, or the digest of a random initialisation."""
         return self.weights.identity if self.weights is not None else str(self._random_identity)
+
+    def check_identity(self) -> None:
+        """Refuse a random part whose weights changed after it was built: its identity and cache name the old ones."""
+        if self.weights is None and self._random_identity != f"random-init:{self.variant}@sha256:{state_digest(self)}":
+            raise VLBenchError(f"the random {self.variant} part's weights changed after it was built (a model "
+                               "re-initialised it?); its record identity and feature cache would name other weights.")
 
     def train(self, mode: bool = True) -> "EfficientNetLitePart":
         """BatchNorm always normalises with ImageNet's statistics; a frozen part stays wholly in eval mode."""

@@ -58,10 +58,11 @@ def part_identity(settings: Any) -> Optional[str]:
 
 def build_image_part(settings: ImagePartSettings, *, scratch: bool = False, visual_tokens: Optional[int] = None,
                      cache_dir: Optional[Path] = None) -> EfficientNetLitePart:
-    """The part a spec asks for; a frozen part with pretrained weights keeps its trunk features under ``cache_dir``.
+    """The part a spec asks for; a frozen part keeps its trunk features under ``cache_dir``.
 
-    A random (scratch) part's features are not written to disk: its weights, and so its features, are new
-    in every run's seed.
+    A frozen random (scratch) part is cached too, under the digest of its initial weights: the run's seed
+    fixes them, so every run of one seed (each training fraction, each rerun) reads one file, and another
+    seed writes its own.
     """
     part = EfficientNetLitePart(settings.variant, "frozen" if settings.freeze else "finetune", settings.crop_pct,
                                 grid=grid_side(visual_tokens), size=settings.size, pretrained=not scratch)
@@ -69,6 +70,6 @@ def build_image_part(settings: ImagePartSettings, *, scratch: bool = False, visu
     if part.grid is not None and part.grid > cells:
         raise SpecError(f"visual_tokens {visual_tokens} asks for a {part.grid}x{part.grid} grid, but the part sees "
                         f"{cells}x{cells} cells at {part.preprocessing.size} px; use at most {cells * cells}.")
-    if settings.freeze and not scratch and cache_dir is not None:
+    if settings.freeze and cache_dir is not None:
         part.attach_cache(cache_dir)
     return part

@@ -104,7 +104,7 @@ def pretraining_sample_efficiency(records: list[dict[str, Any]], options: Option
 def _efficiency_commands(pool: list[System]) -> list[str]:
     """The existing efficiency records' command with each shipped twin pair of their task in place of the baselines."""
     fractions = sorted({f for f in (_fraction(s) for s in pool) if f is not None}) or [0.01, 0.1, 1.0]
-    task = pool[0].task if pool else "vqa"
+    task = pool[0].task if pool else "vqa-pretrained"  # the embedded task whose twins are shipped
     template = shlex.split(run_command(pool[0].records)) if pool else ["vlbench", "run", "--task", task]
     for flag in ("--baseline", "--train-fraction"):
         while flag in template:
