@@ -84,6 +84,30 @@ def test_llava_smollm_writes_captions(gguf, tmp_path):
     assert len(captions) == record["data"]["sizes"]["test"] and all("\n" not in c["caption"] for c in captions)
 
 
+def test_llava_smollm_translates_after_a_prompt_that_names_the_source(gguf, cache_dir, tmp_path):
+    from vlbench.data.shapes import build_shapes
+    from vlbench.models.smollm import load_gguf_tokenizer
+    from vlbench.specs import load_task_spec
+    from vlbench.tasks.vmt import VMTTask
+
+    vmt = VMTTask(load_task_spec("vmt"), build_shapes(None, DATA, cache_dir, quiet=True))
+    sources = vmt._sources("test")
+    assert vmt.generator_prompts("test", [0, 1]) == [f"English: {s} German:" for s in sources[:2]]
+    record = _run(tmp_path, "llava-smollm", "--max-steps", "2", task="vmt")
+    assert record["modalities"] == ["text", "image"] and {"BLEU", "chrF"} <= set(record["test"]["metrics"])
+    # the budget is the longest training reference in SmolLM2's own tokens (German words take several)
+    tokenizer = load_gguf_tokenizer(gguf)
+    budget = max(len(tokenizer(" " + t, add_special_tokens=False)["input_ids"]) for t in vmt.references("train")) + 1
+    assert record["test"]["details"]["decoding"] == {"beam_size": 1, "max_length": budget,
+                                                     "by": "the model's own greedy generation"}
+    assert budget > vmt.options.max_target_length // 2
+    lines = next(tmp_path.glob("vmt/shapes/llava-smollm/seed-0.predictions.txt")).read_text().splitlines()
+    references = next(tmp_path.glob("vmt/shapes/llava-smollm/seed-0.predictions.ref.txt")).read_text().splitlines()
+    assert len(lines) == len(references) == record["data"]["sizes"]["test"]
+    text = _run(tmp_path, "text-smollm", "--max-steps", "2", task="vmt")
+    assert text["modalities"] == ["text"] and text["config_hash"] != record["config_hash"]
+
+
 def test_llava_smollm_scratch_twin_runs_with_random_parts(gguf, tmp_path):
     from safetensors.torch import load_file
 

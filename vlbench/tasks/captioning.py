@@ -75,46 +75,6 @@ class CaptioningTask(Seq2SeqTask):
         self._setup_targets()
         self._validation_scorer: Any = None
 
-    def wrap(self, encoder: Any) -> Any:
-        """Encoder + the task's decoder; a text generator is wrapped to learn the references itself."""
-        from vlbench.tasks.generated import GeneratingModel, is_generator, require_prompt
-
-        if not is_generator(encoder):
-            return super().wrap(encoder)
-        require_prompt(self)
-        self._train_pass = 0
-        references = self._targets["train"]
-
-        def texts(indices: list[int]) -> tuple[list[str], list[Optional[str]]]:
-            chosen = [references[i][max(self._train_pass - 1, 0) % len(references[i])] for i in indices]
-            return self._prompts(len(indices)), chosen
-
-        return GeneratingModel(encoder, texts)
-
-    def _prompts(self, count: int) -> list[str]:
-        from vlbench.models.prompted import fill
-
-        return [fill(self.spec.prompt.query, {}, f"task {self.spec.name!r} prompt")] * count
-
-    def loss(self, outputs: Any, batch: dict[str, Any]) -> Any:
-        """Token cross-entropy of the decoder (a generator's loss as it is)."""
-        return outputs if outputs.dim() == 0 else super().loss(outputs, batch)
-
-    def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
-        """Decoder: greedy/beam search as configured; a text generator: its greedy captions, first line."""
-        from vlbench.distributed import on_main, unwrap
-        from vlbench.models.prompted import extract_answer
-        from vlbench.tasks.generated import GeneratingModel, generate_split
-
-        if not isinstance(unwrap(model), GeneratingModel):
-            return super().evaluate(model, split, batch_size, modalities, device)
-        texts = generate_split(self, model, split, batch_size, modalities, device, lambda idx: self._prompts(len(idx)),
-                               self.options.max_target_length)
-        result = on_main(lambda: self.score(split, [extract_answer(t) for t in texts]))
-        result.details.setdefault("decoding", {"beam_size": 1, "max_length": self.options.max_target_length,
-                                               "by": "the model's own greedy generation"})
-        return result
-
     def _sources(self, role: str) -> list[str]:
         """No source text: every image gets an empty one."""
         return [""] * len(self._image_ids[role])

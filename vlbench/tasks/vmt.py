@@ -6,6 +6,9 @@ full (``source``) and entity-masked (``source_masked``) variants are two task sp
 Text-only model types read the source tokens only; multimodal ones also read the image (ViLT: the
 patches are extra encoder tokens beside the source tokens). The same decoder serves every baseline.
 
+A model type that writes text itself (``TextGenerator``, e.g. ``smollm-llava``) replaces the decoder: it learns
+each reference after the task's ``prompt.query`` filled with the pair's ``{source}``, and translates greedily.
+
 Predictions are one hypothesis per line in example order (sacrebleu's convention), written with the
 references beside them (``<stem>.ref.txt``), so ``vlbench score --task vmt -p P -r R`` reproduces the
 run's BLEU and chrF.
@@ -68,6 +71,18 @@ class VMTTask(Seq2SeqTask):
     def _sources(self, role: str) -> list[str]:
         """The source sentence of every pair of a role."""
         return self._source_text[role]
+
+    def prompt_fields(self, split: str, index: int) -> dict[str, str]:
+        """A generating model's prompt names the pair's source sentence as ``{source}``."""
+        return {"source": self._source_text[split][index]}
+
+    def generation_budget(self, generator: Any) -> int:
+        """The longest training reference in the generator's own tokens, end mark included.
+
+        ``max_target_length`` counts the task decoder's words; a subword LM spells a German word in several
+        tokens, so its budget is measured in its tokens on the references it learnt.
+        """
+        return int(generator.target_length(self.references("train")))
 
     def references(self, role: str) -> list[str]:
         """One reference per pair of a role, in order."""

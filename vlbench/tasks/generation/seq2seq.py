@@ -151,15 +151,46 @@ class Seq2SeqTask(TaskType):
 
     # --- models ------------------------------------------------------------------------------------
     def wrap(self, encoder: nn.Module) -> nn.Module:
-        """Encoder + the task's text decoder (same decoder for every baseline)."""
+        """Encoder + the task's text decoder (same decoder for every baseline); a text generator learns the targets itself."""
+        from vlbench.tasks.generated import GeneratingModel, is_generator, require_prompt
+
+        if is_generator(encoder):
+            require_prompt(self)
+            self._train_pass = 0
+            references = self._targets["train"]
+
+            def texts(indices: list[int]) -> tuple[list[str], list[Optional[str]]]:
+                # one target per example and pass, cycling through an example's references as the passes go
+                chosen = [references[i][max(self._train_pass - 1, 0) % len(references[i])] for i in indices]
+                return self.generator_prompts("train", indices), chosen
+
+            return GeneratingModel(encoder, texts)
         spec = self.options.decoder
         hidden = spec.hidden_size or int(encoder.hidden_size)
         decoder = build_text_decoder(spec, hidden, len(self.vocab), self.options.max_target_length, self.vocab.PAD)
         self._train_pass = 0  # a new model starts at the first targets again, whatever ran before it
         return EncoderDecoder(encoder, decoder)
 
+    def generator_prompts(self, split: str, indices: list[int]) -> list[str]:
+        """The task's ``prompt.query`` filled with the fields (:meth:`prompt_fields`) of the examples at ``indices``."""
+        from vlbench.models.prompted import fill
+        from vlbench.tasks.generated import require_prompt
+
+        template = require_prompt(self).query
+        return [fill(template, self.prompt_fields(split, i), f"task {self.spec.name!r} prompt") for i in indices]
+
+    def prompt_fields(self, split: str, index: int) -> dict[str, str]:
+        """The values a prompt template may name for one example (none: the prompt is the same for every image)."""
+        return {}
+
+    def generation_budget(self, generator: Any) -> int:
+        """New tokens a text generator may write per example."""
+        return self.options.max_target_length
+
     def loss(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Token-level cross-entropy of the next target word (PAD ignored)."""
+        """Token-level cross-entropy of the next target word (PAD ignored); a text generator's loss as it is."""
+        if outputs.dim() == 0:  # a GeneratingModel's language-model loss
+            return outputs
         return F.cross_entropy(outputs.float().reshape(-1, outputs.shape[-1]), batch["labels"].reshape(-1),
                                ignore_index=-100, label_smoothing=self.options.label_smoothing)
 
@@ -253,7 +284,15 @@ class Seq2SeqTask(TaskType):
         return gather_list(out)
 
     def evaluate(self, model, split, batch_size, modalities, device) -> EvalResult:
-        """Generate (greedy for validation unless configured, beam search on test) and score."""
+        """Generate (greedy for validation unless configured, beam search on test) and score.
+
+        A text generator writes greedily on every split, after the task's prompt; its first line is scored.
+        """
+        from vlbench.distributed import unwrap
+        from vlbench.tasks.generated import GeneratingModel
+
+        if isinstance(unwrap(model), GeneratingModel):
+            return self._evaluate_generator(model, split, batch_size, modalities, device)
         beam = self.options.validation_beam_size if split == "validation" else self.options.beam_size
         hypotheses = self.predict(model, split, batch_size, modalities, device, beam_size=beam)
         from vlbench.distributed import on_main
@@ -262,4 +301,17 @@ class Seq2SeqTask(TaskType):
         result.details.setdefault("decoding", {"beam_size": beam, "length_penalty": self.options.length_penalty,
                                                "max_length": self.options.max_target_length - 1})
         result.details.setdefault("target_vocabulary", self.vocab.describe())
+        return result
+
+    def _evaluate_generator(self, model, split, batch_size, modalities, device) -> EvalResult:
+        from vlbench.distributed import on_main, unwrap
+        from vlbench.models.prompted import extract_answer
+        from vlbench.tasks.generated import generate_split
+
+        budget = self.generation_budget(unwrap(model).encoder)
+        texts = generate_split(self, model, split, batch_size, modalities, device,
+                               lambda idx: self.generator_prompts(split, idx), budget)
+        result = on_main(lambda: self.score(split, [extract_answer(t) for t in texts]))
+        result.details.setdefault("decoding", {"beam_size": 1, "max_length": budget,
+                                               "by": "the model's own greedy generation"})
         return result
