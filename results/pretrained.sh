@@ -18,6 +18,8 @@
 #               dual encoder, their scratch twins, chance; retrieval's recipe), not in the default
 #   smollm      the SmolLM2 rows (text-smollm, llava-smollm and twin, prompted-smollm at k = 0, 1, 4, 8), sized
 #               for a CPU as in docs/pretrained.md; about 3.5 hours per 3 seeds on 2 cores, not in the default
+#   vmt         text-smollm, llava-smollm and its twin translating `vmt-masked` (sources without colours and
+#               shapes), sized for a CPU as the smollm section; not in the default
 # Records with the same config are kept, so an interrupted run goes on where it stopped. results/claims.md
 # is rendered again at the end (results/claims.sh).
 set -uo pipefail
@@ -97,6 +99,16 @@ for name in $SECTIONS; do
                 done
             fi
             "$VLBENCH" table "$OUT/smollm" --task vqa --format md --out "$OUT/smollm.md" || status=1
+            ;;
+        vmt)
+            if [ -z "${RENDER_ONLY:-}" ]; then
+                section install "$VLBENCH" pretrained install smollm2
+                # shellcheck disable=SC2086
+                section vmt "$VLBENCH" run --task vmt-masked --baseline text-smollm --baseline llava-smollm \
+                    --baseline llava-smollm-scratch --train-fraction 0.05 --set task.data.val_images=100 \
+                    --seeds "$SEEDS" --results-dir "$OUT/smollm" --quiet $EXTRA
+            fi
+            "$VLBENCH" table "$OUT/smollm" --task vmt-masked --format md --out "$OUT/smollm-vmt-masked.md" || status=1
             ;;
         *) echo "unknown section $name" >&2; status=2 ;;
     esac
