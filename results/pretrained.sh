@@ -19,7 +19,7 @@
 #   smollm      the SmolLM2 rows (text-smollm, llava-smollm and twin, prompted-smollm at k = 0, 1, 4, 8), sized
 #               for a CPU as in docs/pretrained.md; about 3.5 hours per 3 seeds on 2 cores, not in the default
 #   vmt         text-smollm, llava-smollm and its twin translating `vmt-masked` (sources without colours and
-#               shapes), sized for a CPU as the smollm section; not in the default
+#               shapes), sized for a CPU as the smollm section; about 45-50 min per seed on 2 cores, not in the default
 # Records with the same config are kept, so an interrupted run goes on where it stopped. results/claims.md
 # is rendered again at the end (results/claims.sh).
 set -uo pipefail
