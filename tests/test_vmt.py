@@ -126,3 +126,14 @@ def test_text_only_mt_receives_no_image_information(cache_dir) -> None:
     assert torch.equal(before["bert-text"][1], after["bert-text"][1])
     assert before["bert-text"][2] == after["bert-text"][2]
     assert not torch.allclose(before["vilt"][1], after["vilt"][1])
+
+
+def test_perturbed_sources_reach_a_generating_models_prompts_and_are_restored(cache_dir) -> None:
+    # the robustness suites perturb the sources; a generating model reads them from its prompts, not the tokens
+    _, task, tokenizer = _task(cache_dir, "vmt")
+    before = task.generator_prompts("test", [0, 1])
+    typos = [s.upper() for s in task.input_texts("test")]
+    restore = task.replace_input_texts("test", typos, tokenizer)
+    assert task.generator_prompts("test", [0, 1]) == [f"English: {s} German:" for s in typos[:2]] != before
+    restore()
+    assert task.generator_prompts("test", [0, 1]) == before

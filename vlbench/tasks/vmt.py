@@ -72,6 +72,18 @@ class VMTTask(Seq2SeqTask):
         """The source sentence of every pair of a role."""
         return self._source_text[role]
 
+    def replace_input_texts(self, split, texts, tokenizer):
+        """The source texts, as encoded tokens and as a generating model's ``{source}``; returns the undo."""
+        undo = super().replace_input_texts(split, texts, tokenizer)
+        sources = self._source_text[split]
+        self._source_text[split] = list(texts)
+
+        def restore() -> None:
+            undo()
+            self._source_text[split] = sources
+
+        return restore
+
     def prompt_fields(self, split: str, index: int) -> dict[str, str]:
         """A generating model's prompt names the pair's source sentence as ``{source}``."""
         return {"source": self._source_text[split][index]}
