@@ -154,9 +154,9 @@ class Seq2SeqTask(TaskType):
         """Encoder + the task's text decoder (same decoder for every baseline); a text generator learns the targets itself."""
         from vlbench.tasks.generated import GeneratingModel, is_generator, require_prompt
 
+        self._train_pass = 0  # a new model starts at the first targets again, whatever ran before it
         if is_generator(encoder):
             require_prompt(self)
-            self._train_pass = 0
             references = self._targets["train"]
 
             def texts(indices: list[int]) -> tuple[list[str], list[Optional[str]]]:
@@ -168,7 +168,6 @@ class Seq2SeqTask(TaskType):
         spec = self.options.decoder
         hidden = spec.hidden_size or int(encoder.hidden_size)
         decoder = build_text_decoder(spec, hidden, len(self.vocab), self.options.max_target_length, self.vocab.PAD)
-        self._train_pass = 0  # a new model starts at the first targets again, whatever ran before it
         return EncoderDecoder(encoder, decoder)
 
     def generator_prompts(self, split: str, indices: list[int]) -> list[str]:
