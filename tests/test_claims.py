@@ -196,3 +196,35 @@ def test_cli_writes_the_page_and_the_leaderboard_section(runs, tmp_path, capsys)
     assert main(["leaderboard", str(runs), "--out", str(tmp_path / "site")]) == 0
     index = (tmp_path / "site" / "index.html").read_text()
     assert 'id="claims"' in index and "Joint training beats text-only on VQA" in index
+
+
+def _resolved(task: str, baseline: str, overrides: list[str], training: dict) -> dict:
+    from vlbench.plan import RunRequest, resolve_runs
+    from vlbench.specs import load_baseline_spec, load_task_spec
+
+    request = RunRequest(task=load_task_spec(task), baselines=[load_baseline_spec(baseline)], results_dir=Path("runs"),
+                         overrides=overrides, training_overrides=training)
+    return resolve_runs(request)[0].model_dump(mode="json")
+
+
+@pytest.mark.parametrize("task, baseline, sets, training", [
+    # the SmolLM2 rows' published command: a smaller validation split, a prompt-reading model
+    ("vmt-masked", "llava-smollm", ["task.data.val_images=100", "task.options.beam_size=2"], {}),
+    # task options the shipped file leaves at their default, a model setting it does not name, a training flag
+    ("vqa", "vilt", ["task.options.min_answer_count=2", "task.options.max_text_length=20", "baseline.config.hidden_size=64",
+                     "baseline.config.attention_dropout=0.2", "training.patience=0"], {"epochs": 5}),
+    ("vqa", "prompted-smollm", ["baseline.config.shots=4", "task.data.val_images=100"], {}),
+])
+def test_the_rebuilt_command_resolves_to_the_recorded_config(task, baseline, sets, training):
+    import shlex
+
+    recorded = _resolved(task, baseline, sets, training)
+    record = {"task": task, "baseline": baseline, "seed": 0, "config": recorded}
+    words = shlex.split(run_command([record]))
+    overrides = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    flags = {"--epochs": "epochs", "--lr": "lr", "--batch-size": "batch_size", "--max-steps": "max_steps",
+             "--min-steps": "min_steps", "--precision": "precision"}
+    again = {flags[word]: json.loads(words[i + 1]) for i, word in enumerate(words) if word in flags}
+    assert _resolved(task, baseline, overrides, again) == recorded  # the command makes the same run
+    assert all(text in overrides for text in sets if not text.startswith("training."))
+    assert _resolved(task, baseline, [], {}) != recorded  # and the settings did change it

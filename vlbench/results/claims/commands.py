@@ -6,7 +6,10 @@ recorded in the same config (``--epochs`` and friends, or ``--set training.<fiel
 subset (``--train-fraction`` / ``--k-shot``), baseline settings that differ from the shipped spec of
 that name (``--set baseline.config.<key>``), and the results folder the records sit in. A baseline that
 is no shipped spec was given as a YAML file: the command names it ``<name>.yaml``, and its content is
-the record's ``config.baseline``.
+the record's ``config.baseline``. Task settings that differ from the shipped task spec (``--set
+task.data.val_images=100``, ``--set task.options.<key>``) are rebuilt too. Records hold their settings with
+every default filled in, so each side is compared after its type's defaults fill the shipped spec: a
+setting the shipped file leaves out but the command set still shows.
 """
 
 from __future__ import annotations
@@ -49,6 +52,74 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+def _filled(settings: Any, block: Any) -> Any:
+    """``block`` with the defaults of ``settings`` (a task type's Options or a model type's Config) filled in."""
+    if settings is None or not isinstance(block, dict):
+        return block
+    try:
+        return settings.model_validate(block).model_dump(mode="json")
+    except ValueError:  # a shipped spec that no longer validates: compare what it says
+        return block
+
+
+def _registered(registry: Any, name: Any, attribute: str) -> Any:
+    try:
+        return getattr(registry.get(str(name)), attribute, None)
+    except Exception:  # noqa: BLE001  an unregistered plugin type: its settings cannot be filled
+        return None
+
+
+def _differing(section: str, mine: Any, theirs: Any) -> list[str]:
+    """``--set`` options for the settings under ``section`` that the record holds and the shipped spec does not."""
+    flat_mine: dict[str, Any] = {}
+    flat_theirs: dict[str, Any] = {}
+    _flatten(section, mine, flat_mine)
+    _flatten(section, theirs, flat_theirs)
+    out: list[str] = []
+    for key in sorted(flat_mine):
+        value = flat_mine[key]
+        if value == {} or (key in flat_theirs and value == flat_theirs[key]):
+            continue
+        if key not in flat_theirs and value is None:
+            continue  # an optional setting left unset on both sides (the shipped file only omits it)
+        out += ["--set", f"{key}={_value(value)}"]
+    return out
+
+
+def _shipped_task(name: str) -> Optional[dict[str, Any]]:
+    """The shipped task spec of that name, as a dict; None if none."""
+    from vlbench.errors import VLBenchError
+    from vlbench.specs import available_specs, load_task_spec
+
+    if name not in available_specs("tasks"):
+        return None
+    try:
+        return load_task_spec(name).model_dump(mode="json")
+    except (VLBenchError, OSError, ValueError):
+        return None
+
+
+_TASK_SECTIONS = ("data", "options", "prompt", "splits", "primary_metric", "reference_baseline", "tokenizer")
+
+
+def _task_options(record: dict[str, Any]) -> list[str]:
+    """``--set task.<key>=...`` for the task settings that differ from the shipped task spec of that name."""
+    from vlbench.registry import TASK_TYPES
+
+    task = (record.get("config") or {}).get("task") or {}
+    shipped = _shipped_task(str(task.get("name") or record.get("task")))
+    if shipped is None:
+        return []
+    options = _registered(TASK_TYPES, task.get("type"), "Options")
+    out: list[str] = []
+    for section in _TASK_SECTIONS:
+        mine, theirs = task.get(section), shipped.get(section)
+        if section == "options":
+            mine, theirs = _filled(options, mine), _filled(options, theirs)
+        out += _differing(f"task.{section}", mine, theirs)
+    return out
+
+
 def _shipped_baseline(name: str) -> Optional[dict[str, Any]]:
     """The shipped spec of that name (names only, never a path from a record), as a dict; None if none."""
     from vlbench.errors import VLBenchError
@@ -69,15 +140,18 @@ def _baseline_options(record: dict[str, Any]) -> tuple[str, list[str]]:
     shipped = _shipped_baseline(name)
     if shipped is None:
         return f"{name}.yaml", []
-    out: list[str] = []
-    for section in ("config", "peft"):
-        mine: dict[str, Any] = {}
-        theirs: dict[str, Any] = {}
-        _flatten(f"baseline.{section}", baseline.get(section), mine)
-        _flatten(f"baseline.{section}", shipped.get(section), theirs)
-        for key in sorted(mine):
-            if key in theirs and mine[key] != theirs[key]:
-                out += ["--set", f"{key}={_value(mine[key])}"]
+    from vlbench.registry import MODELS
+
+    settings = _registered(MODELS, baseline.get("model") or shipped.get("model"), "Config")
+    out = _differing("baseline.config", _filled(settings, baseline.get("config")), _filled(settings, shipped.get("config")))
+    # the peft block is completed by the peft package (a layer above this one): settings the shipped file names
+    mine: dict[str, Any] = {}
+    theirs: dict[str, Any] = {}
+    _flatten("baseline.peft", baseline.get("peft"), mine)
+    _flatten("baseline.peft", shipped.get("peft"), theirs)
+    for key in sorted(mine):
+        if key in theirs and mine[key] != theirs[key]:
+            out += ["--set", f"{key}={_value(mine[key])}"]
     return name, out
 
 
@@ -107,7 +181,7 @@ def run_command(records: Sequence[dict[str, Any]]) -> str:
     task_dataset = (config.get("task") or {}).get("dataset")
     if config.get("dataset") and config.get("dataset") != task_dataset:
         args += ["--dataset", str(config["dataset"])]
-    args += ["--seeds", _seeds(records)] + _training_options(first, _FLAGS) + baseline_sets
+    args += ["--seeds", _seeds(records)] + _training_options(first, _FLAGS) + _task_options(first) + baseline_sets
     subset = (config.get("task") or {}).get("train_subset") or {}
     if subset.get("fraction") is not None:
         args += ["--train-fraction", _value(subset["fraction"])]
