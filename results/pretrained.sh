@@ -98,7 +98,8 @@ for name in $SECTIONS; do
                         --results-dir "$OUT/smollm/prompted-k$k" --quiet $EXTRA
                 done
             fi
-            "$VLBENCH" table "$OUT/smollm" --task vqa --format md --out "$OUT/smollm.md" || status=1
+            # the generating rows against their own text-only twin, not the task's text-bert
+            "$VLBENCH" table "$OUT/smollm" --task vqa --reference text-smollm --format md --out "$OUT/smollm.md" || status=1
             ;;
         vmt)
             if [ -z "${RENDER_ONLY:-}" ]; then
@@ -108,7 +109,8 @@ for name in $SECTIONS; do
                     --baseline llava-smollm-scratch --train-fraction 0.05 --set task.data.val_images=100 \
                     --seeds "$SEEDS" --results-dir "$OUT/smollm" --quiet $EXTRA
             fi
-            "$VLBENCH" table "$OUT/smollm" --task vmt-masked --format md --out "$OUT/smollm-vmt-masked.md" || status=1
+            "$VLBENCH" table "$OUT/smollm" --task vmt-masked --reference text-smollm --format md \
+                --out "$OUT/smollm-vmt-masked.md" || status=1
             ;;
         *) echo "unknown section $name" >&2; status=2 ;;
     esac

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -98,6 +99,24 @@ def test_delta_p_value_and_image_reliance(tmp_path):
     assert rows["text-bert"]["delta_vs_reference"] is None and rows["text-bert"]["p_value"] is None
     md = render(aggregate(read_records([tmp_path]).records, rounds=2000), "md")
     assert "+40.00\\*\\*" in md and "&lt;0.001" in md  # ** marks p < 0.01 (escaped for Markdown)
+
+
+def test_reference_option_measures_every_row_from_the_named_baseline(tmp_path, capsys):
+    scores = {"text-bert": 40, "text-smollm": 60, "vilt": 80}  # the task's reference is text-bert
+    for baseline, right in scores.items():
+        for seed in (0, 1, 2):
+            write_record(tmp_path, make_record(baseline, seed, {str(i): float(i < right) for i in range(100)},
+                                               config_hash=hashlib.sha256(baseline.encode()).hexdigest()[:16]))
+    rows = {r["baseline"]: r for r in aggregate(read_records([tmp_path]).records, rounds=500,
+                                                 reference="text-smollm").rows}
+    assert rows["vilt"]["delta_vs_reference"] == pytest.approx(20.0) and rows["vilt"]["reference"] == "text-smollm"
+    assert rows["text-bert"]["delta_vs_reference"] == pytest.approx(-20.0)
+    assert rows["text-smollm"]["delta_vs_reference"] is None
+    assert main(["table", str(tmp_path), "--format", "md", "--reference", "text-smollm"]) == 0
+    assert "vs text-smollm" in capsys.readouterr().out
+    assert main(["table", str(tmp_path), "--reference", "text-smolm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --reference 'text-smolm': no record") and "text-smollm" in err
 
 
 def test_corpus_metric_is_marked_not_tested(tmp_path):

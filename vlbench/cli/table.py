@@ -58,6 +58,8 @@ def table(
     metric: Optional[str] = typer.Option(None, "--metric", help="Only this metric (and test it instead of the primary)."),
     out: Optional[Path] = typer.Option(None, "--out", parser=path_arg, help="Write to this file instead of stdout."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Leave out invalid records with a warning."),
+    reference: Optional[str] = typer.Option(None, "--reference",
+        help="Baseline every Δ and p is measured from (default: each task's reference_baseline)."),
 ) -> None:
     """Aggregate records per config over seeds: mean ± std, 95% CI, n, Δ vs the reference with two p-values."""
     from vlbench.errors import VLBenchError
@@ -67,7 +69,10 @@ def table(
     if format not in FORMATS:
         raise VLBenchError(f"--format {format!r}: use one of {', '.join(FORMATS)}.")
     records, found = _read(results_dirs, task, skip_invalid)
-    result = aggregate(records, metric=metric)
+    if reference is not None and not any(r.get("baseline") == reference for r in records):
+        known = ", ".join(sorted({str(r.get("baseline")) for r in records}))
+        raise VLBenchError(f"--reference {reference!r}: no record of that baseline here; baselines: {known}.")
+    result = aggregate(records, metric=metric, reference=reference)
     if metric is not None and not result.rows:
         known = sorted({m for r in records if r.get("status") == "ok" for m in r["test"]["metrics"]})
         raise VLBenchError(f"--metric {metric!r}: no record has it; known metrics: {', '.join(known)}.")

@@ -206,8 +206,13 @@ def _reference_for(group: _Group, candidates: list[_Group]) -> Optional[_Group]:
     return max(same_data, key=likeness)
 
 
-def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None, rounds: int = 10000) -> Table:
-    """Rows per (task, dataset, baseline, config, metric) with mean, std, CI, n, Δ vs reference and p-value."""
+def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None, rounds: int = 10000,
+              reference: Optional[str] = None) -> Table:
+    """Rows per (task, dataset, baseline, config, metric) with mean, std, CI, n, Δ vs reference and p-value.
+
+    ``reference`` names the baseline every row is compared with; default each task's ``reference_baseline``.
+    """
+    chosen_reference = reference
     records = list(records)
     groups = _groups(records)
     by_task: dict[tuple[str, str, str], list[_Group]] = defaultdict(list)
@@ -225,7 +230,7 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
         rec0 = group.first
         task_cfg = (rec0.get("config") or {}).get("task") or {}
         primary = rec0.get("primary_metric") or task_cfg.get("primary_metric")
-        reference = task_cfg.get("reference_baseline")
+        reference = chosen_reference or task_cfg.get("reference_baseline")
         ref_group = None
         if reference and reference != group.baseline:
             ref_group = _reference_for(group, by_task.get((group.task, group.dataset, reference), []))
