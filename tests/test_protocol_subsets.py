@@ -119,6 +119,28 @@ def test_matching_fraction_is_the_first_fraction_at_or_above_the_target():
     assert matching_fraction(curve, 61.0) is None
 
 
+def test_a_reference_that_gains_nothing_from_labels_is_said_to_say_little():
+    from scipy import stats
+
+    from vlbench.protocols.efficiency import render_efficiency
+
+    def point(f, m, sd):
+        return CurvePoint(f, 29405 * f, 6000 * f, m, sd, 3, [0, 1, 2])
+
+    # the published text-minilm-ft curve: at the question-only level from 1% of the data on
+    flat = Curve("text-minilm-ft", "", [point(0.01, 45.01, 0.17), point(1.0, 45.04, 0.45)])
+    rising = Curve("text-minilm-ft", "", [point(0.01, 40.0, 0.5), point(1.0, 45.04, 0.45)])
+    joint = Curve("vl-minilm", "", [point(0.01, 46.98, 1.87), point(1.0, 55.05, 2.12)])
+    _, notes = render_efficiency([flat, joint], "accuracy", "text-minilm-ft")
+    p = stats.ttest_ind_from_stats(45.04, 0.45, 3, 45.01, 0.17, 3, equal_var=False, alternative="greater").pvalue
+    assert notes[0].startswith("text-minilm-ft gains nothing detectable from more labels here (45.01 at fraction 0.01")
+    assert f"one-sided p = {p:.2f}" in notes[0] and "vl-minilm: matches" in notes[1]
+    _, notes = render_efficiency([rising, joint], "accuracy", "text-minilm-ft")
+    assert not any("gains nothing" in n for n in notes) and notes[0].startswith("vl-minilm: matches")
+    worse = Curve("text-minilm-ft", "", [point(0.01, 46.0, 0.1), point(1.0, 45.04, 0.45)])
+    assert "no higher with all of them" in render_efficiency([worse, joint], "accuracy", "text-minilm-ft")[1][0]
+
+
 def test_k_shot_table_puts_prompted_baselines_at_k_in_context_beside_fine_tuning(tmp_path):
     from vlbench.protocols.efficiency import curves_from_records, plot_curves, render_efficiency
 

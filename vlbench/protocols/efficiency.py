@@ -155,6 +155,32 @@ def matching_fraction(curve: Curve, target: float) -> Optional[CurvePoint]:
     return next((p for p in sorted(curve.points, key=lambda p: p.fraction) if p.mean >= target), None)
 
 
+def flat_reference(curve: Curve, alpha: float = 0.05) -> Optional[str]:
+    """Why reaching ``curve``'s full-data score says little, or None: it gains nothing detectable from more labels.
+
+    Its smallest fraction against fraction 1, Welch's t-test over seeds (one-sided: more data scores higher).
+    """
+    from scipy import stats
+
+    full = curve.at(1.0)
+    low = min((p for p in curve.points if p.fraction < 1.0), key=lambda p: p.fraction, default=None)
+    if full is None or low is None:
+        return None
+    if full.mean > low.mean:
+        if full.std is None or low.std is None or full.n < 2 or low.n < 2 or (full.std == 0 and low.std == 0):
+            return None  # no spread to test against: leave the reader the numbers
+        p = float(stats.ttest_ind_from_stats(full.mean, full.std, full.n, low.mean, low.std, low.n,
+                                             equal_var=False, alternative="greater").pvalue)
+        if p < alpha:
+            return None
+        how = f"Welch's t-test over seeds, one-sided p = {p:.2f}"
+    else:
+        how = "no higher with all of them"
+    return (f"{curve.baseline} gains nothing detectable from more labels here ({low.mean:.2f} at fraction "
+            f"{low.fraction:g}, {full.mean:.2f} at 1; {how}): reaching its full-data score says little about "
+            f"sample efficiency.")
+
+
 def render_efficiency(curves: list[Curve], metric: str, reference: Optional[str],
                       rule: str = "fraction") -> tuple[str, list[str]]:
     """A Markdown table (one row per baseline and fraction or k) and the sample-efficiency lines."""
@@ -184,6 +210,9 @@ def render_efficiency(curves: list[Curve], metric: str, reference: Optional[str]
     if full is None:
         notes.append(f"sample-efficiency gain: needs the reference {reference!r} at fraction 1 in these records.")
         return "\n".join(lines), notes
+    flat = flat_reference(ref)
+    if flat:
+        notes.append(flat)
     for curve in curves:
         if curve.baseline == reference:
             continue
@@ -250,7 +279,7 @@ def print_efficiency(results_dir: Path, task: str, metric: Optional[str], refere
     table, notes = render_efficiency(curves, metric, reference, rule)
     console.print(table, markup=False)
     for line in notes:
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)  # one note, one line, whatever the console's width
     plot = plot or Path(results_dir) / f"{'efficiency' if rule == 'fraction' else 'k-shot'}-{task}.png"
     if rule == "fraction":
         plot_curves(curves, metric, reference, plot, f"{task}: {metric} against labelled examples")
