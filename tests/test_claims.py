@@ -214,6 +214,8 @@ def _resolved(task: str, baseline: str, overrides: list[str], training: dict) ->
     ("vqa", "vilt", ["task.options.min_answer_count=2", "task.options.max_text_length=20", "baseline.config.hidden_size=64",
                      "baseline.config.attention_dropout=0.2", "training.patience=0"], {"epochs": 5}),
     ("vqa", "prompted-smollm", ["baseline.config.shots=4", "task.data.val_images=100"], {}),
+    # a PEFT setting the shipped file names (the block is completed by the peft package)
+    ("vqa", "vilt-lora", ["baseline.peft.r=4", 'baseline.peft.target_modules=["query", "key", "value"]'], {}),
 ])
 def test_the_rebuilt_command_resolves_to_the_recorded_config(task, baseline, sets, training):
     import shlex

@@ -212,7 +212,6 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
 
     ``reference`` names the baseline every row is compared with; default each task's ``reference_baseline``.
     """
-    chosen_reference = reference
     records = list(records)
     groups = _groups(records)
     by_task: dict[tuple[str, str, str], list[_Group]] = defaultdict(list)
@@ -230,10 +229,10 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
         rec0 = group.first
         task_cfg = (rec0.get("config") or {}).get("task") or {}
         primary = rec0.get("primary_metric") or task_cfg.get("primary_metric")
-        reference = chosen_reference or task_cfg.get("reference_baseline")
+        row_reference = reference or task_cfg.get("reference_baseline")
         ref_group = None
-        if reference and reference != group.baseline:
-            ref_group = _reference_for(group, by_task.get((group.task, group.dataset, reference), []))
+        if row_reference and row_reference != group.baseline:
+            ref_group = _reference_for(group, by_task.get((group.task, group.dataset, row_reference), []))
         tested = metric or primary
         metrics = list(dict.fromkeys(m for r in group.ok for m in r["test"]["metrics"]))
         if metric is not None:
@@ -252,7 +251,7 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
             "train_seconds": _mean((r.get("timing") or {}).get("train_seconds") for r in group.ok),
             "eval_seconds": _mean((r.get("timing") or {}).get("eval_seconds") for r in group.ok),
             "gpu_memory_mb": _memory_mb(group.ok),
-            "reference": reference,
+            "reference": row_reference,
             "versions": sorted({_version_key(r) for r in group.ok + group.failed}),
         }
         if not group.ok:
@@ -284,8 +283,8 @@ def aggregate(records: Iterable[dict[str, Any]], *, metric: Optional[str] = None
                     row["delta_vs_reference"] = summary.mean - ref_summary.mean
                 if name == tested:
                     row["test"] = _compare(group, ref_group, name, rounds, row)
-            elif reference and reference != group.baseline and name == tested:
-                row["test"] = f"no {reference} runs on the same data to compare with"
+            elif row_reference and row_reference != group.baseline and name == tested:
+                row["test"] = f"no {row_reference} runs on the same data to compare with"
             rows.append(row)
     return Table(rows, dict(versions), notes)
 

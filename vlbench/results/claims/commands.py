@@ -69,8 +69,11 @@ def _registered(registry: Any, name: Any, attribute: str) -> Any:
         return None
 
 
-def _differing(section: str, mine: Any, theirs: Any) -> list[str]:
-    """``--set`` options for the settings under ``section`` that the record holds and the shipped spec does not."""
+def _differing(section: str, mine: Any, theirs: Any, named_only: bool = False) -> list[str]:
+    """``--set`` options for the settings under ``section`` that the record holds and the shipped spec does not.
+
+    ``named_only``: only settings the shipped spec names (for a block the record holds completed by a layer
+    above this one, whose defaults cannot be filled in here)."""
     flat_mine: dict[str, Any] = {}
     flat_theirs: dict[str, Any] = {}
     _flatten(section, mine, flat_mine)
@@ -78,25 +81,14 @@ def _differing(section: str, mine: Any, theirs: Any) -> list[str]:
     out: list[str] = []
     for key in sorted(flat_mine):
         value = flat_mine[key]
-        if value == {} or (key in flat_theirs and value == flat_theirs[key]):
+        if key in flat_theirs and value == flat_theirs[key]:
+            continue
+        if value == {} or (named_only and key not in flat_theirs):
             continue
         if key not in flat_theirs and value is None:
             continue  # an optional setting left unset on both sides (the shipped file only omits it)
         out += ["--set", f"{key}={_value(value)}"]
     return out
-
-
-def _shipped_task(name: str) -> Optional[dict[str, Any]]:
-    """The shipped task spec of that name, as a dict; None if none."""
-    from vlbench.errors import VLBenchError
-    from vlbench.specs import available_specs, load_task_spec
-
-    if name not in available_specs("tasks"):
-        return None
-    try:
-        return load_task_spec(name).model_dump(mode="json")
-    except (VLBenchError, OSError, ValueError):
-        return None
 
 
 _TASK_SECTIONS = ("data", "options", "prompt", "splits", "primary_metric", "reference_baseline", "tokenizer")
@@ -107,7 +99,7 @@ def _task_options(record: dict[str, Any]) -> list[str]:
     from vlbench.registry import TASK_TYPES
 
     task = (record.get("config") or {}).get("task") or {}
-    shipped = _shipped_task(str(task.get("name") or record.get("task")))
+    shipped = _shipped("tasks", str(task.get("name") or record.get("task")))
     if shipped is None:
         return []
     options = _registered(TASK_TYPES, task.get("type"), "Options")
@@ -120,15 +112,16 @@ def _task_options(record: dict[str, Any]) -> list[str]:
     return out
 
 
-def _shipped_baseline(name: str) -> Optional[dict[str, Any]]:
-    """The shipped spec of that name (names only, never a path from a record), as a dict; None if none."""
+def _shipped(kind: str, name: str) -> Optional[dict[str, Any]]:
+    """The shipped spec of that kind ("tasks" or "baselines") and name (names only, never a path from a
+    record), as a dict; None if none."""
     from vlbench.errors import VLBenchError
-    from vlbench.specs import available_specs, load_baseline_spec
+    from vlbench.specs import available_specs, load_baseline_spec, load_task_spec
 
-    if name not in available_specs("baselines"):
+    if name not in available_specs(kind):
         return None
     try:
-        return load_baseline_spec(name).model_dump()
+        return (load_task_spec if kind == "tasks" else load_baseline_spec)(name).model_dump(mode="json")
     except (VLBenchError, OSError, ValueError):
         return None
 
@@ -137,22 +130,16 @@ def _baseline_options(record: dict[str, Any]) -> tuple[str, list[str]]:
     """The --baseline argument and the --set options of baseline settings that differ from the shipped spec."""
     baseline = (record.get("config") or {}).get("baseline") or {}
     name = str(record.get("baseline"))
-    shipped = _shipped_baseline(name)
+    shipped = _shipped("baselines", name)
     if shipped is None:
         return f"{name}.yaml", []
     from vlbench.registry import MODELS
 
     settings = _registered(MODELS, baseline.get("model") or shipped.get("model"), "Config")
-    out = _differing("baseline.config", _filled(settings, baseline.get("config")), _filled(settings, shipped.get("config")))
+    config = _differing("baseline.config", _filled(settings, baseline.get("config")),
+                        _filled(settings, shipped.get("config")))
     # the peft block is completed by the peft package (a layer above this one): settings the shipped file names
-    mine: dict[str, Any] = {}
-    theirs: dict[str, Any] = {}
-    _flatten("baseline.peft", baseline.get("peft"), mine)
-    _flatten("baseline.peft", shipped.get("peft"), theirs)
-    for key in sorted(mine):
-        if key in theirs and mine[key] != theirs[key]:
-            out += ["--set", f"{key}={_value(mine[key])}"]
-    return name, out
+    return name, config + _differing("baseline.peft", baseline.get("peft"), shipped.get("peft"), named_only=True)
 
 
 def results_dir_of(record: dict[str, Any], depth: int = 4) -> Optional[str]:
