@@ -172,7 +172,13 @@ def test_run_records_emap_and_the_table_shows_the_gap(tmp_path, capsys):
     assert rows["text-bert"]["emap_gap"] is None
     for fmt in ("md", "csv", "latex", "json", "html"):
         text = render(aggregate(load_records(results)), fmt)
-        assert ("EMAP gap" in text) if fmt not in ("csv", "json") else ("emap_gap" in text), fmt
+        assert ("EMAP (accuracy, 5 items" in text) if fmt not in ("csv", "json") else ("emap_gap" in text), fmt
+    # the cell gives the model's score on the items, EMAP's, and the gap with its interval over the two seeds
+    row = rows["vilt"]
+    cell = (f"{row['emap_model']:.2f} − {row['emap']:.2f} = {row['emap_gap']:+.2f} "
+            f"[{row['emap_gap_ci_low']:+.2f}, {row['emap_gap_ci_high']:+.2f}]")
+    markdown = render(aggregate(load_records(results)), "md").replace("\\[", "[").replace("\\]", "]")
+    assert cell in markdown
     # the same config asked for EMAP on more items: the finished record lacks it, so the run is done again
     more = [a if a != "5" else "6" for a in args]
     assert main(more) == 0

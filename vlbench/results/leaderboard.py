@@ -106,7 +106,7 @@ def _page_order(section: dict[str, Any]) -> list[int]:
         if h.startswith(("Δ ", "p (")):
             return 2
         robust = ("clean (", "corrupted", "corruption drop", "typos", "word dropout", "PGD")
-        return 3 if h.startswith(("image reliance", "flips", "EMAP gap", *robust)) else 4
+        return 3 if h.startswith(("image reliance", "flips", "EMAP (", *robust)) else 4
 
     return sorted(range(len(header)), key=lambda i: (rank(header[i]), i))
 

@@ -97,7 +97,7 @@ def wide_sections(table: Table) -> list[dict[str, Any]]:
         has_leakage = any(r.get("leakage") is not None and r["metric"] == tested for r in rows)
         emap_sizes = {r["emap_items"] for r in rows if r.get("emap_gap") is not None and r["metric"] == tested}
         on = f", {next(iter(emap_sizes))} items" if len(emap_sizes) == 1 and None not in emap_sizes else ""
-        header += [f"EMAP gap ({tested}{on})"] if has_emap else []
+        header += [f"EMAP ({tested}{on}: model − EMAP = gap)"] if has_emap else []
         header += [LEAKAGE] if has_leakage else []
         robust = robustness_header(rows, tested)
         header += robust
@@ -156,10 +156,11 @@ def _flips(row: Optional[dict[str, Any]]) -> str:
 
 
 def _emap_gap(row: Optional[dict[str, Any]]) -> str:
-    """``+gap [low, high]`` (95% t-interval over seeds), or the gap alone from one seed, or —."""
+    """``model − EMAP = +gap [low, high]`` (means over seeds; 95% t-interval of the gap), the interval left out
+    with one seed, or —."""
     if not row or row.get("emap_gap") is None:
         return "—"
-    text = number_text(row["emap_gap"], signed=True)
+    text = f"{number_text(row['emap_model'])} − {number_text(row['emap'])} = {number_text(row['emap_gap'], signed=True)}"
     if row.get("emap_gap_ci_low") is not None:
         text += f" [{number_text(row['emap_gap_ci_low'], signed=True)}, {number_text(row['emap_gap_ci_high'], signed=True)}]"
     return text
@@ -201,9 +202,10 @@ def legend(table: Table) -> list[str]:
         "passes.",
     ]
     if any(r.get("emap_gap") is not None for r in table.rows):
-        lines.insert(-1, "EMAP gap: the model's score minus the score of its additive projection (EMAP, Hessel & Lee "
-                     "2020) on the same seeded test items, mean over seeds [95% t-interval]; near 0: the model's use of "
-                     "the image needs no interaction with the text (docs/results.md).")
+        lines.insert(-1, "EMAP: the model's score minus the score of its additive projection (EMAP, Hessel & Lee "
+                     "2020) on the same seeded test items: the model's score on them, EMAP's, and the gap, means over seeds "
+                     "[the gap's 95% t-interval]; a gap near 0: the model's use of the image needs no interaction with "
+                     "the text (docs/results.md).")
     if any(r.get("flips_helped") is not None for r in table.rows):
         lines.insert(-1, f"{FLIPS}: test items right with the real image and wrong with it blanked / wrong with the "
                      "real image and right blanked (right: at least half the item's full score), mean count over seeds; "
