@@ -23,6 +23,7 @@ from vlbench.results.claims.model import tost_p
 from vlbench.results.claims.render import html_section, markdown_page
 from vlbench.results.records import read_records
 from vlbench.results.seeditem import SeedItemTest, contrast_test, seed_item_test
+from vlbench.specs import DEFAULT_EMAP_ITEMS
 
 HOSTILE = "<script>alert(1)</script>|x`````y"
 N = 60
@@ -216,6 +217,9 @@ def _resolved(task: str, baseline: str, overrides: list[str], training: dict) ->
     ("vqa", "prompted-smollm", ["baseline.config.shots=4", "task.data.val_images=100"], {}),
     # a PEFT setting the shipped file names (the block is completed by the peft package)
     ("vqa", "vilt-lora", ["baseline.peft.r=4", 'baseline.peft.target_modules=["query", "key", "value"]'], {}),
+    # measurements the record holds, asked for with the switches a user types (the published VQA leaderboard's)
+    ("vqa", "film", ["training.patience=0"], {"epochs": 5, "emap_items": 500, "check_eval_invariance": True}),
+    ("vqa", "vilt", [], {"emap_items": 40, "keep_model": True}),
 ])
 def test_the_rebuilt_command_resolves_to_the_recorded_config(task, baseline, sets, training):
     import shlex
@@ -227,6 +231,11 @@ def test_the_rebuilt_command_resolves_to_the_recorded_config(task, baseline, set
     flags = {"--epochs": "epochs", "--lr": "lr", "--batch-size": "batch_size", "--max-steps": "max_steps",
              "--min-steps": "min_steps", "--precision": "precision"}
     again = {flags[word]: json.loads(words[i + 1]) for i, word in enumerate(words) if word in flags}
+    switches = {"--emap": ("emap_items", DEFAULT_EMAP_ITEMS), "--check-eval-invariance": ("check_eval_invariance", True),
+                "--keep-model": ("keep_model", True)}
+    again.update(switches[word] for word in words if word in switches)
+    again.update({"emap_items": int(words[i + 1]) for i, word in enumerate(words) if word == "--emap-items"})
+    assert not any(text.startswith(("training.emap", "training.check", "training.keep")) for text in overrides)
     assert _resolved(task, baseline, overrides, again) == recorded  # the command makes the same run
     assert all(text in overrides for text in sets if not text.startswith("training."))
     assert _resolved(task, baseline, [], {}) != recorded  # and the settings did change it

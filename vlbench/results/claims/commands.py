@@ -40,8 +40,24 @@ def _training_options(record: dict[str, Any], flags: dict[str, str]) -> list[str
     for key in sorted(used):
         if key == "seeds" or key not in defaults or used[key] == defaults[key]:
             continue
-        out += [flags[key], _value(used[key])] if key in flags else ["--set", f"training.{key}={_value(used[key])}"]
+        switch = _switch(key, used[key])
+        if switch is not None:
+            out += switch
+        else:
+            out += [flags[key], _value(used[key])] if key in flags else ["--set", f"training.{key}={_value(used[key])}"]
     return out
+
+
+def _switch(key: str, value: Any) -> Optional[list[str]]:
+    """The `vlbench run` switch that asks for a measurement the record holds (EMAP, the invariance check, kept
+    weights), as a user would type it; None for other settings."""
+    from vlbench.specs import DEFAULT_EMAP_ITEMS
+
+    if key == "emap_items" and isinstance(value, int):
+        return ["--emap"] if value == DEFAULT_EMAP_ITEMS else ["--emap-items", str(value)]
+    if key in ("check_eval_invariance", "keep_model") and value is True:
+        return ["--" + key.replace("_", "-")]
+    return None
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
