@@ -2,7 +2,8 @@
 
 Records store their resolved config, not the command line. The command is rebuilt from it: the task,
 the baseline, the seeds, every training field that differs from the task's and baseline's defaults as
-recorded in the same config (``--epochs`` and friends, or ``--set training.<field>``), the training
+recorded in the same config (``--epochs`` and friends, the switches ``--emap``, ``--check-eval-invariance`` and
+``--keep-model`` for the measurements the record holds, or ``--set training.<field>``), the training
 subset (``--train-fraction`` / ``--k-shot``), baseline settings that differ from the shipped spec of
 that name (``--set baseline.config.<key>``), and the results folder the records sit in. A baseline that
 is no shipped spec was given as a YAML file: the command names it ``<name>.yaml``, and its content is
