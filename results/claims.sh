@@ -6,7 +6,7 @@
 #   bash results/claims.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-VLBENCH="${VLBENCH:-vlbench}"
+VLBENCH="${VLBENCH:-vlbench}"  # a command, words split: "python -m vlbench" works
 dirs=()
 for folder in "${RUNS:-results/runs}" "${PROTOCOLS_OUT:-results/protocols}" "${PRETRAINED_OUT:-results/pretrained}"; do
     [ -d "$folder" ] && dirs+=("$folder")

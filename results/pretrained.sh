@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-results/pretrained}"
 SECTIONS="${SECTIONS:-track efficiency captioning}"
 SEEDS="${SEEDS:-0,1,2}"
-VLBENCH="${VLBENCH:-vlbench}"
+VLBENCH="${VLBENCH:-vlbench}"  # a command, words split: "python -m vlbench" works
 EXTRA="${EXTRA:-}"
 status=0
 
@@ -37,9 +37,9 @@ status=0
 render_track() {
     for format in md csv latex; do
         local ext="$format"; [ "$format" = latex ] && ext=tex
-        "$VLBENCH" table "$OUT/runs" --task vqa-pretrained --format "$format" --out "$OUT/vqa-pretrained.$ext" || status=1
+        $VLBENCH table "$OUT/runs" --task vqa-pretrained --format "$format" --out "$OUT/vqa-pretrained.$ext" || status=1
         # PEFT over the pretrained backbone: trainable share and the share of full fine-tuning's gain kept
-        "$VLBENCH" peft "$OUT/runs" --task vqa-pretrained --format "$format" --out "$OUT/peft.$ext" || status=1
+        $VLBENCH peft "$OUT/runs" --task vqa-pretrained --format "$format" --out "$OUT/peft.$ext" || status=1
     done
 }
 
@@ -48,7 +48,7 @@ for name in $SECTIONS; do
         track)
             if [ -z "${RENDER_ONLY:-}" ]; then
                 # shellcheck disable=SC2086
-                section track "$VLBENCH" run --task vqa-pretrained --all-baselines --seeds "$SEEDS" \
+                section track $VLBENCH run --task vqa-pretrained --all-baselines --seeds "$SEEDS" \
                     --results-dir "$OUT/runs" --quiet $EXTRA
             fi
             render_track
@@ -56,60 +56,60 @@ for name in $SECTIONS; do
         efficiency)
             if [ -z "${RENDER_ONLY:-}" ]; then
                 # shellcheck disable=SC2086
-                section efficiency "$VLBENCH" run --task vqa-pretrained --baseline vl-minilm \
+                section efficiency $VLBENCH run --task vqa-pretrained --baseline vl-minilm \
                     --baseline vl-minilm-scratch --baseline text-minilm-ft --train-fraction 0.01,0.03,0.1,0.3,1 \
                     --min-steps 100 --seeds "$SEEDS" --results-dir "$OUT/efficiency" --quiet $EXTRA
             fi
-            "$VLBENCH" efficiency "$OUT/efficiency" --task vqa-pretrained \
+            $VLBENCH efficiency "$OUT/efficiency" --task vqa-pretrained \
                 > "$OUT/efficiency/efficiency-vqa-pretrained.txt" || status=1
             ;;
         captioning)
             if [ -z "${RENDER_ONLY:-}" ]; then
                 # shellcheck disable=SC2086
-                section captioning "$VLBENCH" run --task captioning-pretrained --all-baselines --seeds "$SEEDS" \
+                section captioning $VLBENCH run --task captioning-pretrained --all-baselines --seeds "$SEEDS" \
                     --results-dir "$OUT/runs" --quiet $EXTRA
             fi
             for format in md csv latex; do
                 ext="$format"; [ "$format" = latex ] && ext=tex
-                "$VLBENCH" table "$OUT/runs" --task captioning-pretrained --format "$format" \
+                $VLBENCH table "$OUT/runs" --task captioning-pretrained --format "$format" \
                     --out "$OUT/captioning-pretrained.$ext" || status=1
             done
             ;;
         retrieval)
             if [ -z "${RENDER_ONLY:-}" ]; then
                 # shellcheck disable=SC2086
-                section retrieval "$VLBENCH" run --task retrieval-pretrained --all-baselines --seeds "$SEEDS" \
+                section retrieval $VLBENCH run --task retrieval-pretrained --all-baselines --seeds "$SEEDS" \
                     --results-dir "$OUT/runs" --quiet $EXTRA
             fi
-            "$VLBENCH" table "$OUT/runs" --task retrieval-pretrained --format md \
+            $VLBENCH table "$OUT/runs" --task retrieval-pretrained --format md \
                 --out "$OUT/retrieval-pretrained.md" || status=1
             ;;
         smollm)
             if [ -z "${RENDER_ONLY:-}" ]; then
-                section install "$VLBENCH" pretrained install smollm2
+                section install $VLBENCH pretrained install smollm2
                 # shellcheck disable=SC2086
-                section smollm "$VLBENCH" run --task vqa --baseline text-smollm --baseline llava-smollm \
+                section smollm $VLBENCH run --task vqa --baseline text-smollm --baseline llava-smollm \
                     --baseline llava-smollm-scratch --train-fraction 0.05 --set task.data.val_images=100 \
                     --seeds "$SEEDS" --results-dir "$OUT/smollm" --quiet $EXTRA
                 for k in 0 1 4 8; do
                     # shellcheck disable=SC2086
-                    section "prompted k=$k" "$VLBENCH" run --task vqa --baseline prompted-smollm \
+                    section "prompted k=$k" $VLBENCH run --task vqa --baseline prompted-smollm \
                         --set "baseline.config.shots=$k" --set task.data.val_images=100 --seeds "$SEEDS" \
                         --results-dir "$OUT/smollm/prompted-k$k" --quiet $EXTRA
                 done
             fi
             # the generating rows against their own text-only twin, not the task's text-bert
-            "$VLBENCH" table "$OUT/smollm" --task vqa --reference text-smollm --format md --out "$OUT/smollm.md" || status=1
+            $VLBENCH table "$OUT/smollm" --task vqa --reference text-smollm --format md --out "$OUT/smollm.md" || status=1
             ;;
         vmt)
             if [ -z "${RENDER_ONLY:-}" ]; then
-                section install "$VLBENCH" pretrained install smollm2
+                section install $VLBENCH pretrained install smollm2
                 # shellcheck disable=SC2086
-                section vmt "$VLBENCH" run --task vmt-masked --baseline text-smollm --baseline llava-smollm \
+                section vmt $VLBENCH run --task vmt-masked --baseline text-smollm --baseline llava-smollm \
                     --baseline llava-smollm-scratch --train-fraction 0.05 --set task.data.val_images=100 \
                     --seeds "$SEEDS" --results-dir "$OUT/smollm" --quiet $EXTRA
             fi
-            "$VLBENCH" table "$OUT/smollm" --task vmt-masked --reference text-smollm --format md \
+            $VLBENCH table "$OUT/smollm" --task vmt-masked --reference text-smollm --format md \
                 --out "$OUT/smollm-vmt-masked.md" || status=1
             ;;
         *) echo "unknown section $name" >&2; status=2 ;;

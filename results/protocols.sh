@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-results/protocols}"
 PROTOCOLS="${PROTOCOLS:-efficiency k-shot prompted continual}"
 SEEDS="${SEEDS:-0,1,2}"
-VLBENCH="${VLBENCH:-vlbench}"
+VLBENCH="${VLBENCH:-vlbench}"  # a command, words split: "python -m vlbench" works
 EXTRA="${EXTRA:-}"
 # the published VQA budget (results/make.sh), with a floor on steps so small subsets are trained too
 BUDGET="--epochs 5 --set training.patience=0"
@@ -28,39 +28,39 @@ for protocol in $PROTOCOLS; do
     case "$protocol" in
         efficiency)
             # shellcheck disable=SC2086
-            section efficiency "$VLBENCH" run --task vqa --baseline vilt --baseline film --baseline text-bert \
+            section efficiency $VLBENCH run --task vqa --baseline vilt --baseline film --baseline text-bert \
                 --train-fraction 0.01,0.03,0.1,0.3,1 --seeds "$SEEDS" $BUDGET --min-steps 500 \
                 --results-dir "$OUT/efficiency" --quiet $EXTRA
-            "$VLBENCH" efficiency "$OUT/efficiency" --task vqa > "$OUT/efficiency/efficiency-vqa.txt" || status=1
+            $VLBENCH efficiency "$OUT/efficiency" --task vqa > "$OUT/efficiency/efficiency-vqa.txt" || status=1
             ;;
         k-shot)
             # shellcheck disable=SC2086
-            section k-shot "$VLBENCH" run --task vqa --baseline vilt --baseline film --baseline text-bert \
+            section k-shot $VLBENCH run --task vqa --baseline vilt --baseline film --baseline text-bert \
                 --k-shot 1,4,8 --seeds "$SEEDS" $BUDGET --min-steps 200 --results-dir "$OUT/k-shot" --quiet $EXTRA
-            "$VLBENCH" efficiency "$OUT/k-shot" --task vqa --k-shot > "$OUT/k-shot/k-shot-vqa.txt" || status=1
+            $VLBENCH efficiency "$OUT/k-shot" --task vqa --k-shot > "$OUT/k-shot/k-shot-vqa.txt" || status=1
             ;;
         prompted)
             # one offline image-text-to-text checkpoint (Frozen-style), then k = 0, 1, 4, 8 examples in the prompt
             # (the seeds draw the in-context examples); the records sit beside the k-shot fine-tuning ones
-            section visual-prefix "$VLBENCH" visual-prefix --out "$OUT/visual-prefix-lm"
+            section visual-prefix $VLBENCH visual-prefix --out "$OUT/visual-prefix-lm"
             mkdir -p "$OUT/k-shot/prompted"
             printf 'model: prompted\npretrained: %s\ntasks: [vqa]\nfamily: prompted\nconfig: {shots: 0, max_new_tokens: 4, batch_size: 32, use_chat_template: false}\n' \
                 "$OUT/visual-prefix-lm" > "$OUT/k-shot/prompted/prompted-prefix.yaml"
             for k in 0 1 4 8; do
                 # shellcheck disable=SC2086
-                section "prompted k=$k" "$VLBENCH" run --task vqa --baseline "$OUT/k-shot/prompted/prompted-prefix.yaml" \
+                section "prompted k=$k" $VLBENCH run --task vqa --baseline "$OUT/k-shot/prompted/prompted-prefix.yaml" \
                     --set "baseline.config.shots=$k" --seeds "$SEEDS" --results-dir "$OUT/k-shot/prompted/shots-$k" \
                     --quiet $EXTRA
             done
-            "$VLBENCH" efficiency "$OUT/k-shot" --task vqa --k-shot > "$OUT/k-shot/k-shot-vqa.txt" || status=1
+            $VLBENCH efficiency "$OUT/k-shot" --task vqa --k-shot > "$OUT/k-shot/k-shot-vqa.txt" || status=1
             ;;
         continual)
             # shellcheck disable=SC2086
-            section continual "$VLBENCH" continual --sequence shapes-families --baseline film --baseline text-bert \
+            section continual $VLBENCH continual --sequence shapes-families --baseline film --baseline text-bert \
                 --seeds "$SEEDS" --epochs 2 --ewc-lambda 100000 --results-dir "$OUT/continual" --quiet $EXTRA
             # one LoRA (and head) per stage over a frozen ViLT, against naive fine-tuning of the same LoRA model
             # shellcheck disable=SC2086
-            section continual-lora "$VLBENCH" continual --sequence shapes-families --baseline vilt-lora \
+            section continual-lora $VLBENCH continual --sequence shapes-families --baseline vilt-lora \
                 --strategy naive --strategy isolated --seeds "$SEEDS" --epochs 2 --results-dir "$OUT/continual" \
                 --quiet $EXTRA
             ;;

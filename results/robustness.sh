@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-results/robustness}"
 SECTIONS="${SECTIONS:-plain augment adversarial}"
 SEEDS="${SEEDS:-0,1,2}"
-VLBENCH="${VLBENCH:-vlbench}"
+VLBENCH="${VLBENCH:-vlbench}"  # a command, words split: "python -m vlbench" works
 EXTRA="${EXTRA:-}"
 BASELINES="--baseline text-bert --baseline vilt --baseline film --baseline coattention"
 BUDGET="--epochs 5 --set training.patience=0"   # results/make.sh's VQA budget
@@ -40,10 +40,10 @@ for name in $SECTIONS; do
     esac
     if [ -z "${RENDER_ONLY:-}" ]; then
         # shellcheck disable=SC2086
-        section "$name" "$VLBENCH" run --task vqa $BASELINES --seeds "$SEEDS" $BUDGET "${options[@]}" \
+        section "$name" $VLBENCH run --task vqa $BASELINES --seeds "$SEEDS" $BUDGET "${options[@]}" \
             --robustness --keep-model --results-dir "$OUT/$name" --quiet $EXTRA
     fi
-    "$VLBENCH" table "$OUT/$name" --task vqa --format md --out "$OUT/$name.md" || status=1
-    "$VLBENCH" table "$OUT/$name" --task vqa --format csv --out "$OUT/$name.csv" || status=1
+    $VLBENCH table "$OUT/$name" --task vqa --format md --out "$OUT/$name.md" || status=1
+    $VLBENCH table "$OUT/$name" --task vqa --format csv --out "$OUT/$name.csv" || status=1
 done
 exit $status
