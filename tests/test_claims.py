@@ -239,3 +239,14 @@ def test_the_rebuilt_command_resolves_to_the_recorded_config(task, baseline, set
     assert _resolved(task, baseline, overrides, again) == recorded  # the command makes the same run
     assert all(text in overrides for text in sets if not text.startswith("training."))
     assert _resolved(task, baseline, [], {}) != recorded  # and the settings did change it
+
+
+def test_a_continual_command_sets_measurements_it_has_no_switch_for():
+    from vlbench.results.claims.commands import continual_command
+
+    stage = {"config": {"task": {"training": {"epochs": 1, "check_eval_invariance": None}},
+                        "training": {"epochs": 2, "check_eval_invariance": True}}}
+    summary = {"sequence": "shapes-families", "baseline": "film", "strategy": "naive", "seed": 0, "settings": {}}
+    words = continual_command([summary], [stage]).split()
+    assert "--check-eval-invariance" not in words  # `vlbench continual` has no such option
+    assert "training.check_eval_invariance=true" in words and words[words.index("--epochs") + 1] == "2"

@@ -25,14 +25,17 @@ __all__ = ["run_command", "run_commands", "continual_command", "results_dir_of"]
 _FLAGS = {"epochs": "--epochs", "max_steps": "--max-steps", "min_steps": "--min-steps", "batch_size": "--batch-size",
           "lr": "--lr", "precision": "--precision"}
 _CONTINUAL_FLAGS = {k: v for k, v in _FLAGS.items() if k != "min_steps"}
+# measurements `vlbench run` asks for with a switch of its own (`vlbench continual` has none of them)
+_RUN_SWITCHES = ("emap_items", "check_eval_invariance", "keep_model")
 
 
 def _value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _training_options(record: dict[str, Any], flags: dict[str, str]) -> list[str]:
-    """Options for the training fields that differ from the recorded task + baseline defaults."""
+def _training_options(record: dict[str, Any], flags: dict[str, str], switches: Sequence[str] = ()) -> list[str]:
+    """Options for the training fields that differ from the recorded task + baseline defaults (the fields in
+    ``switches`` as the command's switch for them)."""
     config = record.get("config") or {}
     defaults = dict((config.get("task") or {}).get("training") or {})
     defaults.update((config.get("baseline") or {}).get("training") or {})
@@ -41,7 +44,7 @@ def _training_options(record: dict[str, Any], flags: dict[str, str]) -> list[str
     for key in sorted(used):
         if key == "seeds" or key not in defaults or used[key] == defaults[key]:
             continue
-        switch = _switch(key, used[key])
+        switch = _switch(key, used[key]) if key in switches else None
         if switch is not None:
             out += switch
         else:
@@ -185,7 +188,7 @@ def run_command(records: Sequence[dict[str, Any]]) -> str:
     task_dataset = (config.get("task") or {}).get("dataset")
     if config.get("dataset") and config.get("dataset") != task_dataset:
         args += ["--dataset", str(config["dataset"])]
-    args += ["--seeds", _seeds(records)] + _training_options(first, _FLAGS) + _task_options(first) + baseline_sets
+    args += ["--seeds", _seeds(records)] + _training_options(first, _FLAGS, _RUN_SWITCHES) + _task_options(first) + baseline_sets
     subset = (config.get("task") or {}).get("train_subset") or {}
     if subset.get("fraction") is not None:
         args += ["--train-fraction", _value(subset["fraction"])]
